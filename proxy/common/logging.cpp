@@ -1,0 +1,70 @@
+#include "proxy/common/logging.hpp"
+
+#include <spdlog/async.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include <chrono>
+#include <mutex>
+
+namespace bgs {
+namespace {
+
+std::shared_ptr<spdlog::logger> make_error_logger() {
+    auto logger = spdlog::stderr_color_mt("bgswitch");
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    return logger;
+}
+
+std::shared_ptr<spdlog::logger>& error_logger() {
+    static std::shared_ptr<spdlog::logger> logger = make_error_logger();
+    return logger;
+}
+
+}  // namespace
+
+spdlog::logger& log() {
+    return *error_logger();
+}
+
+void init_logging(const std::string& level) {
+    auto parsed = spdlog::level::from_str(level);
+    // from_str maps unknown names to "off"; the config loader already rejected those.
+    if (parsed == spdlog::level::off && level != "off") {
+        parsed = spdlog::level::info;
+    }
+    error_logger()->set_level(parsed);
+    error_logger()->flush_on(spdlog::level::warn);
+    spdlog::flush_every(std::chrono::seconds(1));
+}
+
+std::shared_ptr<spdlog::logger> make_access_logger(const std::string& target) {
+    if (target == "off") {
+        return nullptr;
+    }
+    static std::once_flag pool_once;
+    std::call_once(pool_once, [] { spdlog::init_thread_pool(16384, 1); });
+
+    spdlog::sink_ptr sink;
+    if (target == "stdout") {
+        sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+    } else if (target == "stderr") {
+        sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    } else {
+        sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(target);
+    }
+    auto logger =
+        std::make_shared<spdlog::async_logger>("access", std::move(sink), spdlog::thread_pool(),
+                                               spdlog::async_overflow_policy::overrun_oldest);
+    logger->set_pattern("%v");
+    logger->set_level(spdlog::level::info);
+    return logger;
+}
+
+void shutdown_logging() {
+    error_logger()->flush();
+    spdlog::shutdown();
+}
+
+}  // namespace bgs

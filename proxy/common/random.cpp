@@ -1,0 +1,75 @@
+#include "proxy/common/random.hpp"
+
+#include <openssl/rand.h>
+
+#include <array>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+namespace bgs {
+namespace {
+
+constexpr char kHex[] = "0123456789abcdef";
+
+void append_hex(std::string& out, std::uint64_t value) {
+    for (int shift = 60; shift >= 0; shift -= 4) {
+        out.push_back(kHex[(value >> shift) & 0xf]);
+    }
+}
+
+// xoshiro256** (public-domain algorithm by Blackman and Vigna): fast, good enough
+// for identifiers, and per thread so the data path takes no lock.
+class Xoshiro {
+  public:
+    Xoshiro() {
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(s_.data()), sizeof s_) != 1) {
+            std::fprintf(stderr, "bgswitch: OpenSSL RAND_bytes failed\n");
+            std::abort();
+        }
+    }
+    std::uint64_t next() {
+        const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
+        const std::uint64_t t = s_[1] << 17;
+        s_[2] ^= s_[0];
+        s_[3] ^= s_[1];
+        s_[1] ^= s_[2];
+        s_[0] ^= s_[3];
+        s_[2] ^= t;
+        s_[3] = rotl(s_[3], 45);
+        return result;
+    }
+
+  private:
+    static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+    std::array<std::uint64_t, 4> s_{};
+};
+
+}  // namespace
+
+std::string make_request_id() {
+    thread_local Xoshiro rng;
+    std::string id;
+    id.reserve(32);
+    append_hex(id, rng.next());
+    append_hex(id, rng.next());
+    return id;
+}
+
+std::string make_secret_hex(std::size_t bytes) {
+    std::vector<unsigned char> raw(bytes);
+    if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) {
+        std::fprintf(stderr, "bgswitch: OpenSSL RAND_bytes failed\n");
+        std::abort();
+    }
+    std::string out;
+    out.reserve(bytes * 2);
+    for (unsigned char c : raw) {
+        out.push_back(kHex[c >> 4]);
+        out.push_back(kHex[c & 0xf]);
+    }
+    return out;
+}
+
+}  // namespace bgs

@@ -1,0 +1,130 @@
+// The configuration as plain structs, filled by the loader (loader.hpp) or in code
+// (the demo, tests). Immutable once the server starts; any thread may read it.
+#pragma once
+
+#include "proxy/common/color.hpp"
+#include "proxy/common/units.hpp"
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bgs::config {
+
+/// A "host:port" or "[v6]:port" address, as written in the file.
+struct HostPort {
+    std::string host;
+    std::uint16_t port = 0;
+
+    std::string to_string() const;
+    /// Parses "127.0.0.1:80", "[::1]:80", "name:80". On failure returns the reason.
+    static std::optional<HostPort> parse(std::string_view text, std::string* why);
+};
+
+/// An IPv4 or IPv6 network in CIDR notation, e.g. 127.0.0.0/8.
+struct Cidr {
+    bool v6 = false;
+    std::array<unsigned char, 16> addr{};
+    unsigned prefix = 0;
+
+    static std::optional<Cidr> parse(std::string_view text, std::string* why);
+    /// True when the 4- or 16-byte address `bytes` lies inside this network.
+    /// IPv4-mapped IPv6 addresses match IPv4 networks.
+    bool contains(const unsigned char* bytes, std::size_t len) const;
+};
+
+struct Admin {
+    HostPort address{"127.0.0.1", 9901};
+    std::string token;  // resolved from token, ${VAR} or token_file; empty = none
+    std::vector<Cidr> allow;
+};
+
+struct ColorGroup {
+    std::vector<HostPort> upstreams;
+};
+
+struct Health {
+    std::string path = "/health";
+    Duration interval = std::chrono::seconds(2);
+    Duration timeout = std::chrono::seconds(1);
+    unsigned healthy_threshold = 2;
+    unsigned unhealthy_threshold = 3;
+    std::vector<unsigned> expect_status{200};
+};
+
+struct SmokeExpect {
+    unsigned status = 200;
+    std::optional<std::string> body_contains;
+    std::map<std::string, std::string> headers;
+    std::optional<Duration> max_latency;
+};
+
+struct SmokeCheck {
+    std::string name;
+    std::string method = "GET";
+    std::string path;
+    std::map<std::string, std::string> headers;
+    std::string body;
+    SmokeExpect expect;
+};
+
+struct Switch {
+    std::optional<unsigned> min_healthy;  // nullopt = all
+    Duration drain_timeout = std::chrono::seconds(90);
+    Duration close_spread = Duration{0};
+};
+
+struct Proxy {
+    unsigned workers = 0;  // 0 = one per core
+    bool expose_color_header = false;
+};
+
+struct Timeouts {
+    Duration connect = std::chrono::seconds(2);
+    Duration header_read = std::chrono::seconds(10);
+    Duration idle = std::chrono::seconds(60);
+    Duration upstream_response = std::chrono::seconds(60);
+    Duration shutdown = std::chrono::seconds(30);
+};
+
+struct Limits {
+    std::uint64_t max_header_bytes = 16 * 1024;
+    std::uint64_t max_body_bytes = 10 * 1024 * 1024;
+    std::uint64_t max_connections = 10000;
+};
+
+enum class LogFormat { Text, Json };
+
+struct Log {
+    std::string level = "info";
+    std::string access = "stdout";  // stdout | stderr | off | a file path
+    LogFormat format = LogFormat::Text;
+};
+
+struct Config {
+    std::vector<HostPort> listen;
+    std::optional<HostPort> preview;
+    Admin admin;
+    std::array<ColorGroup, 2> colors;  // indexed by bgs::index(Color)
+    Color active = Color::Blue;
+    Health health;
+    std::vector<SmokeCheck> smoke;
+    Switch switching;
+    std::string state_file = "/var/lib/bgswitch/state.json";
+    Proxy proxy;
+    Timeouts timeouts;
+    Limits limits;
+    Log log;
+
+    const ColorGroup& group(Color c) const { return colors[index(c)]; }
+    /// proxy.workers with "auto" resolved to the number of cores (at least 1).
+    unsigned worker_count() const;
+};
+
+/// True for 127.0.0.0/8, ::1 and "localhost".
+bool is_loopback_host(const std::string& host);
+
+}  // namespace bgs::config

@@ -1,0 +1,698 @@
+#include "proxy/config/loader.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace bgs::config {
+namespace {
+
+std::string child(const std::string& path, std::string_view key) {
+    return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+std::string item(const std::string& path, std::size_t i) {
+    return path + "[" + std::to_string(i) + "]";
+}
+
+// One pass over the document. Each read_* method validates one key and records
+// a problem instead of stopping, so the user sees every mistake at once.
+class Loader {
+  public:
+    explicit Loader(const EnvLookup& env) : env_(env) {}
+
+    LoadResult load(const YAML::Node& root) {
+        if (!root || root.IsNull()) {
+            error("", "the configuration is empty");
+            return failure();
+        }
+        if (!root.IsMap()) {
+            error("", "the configuration must be a mapping of keys");
+            return failure();
+        }
+        Config cfg;
+        check_keys(root, "",
+                   {"listen", "preview", "admin", "colors", "active", "health", "smoke", "switch",
+                    "state", "proxy", "timeouts", "limits", "log"});
+        read_listen(root["listen"], cfg);
+        if (auto n = root["preview"]; n && !n.IsNull()) {
+            if (map(n, "preview", {"address"})) {
+                cfg.preview = read_address(n["address"], "preview.address", true);
+            }
+        }
+        read_admin(root["admin"], cfg.admin);
+        read_colors(root["colors"], cfg);
+        if (auto n = root["active"]) {
+            if (auto s = scalar(n, "active")) {
+                if (auto c = parse_color(*s)) {
+                    cfg.active = *c;
+                } else {
+                    error_value("active", *s, "must be blue or green");
+                }
+            }
+        }
+        read_health(root["health"], cfg.health);
+        read_smoke(root["smoke"], cfg.smoke);
+        read_switch(root["switch"], cfg.switching);
+        if (auto n = root["state"]; map(n, "state", {"file"})) {
+            if (auto f = n["file"]) {
+                if (auto s = scalar(f, "state.file")) {
+                    if (s->empty()) {
+                        error("state.file", "must not be empty");
+                    }
+                    cfg.state_file = *s;
+                }
+            }
+        }
+        read_proxy(root["proxy"], cfg.proxy);
+        read_timeouts(root["timeouts"], cfg.timeouts);
+        read_limits(root["limits"], cfg.limits);
+        read_log(root["log"], cfg.log);
+        cross_checks(cfg);
+        return finish(std::move(cfg));
+    }
+
+    void error(const std::string& path, const std::string& msg) {
+        errors_.push_back(path.empty() ? msg : path + ": " + msg);
+    }
+
+    LoadResult finish(Config cfg) {
+        if (!errors_.empty()) {
+            return failure();
+        }
+        LoadResult result;
+        result.config = std::move(cfg);
+        return result;
+    }
+
+    LoadResult failure() {
+        LoadResult result;
+        result.errors = std::move(errors_);
+        return result;
+    }
+
+  private:
+    void error_value(const std::string& path, const std::string& value, const std::string& msg) {
+        errors_.push_back(path + ": \"" + value + "\": " + msg);
+    }
+
+    // True when `n` is present and a mapping whose keys are all in `known`.
+    // Absent or null nodes give false without an error (the defaults stand).
+    bool map(const YAML::Node& n, const std::string& path,
+             std::initializer_list<std::string_view> known) {
+        if (!n || n.IsNull()) {
+            return false;
+        }
+        if (!n.IsMap()) {
+            error(path, "must be a mapping");
+            return false;
+        }
+        check_keys(n, path, known);
+        return true;
+    }
+
+    void check_keys(const YAML::Node& n, const std::string& path,
+                    std::initializer_list<std::string_view> known) {
+        for (const auto& kv : n) {
+            const auto key = kv.first.as<std::string>("");
+            if (std::find(known.begin(), known.end(), key) == known.end()) {
+                error(child(path, key), "unknown key");
+            }
+        }
+    }
+
+    // A scalar with ${NAME} replaced from the environment.
+    std::optional<std::string> scalar(const YAML::Node& n, const std::string& path) {
+        if (!n.IsScalar()) {
+            error(path, "must be a single value");
+            return std::nullopt;
+        }
+        return substitute(n.Scalar(), path);
+    }
+
+    std::optional<std::string> substitute(const std::string& in, const std::string& path) {
+        std::string out;
+        bool ok = true;
+        for (std::size_t i = 0; i < in.size(); ++i) {
+            if (in[i] != '$' || i + 1 >= in.size() || in[i + 1] != '{') {
+                out.push_back(in[i]);
+                continue;
+            }
+            auto close = in.find('}', i + 2);
+            if (close == std::string::npos) {
+                error_value(path, in, "unterminated ${");
+                return std::nullopt;
+            }
+            std::string name = in.substr(i + 2, close - i - 2);
+            const bool valid_name =
+                !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0])) &&
+                std::all_of(name.begin(), name.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+                });
+            if (!valid_name) {
+                error_value(path, in, "invalid variable name \"" + name + "\"");
+                ok = false;
+            } else if (auto value = env_(name)) {
+                out += *value;
+            } else {
+                error(path, "environment variable " + name + " is not set");
+                ok = false;
+            }
+            i = close;
+        }
+        if (!ok) {
+            return std::nullopt;
+        }
+        return out;
+    }
+
+    std::optional<Duration> duration(const YAML::Node& n, const std::string& path,
+                                     bool allow_zero) {
+        auto s = scalar(n, path);
+        if (!s) {
+            return std::nullopt;
+        }
+        auto d = parse_duration(*s);
+        if (!d) {
+            error_value(path, *s, "not a duration (use e.g. 500ms, 2s, 5m, 1h)");
+            return std::nullopt;
+        }
+        if (!allow_zero && d->count() == 0) {
+            error_value(path, *s, "must be greater than 0");
+            return std::nullopt;
+        }
+        return d;
+    }
+
+    std::optional<std::uint64_t> size(const YAML::Node& n, const std::string& path) {
+        auto s = scalar(n, path);
+        if (!s) {
+            return std::nullopt;
+        }
+        auto v = parse_size(*s);
+        if (!v) {
+            error_value(path, *s, "not a size (use e.g. 512, 16KiB, 10MiB)");
+            return std::nullopt;
+        }
+        if (*v == 0) {
+            error_value(path, *s, "must be greater than 0");
+            return std::nullopt;
+        }
+        return v;
+    }
+
+    std::optional<unsigned> number(const YAML::Node& n, const std::string& path, unsigned min,
+                                   unsigned max) {
+        auto s = scalar(n, path);
+        if (!s) {
+            return std::nullopt;
+        }
+        char* end = nullptr;
+        errno = 0;
+        const long long v = std::strtoll(s->c_str(), &end, 10);
+        if (s->empty() || *end != '\0' || errno != 0) {
+            error_value(path, *s, "not a whole number");
+            return std::nullopt;
+        }
+        if (v < min || v > max) {
+            error_value(path, *s, "must be " + std::to_string(min) + ".." + std::to_string(max));
+            return std::nullopt;
+        }
+        return static_cast<unsigned>(v);
+    }
+
+    std::optional<bool> boolean(const YAML::Node& n, const std::string& path) {
+        auto s = scalar(n, path);
+        if (!s) {
+            return std::nullopt;
+        }
+        if (*s == "true" || *s == "yes" || *s == "on") {
+            return true;
+        }
+        if (*s == "false" || *s == "no" || *s == "off") {
+            return false;
+        }
+        error_value(path, *s, "must be true or false");
+        return std::nullopt;
+    }
+
+    std::optional<HostPort> read_address(const YAML::Node& n, const std::string& path,
+                                         bool allow_port_zero) {
+        if (!n) {
+            error(path, "is required");
+            return std::nullopt;
+        }
+        auto s = scalar(n, path);
+        if (!s) {
+            return std::nullopt;
+        }
+        std::string why;
+        auto hp = HostPort::parse(*s, &why);
+        if (!hp) {
+            error_value(path, *s, why);
+            return std::nullopt;
+        }
+        if (hp->port == 0 && !allow_port_zero) {
+            error_value(path, *s, "port out of range");
+            return std::nullopt;
+        }
+        return hp;
+    }
+
+    void read_listen(const YAML::Node& n, Config& cfg) {
+        if (!n || n.IsNull()) {
+            error("listen", "is required (at least one address)");
+            return;
+        }
+        if (!n.IsSequence() || n.size() == 0) {
+            error("listen", "must be a list of at least one {address: host:port}");
+            return;
+        }
+        for (std::size_t i = 0; i < n.size(); ++i) {
+            const auto path = item("listen", i);
+            const auto& entry = n[i];
+            std::optional<HostPort> hp;
+            if (entry.IsScalar()) {
+                hp = read_address(entry, path, true);
+            } else if (map(entry, path, {"address"})) {
+                hp = read_address(entry["address"], path + ".address", true);
+            } else {
+                error(path, "must be {address: host:port}");
+            }
+            if (hp) {
+                cfg.listen.push_back(*hp);
+            }
+        }
+    }
+
+    void read_admin(const YAML::Node& n, Admin& admin) {
+        admin.allow = {*Cidr::parse("127.0.0.0/8", nullptr), *Cidr::parse("::1/128", nullptr)};
+        if (!map(n, "admin", {"address", "token", "token_file", "allow"})) {
+            return;
+        }
+        if (n["address"]) {
+            if (auto hp = read_address(n["address"], "admin.address", true)) {
+                admin.address = *hp;
+            }
+        }
+        if (n["token"] && n["token_file"]) {
+            error("admin", "set token or token_file, not both");
+        } else if (auto t = n["token"]) {
+            if (auto s = scalar(t, "admin.token")) {
+                if (s->empty()) {
+                    error("admin.token", "must not be empty");
+                }
+                admin.token = *s;
+            }
+        } else if (auto f = n["token_file"]) {
+            if (auto s = scalar(f, "admin.token_file")) {
+                std::ifstream in(*s);
+                std::stringstream content;
+                if (in) {
+                    content << in.rdbuf();
+                }
+                if (!in) {
+                    error_value("admin.token_file", *s,
+                                std::string("cannot read: ") + std::strerror(errno));
+                } else {
+                    std::string token = content.str();
+                    while (!token.empty() &&
+                           std::isspace(static_cast<unsigned char>(token.back()))) {
+                        token.pop_back();
+                    }
+                    if (token.empty()) {
+                        error_value("admin.token_file", *s, "the file is empty");
+                    }
+                    admin.token = token;
+                }
+            }
+        }
+        if (auto a = n["allow"]) {
+            if (!a.IsSequence()) {
+                error("admin.allow", "must be a list of CIDR networks");
+                return;
+            }
+            admin.allow.clear();
+            for (std::size_t i = 0; i < a.size(); ++i) {
+                const auto path = item("admin.allow", i);
+                if (auto s = scalar(a[i], path)) {
+                    std::string why;
+                    if (auto c = Cidr::parse(*s, &why)) {
+                        admin.allow.push_back(*c);
+                    } else {
+                        error_value(path, *s, why);
+                    }
+                }
+            }
+        }
+    }
+
+    void read_colors(const YAML::Node& n, Config& cfg) {
+        if (!n || n.IsNull()) {
+            error("colors", "is required (blue and green, each with upstreams)");
+            return;
+        }
+        if (!map(n, "colors", {"blue", "green"})) {
+            return;
+        }
+        for (Color c : kColors) {
+            const auto path = child("colors", to_string(c));
+            const auto group = n[std::string(to_string(c))];
+            if (!group || group.IsNull()) {
+                error(path, "is required");
+                continue;
+            }
+            if (!map(group, path, {"upstreams"})) {
+                continue;
+            }
+            const auto ups = group["upstreams"];
+            const auto ups_path = path + ".upstreams";
+            if (!ups || !ups.IsSequence() || ups.size() == 0) {
+                error(ups_path, "must be a list of at least one host:port");
+                continue;
+            }
+            std::set<std::string> seen;
+            for (std::size_t i = 0; i < ups.size(); ++i) {
+                if (auto hp = read_address(ups[i], item(ups_path, i), false)) {
+                    if (!seen.insert(hp->to_string()).second) {
+                        error_value(item(ups_path, i), hp->to_string(), "listed twice");
+                    }
+                    cfg.colors[index(c)].upstreams.push_back(*hp);
+                }
+            }
+        }
+    }
+
+    void read_health(const YAML::Node& n, Health& h) {
+        if (!map(n, "health",
+                 {"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold",
+                  "expect_status"})) {
+            return;
+        }
+        if (auto p = n["path"]) {
+            if (auto s = scalar(p, "health.path")) {
+                if (s->empty() || s->front() != '/') {
+                    error_value("health.path", *s, "must start with /");
+                }
+                h.path = *s;
+            }
+        }
+        if (auto v = n["interval"]) {
+            h.interval = duration(v, "health.interval", false).value_or(h.interval);
+        }
+        if (auto v = n["timeout"]) {
+            h.timeout = duration(v, "health.timeout", false).value_or(h.timeout);
+        }
+        if (auto v = n["healthy_threshold"]) {
+            h.healthy_threshold =
+                number(v, "health.healthy_threshold", 1, 100).value_or(h.healthy_threshold);
+        }
+        if (auto v = n["unhealthy_threshold"]) {
+            h.unhealthy_threshold =
+                number(v, "health.unhealthy_threshold", 1, 100).value_or(h.unhealthy_threshold);
+        }
+        if (auto v = n["expect_status"]) {
+            h.expect_status = statuses(v, "health.expect_status");
+        }
+    }
+
+    std::vector<unsigned> statuses(const YAML::Node& n, const std::string& path) {
+        std::vector<unsigned> out;
+        if (n.IsScalar()) {
+            if (auto s = number(n, path, 100, 599)) {
+                out.push_back(*s);
+            }
+            return out;
+        }
+        if (!n.IsSequence() || n.size() == 0) {
+            error(path, "must be a status code or a list of them");
+            return out;
+        }
+        for (std::size_t i = 0; i < n.size(); ++i) {
+            if (auto s = number(n[i], item(path, i), 100, 599)) {
+                out.push_back(*s);
+            }
+        }
+        return out;
+    }
+
+    std::map<std::string, std::string> string_map(const YAML::Node& n, const std::string& path) {
+        std::map<std::string, std::string> out;
+        if (!n.IsMap()) {
+            error(path, "must be a mapping of names to values");
+            return out;
+        }
+        for (const auto& kv : n) {
+            const auto key = kv.first.as<std::string>("");
+            if (auto v = scalar(kv.second, child(path, key))) {
+                out[key] = *v;
+            }
+        }
+        return out;
+    }
+
+    void read_smoke(const YAML::Node& n, std::vector<SmokeCheck>& out) {
+        if (!n || n.IsNull()) {
+            return;
+        }
+        if (!n.IsSequence()) {
+            error("smoke", "must be a list of checks");
+            return;
+        }
+        std::set<std::string> names;
+        for (std::size_t i = 0; i < n.size(); ++i) {
+            const auto path = item("smoke", i);
+            const auto& e = n[i];
+            if (!map(e, path, {"name", "method", "path", "headers", "body", "expect"})) {
+                if (!e || e.IsNull()) {
+                    error(path, "must be a mapping");
+                }
+                continue;
+            }
+            SmokeCheck check;
+            if (auto v = e["name"]; v) {
+                check.name = scalar(v, path + ".name").value_or("");
+            }
+            if (check.name.empty()) {
+                error(path + ".name", "is required");
+            } else if (!names.insert(check.name).second) {
+                error_value(path + ".name", check.name, "used by another check");
+            }
+            if (auto v = e["method"]) {
+                check.method = scalar(v, path + ".method").value_or("GET");
+                const bool token =
+                    !check.method.empty() &&
+                    std::all_of(check.method.begin(), check.method.end(),
+                                [](char c) { return std::isupper(static_cast<unsigned char>(c)); });
+                if (!token) {
+                    error_value(path + ".method", check.method, "not an HTTP method");
+                }
+            }
+            if (auto v = e["path"]) {
+                check.path = scalar(v, path + ".path").value_or("");
+                if (check.path.empty() || check.path.front() != '/') {
+                    error_value(path + ".path", check.path, "must start with /");
+                }
+            } else {
+                error(path + ".path", "is required");
+            }
+            if (auto v = e["headers"]) {
+                check.headers = string_map(v, path + ".headers");
+            }
+            if (auto v = e["body"]) {
+                check.body = scalar(v, path + ".body").value_or("");
+            }
+            if (auto x = e["expect"];
+                map(x, path + ".expect", {"status", "body_contains", "headers", "max_latency"})) {
+                const auto xp = path + ".expect";
+                if (auto v = x["status"]) {
+                    check.expect.status = number(v, xp + ".status", 100, 599).value_or(200);
+                }
+                if (auto v = x["body_contains"]) {
+                    check.expect.body_contains = scalar(v, xp + ".body_contains");
+                }
+                if (auto v = x["headers"]) {
+                    check.expect.headers = string_map(v, xp + ".headers");
+                }
+                if (auto v = x["max_latency"]) {
+                    check.expect.max_latency = duration(v, xp + ".max_latency", false);
+                }
+            }
+            out.push_back(std::move(check));
+        }
+    }
+
+    void read_switch(const YAML::Node& n, Switch& s) {
+        if (!map(n, "switch", {"min_healthy", "drain_timeout", "close_spread"})) {
+            return;
+        }
+        if (auto v = n["min_healthy"]) {
+            if (v.IsScalar() && v.Scalar() == "all") {
+                s.min_healthy.reset();
+            } else {
+                s.min_healthy = number(v, "switch.min_healthy", 1, 100000);
+            }
+        }
+        if (auto v = n["drain_timeout"]) {
+            s.drain_timeout = duration(v, "switch.drain_timeout", true).value_or(s.drain_timeout);
+        }
+        if (auto v = n["close_spread"]) {
+            s.close_spread = duration(v, "switch.close_spread", true).value_or(s.close_spread);
+        }
+    }
+
+    void read_proxy(const YAML::Node& n, Proxy& p) {
+        if (!map(n, "proxy", {"workers", "expose_color_header"})) {
+            return;
+        }
+        if (auto v = n["workers"]) {
+            if (v.IsScalar() && v.Scalar() == "auto") {
+                p.workers = 0;
+            } else {
+                p.workers = number(v, "proxy.workers", 1, 256).value_or(0);
+            }
+        }
+        if (auto v = n["expose_color_header"]) {
+            p.expose_color_header = boolean(v, "proxy.expose_color_header").value_or(false);
+        }
+    }
+
+    void read_timeouts(const YAML::Node& n, Timeouts& t) {
+        if (!map(n, "timeouts",
+                 {"connect", "header_read", "idle", "upstream_response", "shutdown"})) {
+            return;
+        }
+        auto set = [&](const char* key, Duration& field, bool allow_zero) {
+            if (auto v = n[key]) {
+                field = duration(v, child("timeouts", key), allow_zero).value_or(field);
+            }
+        };
+        set("connect", t.connect, false);
+        set("header_read", t.header_read, false);
+        set("idle", t.idle, false);
+        set("upstream_response", t.upstream_response, false);
+        set("shutdown", t.shutdown, true);
+    }
+
+    void read_limits(const YAML::Node& n, Limits& l) {
+        if (!map(n, "limits", {"max_header_bytes", "max_body_bytes", "max_connections"})) {
+            return;
+        }
+        if (auto v = n["max_header_bytes"]) {
+            l.max_header_bytes = size(v, "limits.max_header_bytes").value_or(l.max_header_bytes);
+            if (l.max_header_bytes < 1024) {
+                error("limits.max_header_bytes", "must be at least 1KiB");
+            }
+        }
+        if (auto v = n["max_body_bytes"]) {
+            l.max_body_bytes = size(v, "limits.max_body_bytes").value_or(l.max_body_bytes);
+        }
+        if (auto v = n["max_connections"]) {
+            l.max_connections =
+                number(v, "limits.max_connections", 1, 10'000'000).value_or(l.max_connections);
+        }
+    }
+
+    void read_log(const YAML::Node& n, Log& l) {
+        if (!map(n, "log", {"level", "access", "format"})) {
+            return;
+        }
+        if (auto v = n["level"]) {
+            l.level = scalar(v, "log.level").value_or("info");
+            static const std::set<std::string> kLevels{"trace", "debug",    "info", "warn",
+                                                       "error", "critical", "off"};
+            if (!kLevels.contains(l.level)) {
+                error_value("log.level", l.level,
+                            "must be trace, debug, info, warn, error, critical or off");
+            }
+        }
+        if (auto v = n["access"]) {
+            l.access = scalar(v, "log.access").value_or("stdout");
+            if (l.access.empty()) {
+                error("log.access", "must be stdout, stderr, off or a file path");
+            }
+        }
+        if (auto v = n["format"]) {
+            auto s = scalar(v, "log.format");
+            if (s == "text") {
+                l.format = LogFormat::Text;
+            } else if (s == "json") {
+                l.format = LogFormat::Json;
+            } else if (s) {
+                error_value("log.format", *s, "must be text or json");
+            }
+        }
+    }
+
+    void cross_checks(const Config& cfg) {
+        if (!is_loopback_host(cfg.admin.address.host) && cfg.admin.token.empty()) {
+            error_value("admin.address", cfg.admin.address.to_string(),
+                        "a token (admin.token or admin.token_file) is required on a "
+                        "non-loopback address");
+        }
+        std::set<std::string> bound;
+        auto claim = [&](const HostPort& hp, const std::string& path) {
+            if (hp.port != 0 && !bound.insert(hp.to_string()).second) {
+                error_value(path, hp.to_string(), "address used by another listener");
+            }
+        };
+        for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
+            claim(cfg.listen[i], item("listen", i) + ".address");
+        }
+        if (cfg.preview) {
+            claim(*cfg.preview, "preview.address");
+        }
+        claim(cfg.admin.address, "admin.address");
+        if (cfg.switching.close_spread > cfg.switching.drain_timeout) {
+            error_value("switch.close_spread", format_duration(cfg.switching.close_spread),
+                        "must not exceed switch.drain_timeout");
+        }
+    }
+
+    const EnvLookup& env_;
+    std::vector<std::string> errors_;
+};
+
+}  // namespace
+
+std::optional<std::string> process_env(const std::string& name) {
+    if (const char* v = std::getenv(name.c_str())) {
+        return std::string(v);
+    }
+    return std::nullopt;
+}
+
+LoadResult load_config_text(std::string_view yaml, const std::string& source,
+                            const EnvLookup& env) {
+    Loader loader(env);
+    YAML::Node root;
+    try {
+        root = YAML::Load(std::string(yaml));
+    } catch (const YAML::Exception& e) {
+        // yaml-cpp's marks are 0-based.
+        loader.error("", source + ":" + std::to_string(e.mark.line + 1) + ":" +
+                             std::to_string(e.mark.column + 1) + ": YAML syntax error: " + e.msg);
+        return loader.failure();
+    }
+    return loader.load(root);
+}
+
+LoadResult load_config_file(const std::string& path, const EnvLookup& env) {
+    std::ifstream in(path);
+    if (!in) {
+        LoadResult r;
+        r.errors.push_back(path + ": cannot open: " + std::strerror(errno));
+        return r;
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    return load_config_text(text.str(), path, env);
+}
+
+}  // namespace bgs::config

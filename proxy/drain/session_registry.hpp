@@ -1,0 +1,99 @@
+// Where the drain and shutdown logic find every client connection: a per-worker
+// list of tracked sessions (worker thread only) and process-wide per-color
+// activity counters (atomics, readable from any thread).
+#pragma once
+
+#include "proxy/common/color.hpp"
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+namespace bgs::drain {
+
+/// What a client connection is doing right now.
+enum class Activity : std::uint8_t {
+    Idle,      // between requests (keep-alive) or reading a request header
+    Request,   // a request is in flight to an upstream of its color
+    Stream,    // a response of unknown length (chunked, SSE) is being relayed
+    Upgraded,  // a WebSocket or other upgraded tunnel
+};
+
+/// Per-color counts of requests, streams and tunnels across all workers.
+class ActivityCounts {
+  public:
+    void add(Color c, Activity a, std::int64_t delta) {
+        if (a != Activity::Idle) {
+            counts_[index(c)][slot(a)].fetch_add(delta, std::memory_order_relaxed);
+        }
+    }
+    std::int64_t get(Color c, Activity a) const {
+        return a == Activity::Idle ? 0 : counts_[index(c)][slot(a)].load(std::memory_order_relaxed);
+    }
+
+  private:
+    static std::size_t slot(Activity a) { return static_cast<std::size_t>(a) - 1; }
+    std::array<std::array<std::atomic<std::int64_t>, 3>, 2> counts_{};
+};
+
+class SessionRegistry;
+
+/// One client connection as drain and shutdown see it. Owned by the session's
+/// coroutine frame; registered for exactly its lifetime. Worker thread only.
+class TrackedSession {
+  public:
+    /// `on_stop` is called (on the worker thread) when the worker stops: the
+    /// session must end at its next safe point. It must not destroy the session.
+    TrackedSession(SessionRegistry& registry, std::function<void()> on_stop);
+    ~TrackedSession();
+    TrackedSession(const TrackedSession&) = delete;
+    TrackedSession& operator=(const TrackedSession&) = delete;
+
+    /// Moves the session to a new activity on `color`, keeping the counters exact.
+    void set(Activity activity, Color color);
+    Activity activity() const { return activity_; }
+    Color color() const { return color_; }
+    void stop() const { on_stop_(); }
+
+  private:
+    friend class SessionRegistry;
+    SessionRegistry& registry_;
+    std::function<void()> on_stop_;
+    Activity activity_ = Activity::Idle;
+    Color color_ = Color::Blue;
+    TrackedSession* prev_ = nullptr;
+    TrackedSession* next_ = nullptr;
+};
+
+/// The sessions of one worker. Worker thread only.
+class SessionRegistry {
+  public:
+    explicit SessionRegistry(ActivityCounts& counts) : counts_(counts) {}
+
+    std::size_t size() const { return size_; }
+
+    /// Calls f(TrackedSession&) for each session. f may stop sessions but not
+    /// destroy them.
+    template <typename F>
+    void for_each(F&& f) {
+        for (auto* s = head_; s != nullptr;) {
+            auto* next = s->next_;
+            f(*s);
+            s = next;
+        }
+    }
+
+    void stop_all() {
+        for_each([](TrackedSession& s) { s.stop(); });
+    }
+
+  private:
+    friend class TrackedSession;
+    ActivityCounts& counts_;
+    TrackedSession* head_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+}  // namespace bgs::drain

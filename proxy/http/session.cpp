@@ -1,0 +1,657 @@
+// The life of a request, phase by phase (the code below carries these markers):
+//
+//  1. wait   An idle keep-alive connection waits for the first byte of its next
+//            request (timeouts.idle); a quiet close here is normal.
+//  2. read   The request header is read and parsed (timeouts.header_read,
+//            limits.max_header_bytes -> 408, 431; Content-Length over
+//            limits.max_body_bytes -> 413; malformed -> 400).
+//  3. check  Framing and Host are validated; every ambiguity that could smuggle
+//            a second request gets 400 and the connection is closed.
+//  4. route  The router picks the color for this request (never cached per
+//            connection, so a switch moves open keep-alive connections too) and
+//            an upstream; a pooled connection is leased or a new one dialled.
+//            A refused connect is retried once on another upstream.
+//  5. send   The request header is rewritten (hop-by-hop out, X-Forwarded-* and
+//            X-Request-Id in) and sent, then the body is streamed piece by piece.
+//  6. await  The upstream's response header (timeouts.upstream_response -> 504).
+//            A reused pooled connection that died before answering is replaced
+//            once when the request had no body. A 101 turns into a tunnel.
+//  7. relay  The response header is rewritten and sent at once, then the body is
+//            streamed as it arrives, so SSE events and chunks are not held back.
+//  8. done   Access log line; the upstream connection returns to the pool when
+//            its exchange ended cleanly; the client connection is kept alive or
+//            closed.
+#include "proxy/http/session.hpp"
+
+#include "proxy/common/logging.hpp"
+#include "proxy/common/random.hpp"
+#include "proxy/http/headers.hpp"
+#include "proxy/http/tunnel.hpp"
+#include "proxy/metrics/access_log.hpp"
+#include "proxy/worker/worker.hpp"
+
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/status.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+namespace bgs::http {
+namespace {
+
+namespace asio = net::asio;
+namespace beast = net::beast;
+namespace bh = net::http;
+using Clock = std::chrono::steady_clock;
+using drain::Activity;
+
+constexpr std::size_t kIoBufferSize = 16 * 1024;
+constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
+
+bool is_benign_disconnect(const net::error_code& ec) {
+    return ec == asio::error::eof || ec == bh::error::end_of_stream ||
+           ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+           ec == asio::error::operation_aborted || ec == asio::error::not_connected ||
+           ec == asio::error::bad_descriptor;
+}
+
+/// Maps a failure to read the client's request header to the proxy's answer.
+/// 0 means close without answering (the client left).
+unsigned status_for_request_error(const net::error_code& ec) {
+    if (ec == beast::error::timeout) {
+        return 408;
+    }
+    if (ec == bh::error::header_limit) {
+        return 431;
+    }
+    if (ec == bh::error::body_limit) {
+        return 413;
+    }
+    if (ec.category() == bh::make_error_code(bh::error::bad_method).category() &&
+        ec != bh::error::end_of_stream && ec != bh::error::partial_message) {
+        return 400;
+    }
+    return 0;
+}
+
+std::string reply_text(unsigned status) {
+    const auto reason = bh::obsolete_reason(bh::int_to_status(status));
+    return std::to_string(status) + " " + std::string(reason.data(), reason.size());
+}
+
+class Session {
+  public:
+    Session(worker::Worker& worker, net::tcp::socket socket, routing::Audience audience)
+        : worker_(worker),
+          cfg_(worker.cfg()),
+          client_(std::move(socket)),
+          audience_(audience),
+          tracked_(worker.registry(), [this] { stop(); }) {
+        worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
+        net::error_code ec;
+        const auto ep = client_.socket().remote_endpoint(ec);
+        peer_ip_ = ec ? "-" : ep.address().to_string();
+        peer_ = ec ? "-" : peer_ip_ + ":" + std::to_string(ep.port());
+        client_.socket().set_option(net::tcp::no_delay(true), ec);
+    }
+
+    ~Session() { worker_.shared().open_connections.fetch_sub(1, std::memory_order_relaxed); }
+
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    net::Task<void> run() {
+        bool keep_alive = true;
+        while (keep_alive && !stop_requested_) {
+            keep_alive = co_await serve_one();
+        }
+        if (needs_linger_) {
+            co_await linger_close();
+        }
+        net::error_code ignored;
+        client_.socket().shutdown(net::tcp::socket::shutdown_both, ignored);
+        client_.socket().close(ignored);
+    }
+
+  private:
+    enum class Phase { Wait, Read, Busy, Tunnel };
+
+    /// Everything the access log and the error replies need about one exchange.
+    struct Exchange {
+        Clock::time_point start = Clock::now();
+        metrics::AccessRecord rec;
+    };
+
+    // Called by the worker on shutdown (and later by the drain): end at the next
+    // safe point. Only a connection with no request in progress is cut right away.
+    void stop() {
+        stop_requested_ = true;
+        if (phase_ == Phase::Wait || (phase_ == Phase::Read && buf_.size() == 0)) {
+            net::error_code ignored;
+            client_.socket().cancel(ignored);
+        } else if (phase_ == Phase::Tunnel && tunnel_upstream_ != nullptr) {
+            net::error_code ignored;
+            client_.socket().shutdown(net::tcp::socket::shutdown_both, ignored);
+            tunnel_upstream_->stream.socket().shutdown(net::tcp::socket::shutdown_both, ignored);
+        }
+    }
+
+    char* io_buffer() {
+        if (!io_) {
+            io_ = std::make_unique<char[]>(kIoBufferSize);
+        }
+        return io_.get();
+    }
+
+    net::Task<bool> serve_one() {
+        // --- 1. wait ---------------------------------------------------------
+        if (requests_ > 0 && buf_.size() == 0) {
+            phase_ = Phase::Wait;
+            client_.expires_after(cfg_.timeouts.idle);
+            auto [ec, n] = co_await net::read_some(client_, buf_.prepare(4096));
+            if (ec || n == 0 || stop_requested_) {
+                co_return false;
+            }
+            buf_.commit(n);
+        }
+
+        // --- 2. read ---------------------------------------------------------
+        phase_ = Phase::Read;
+        Exchange ex;
+        ex.rec.time = std::chrono::system_clock::now();
+        ex.rec.client = peer_;
+        ex.rec.color = "-";
+        ex.rec.upstream = "-";
+        net::RequestParser parser;
+        parser.header_limit(static_cast<std::uint32_t>(cfg_.limits.max_header_bytes));
+        parser.body_limit(cfg_.limits.max_body_bytes);
+        client_.expires_after(cfg_.timeouts.header_read);
+        if (auto ec = co_await net::read_header(client_, buf_, parser)) {
+            const auto status = status_for_request_error(ec);
+            if (status == 0 || (status == 408 && buf_.size() == 0 && requests_ > 0)) {
+                co_return false;
+            }
+            if (parser.is_header_done()) {
+                note_request(ex, parser.get());
+            }
+            co_await reply(ex, status, ec.message(), true);
+            co_return false;
+        }
+        ++requests_;
+        phase_ = Phase::Busy;
+        auto& req = parser.get();
+        note_request(ex, req);
+        ex.rec.request_id = request_id_for(req);
+
+        // --- 3. check --------------------------------------------------------
+        if (auto why = request_framing_error(req, req.version())) {
+            co_await reply(ex, 400, *why, true);
+            co_return false;
+        }
+        const bool upgrade = is_upgrade_request(req, req.version());
+        const bool client_keep_alive = req.keep_alive();
+        const bool has_body = req.chunked() || parser.content_length().value_or(0) > 0;
+        const bool expect_continue =
+            beast::iequals(req[bh::field::expect], "100-continue") && has_body;
+
+        // --- 4. route --------------------------------------------------------
+        const Color color = worker_.shared().router.route(audience_);
+        ex.rec.color = std::string(to_string(color));
+        tracked_.set(Activity::Request, color);
+        auto up = co_await lease_upstream(color, std::nullopt);
+        if (!up) {
+            const bool close = !parser.is_done() || !client_keep_alive;
+            co_await reply(ex, 502, "no upstream of " + ex.rec.color + " could be reached", close);
+            co_return finish(!close);
+        }
+
+        // --- 5. send ---------------------------------------------------------
+        bh::request<bh::buffer_body> out;
+        out.method_string(req.method_string());
+        out.target(req.target());
+        out.version(11);
+        copy_end_to_end(req, out, upgrade);
+        add_forwarded(req, out, {peer_ip_, "http"});
+        out.set("X-Request-Id", ex.rec.request_id);
+        if (req.count(bh::field::host) == 0) {
+            out.set(bh::field::host, worker_.shared().router.upstream(color, up->index).address);
+        }
+        if (upgrade) {
+            out.set(bh::field::connection, "upgrade");
+        }
+        if (expect_continue) {
+            out.erase(bh::field::expect);  // answered here, when the body is wanted
+        }
+        if (req.chunked()) {
+            out.chunked(true);
+        } else if (auto len = parser.content_length()) {
+            out.content_length(*len);
+        }
+
+        std::unique_ptr<net::ResponseParser> rp;
+        for (int attempt = 0;; ++attempt) {
+            ex.rec.upstream = worker_.shared().router.upstream(color, up->index).address;
+            auto sent = co_await send_request(ex, parser, out, *up, expect_continue);
+            if (sent.client_failed) {
+                co_return finish(false);
+            }
+            if (sent.status != 0) {
+                co_await reply(ex, sent.status, sent.why, true);
+                co_return finish(false);
+            }
+
+            // --- 6. await ----------------------------------------------------
+            auto got = co_await await_response(req.method() == bh::verb::head, *up);
+            if (got.parser) {
+                rp = std::move(got.parser);
+                break;
+            }
+            // A pooled connection the upstream had already closed: nothing was
+            // answered, so a bodiless request is safe to send again.
+            const bool retry = got.nothing_received && up->reused && !has_body && attempt == 0;
+            if (retry) {
+                up = co_await lease_upstream(color, std::nullopt, /*fresh=*/true);
+                if (up) {
+                    continue;
+                }
+            }
+            // The upstream connection is in an unknown state: it is dropped.
+            const bool close = !parser.is_done() || !client_keep_alive;
+            co_await reply(ex, got.status, got.why, close);
+            co_return finish(!close);
+        }
+
+        auto& res = rp->get();
+        if (res.result() == bh::status::switching_protocols) {
+            if (!upgrade) {
+                co_await reply(ex, 502, "upstream sent 101 to a request without Upgrade", true);
+                co_return finish(false);
+            }
+            co_await tunnel(ex, res, *up, color);
+            co_return finish(false);
+        }
+
+        // --- 7. relay --------------------------------------------------------
+        const bool head = req.method() == bh::verb::head;
+        const unsigned code = res.result_int();
+        const bool body_expected = !head && code != 204 && code != 304 && code >= 200;
+        const bool until_close = body_expected && rp->need_eof();
+        const bool client_v10 = req.version() == 10;
+
+        bh::response<bh::buffer_body> resp;
+        resp.result(code);
+        resp.reason(res.reason());
+        resp.version(client_v10 ? 10 : 11);
+        copy_end_to_end(res, resp, false);
+        resp.set("X-Request-Id", ex.rec.request_id);
+        if (cfg_.proxy.expose_color_header) {
+            resp.set("X-Bgswitch-Color", ex.rec.color);
+        }
+        bool streaming = false;
+        if (auto len = rp->content_length(); len && (body_expected || head || code == 304)) {
+            resp.content_length(*len);
+        } else if (body_expected) {
+            streaming = true;
+            if (!client_v10) {
+                resp.chunked(true);
+            }
+        }
+        const bool keep_alive = client_keep_alive && !stop_requested_ &&
+                                !worker_.shared().shutting_down.load(std::memory_order_relaxed) &&
+                                !(client_v10 && streaming);
+        resp.keep_alive(keep_alive);
+        if (streaming) {
+            tracked_.set(Activity::Stream, color);
+        }
+        ex.rec.status = code;
+
+        const bool relayed = co_await relay_response(ex, *rp, resp, *up, body_expected);
+        if (!relayed) {
+            co_return finish(false);
+        }
+
+        // --- 8. done ---------------------------------------------------------
+        if (res.keep_alive() && !until_close && rp->is_done() && up->buffer.size() == 0) {
+            worker_.pool().give_back(std::move(up));
+        }
+        log_access(ex);
+        co_return finish(keep_alive);
+    }
+
+    // Back to idle for the registry; passes `keep_alive` through.
+    bool finish(bool keep_alive) {
+        tracked_.set(Activity::Idle, tracked_.color());
+        return keep_alive;
+    }
+
+    void note_request(Exchange& ex, const bh::request<bh::buffer_body>& req) {
+        ex.rec.method = std::string(req.method_string());
+        ex.rec.target = std::string(req.target());
+        ex.rec.version = req.version() == 10 ? 10 : 11;
+    }
+
+    /// A connection to an upstream of `color`: pooled when possible, otherwise
+    /// dialled, with one more upstream tried when the first refuses.
+    net::Task<std::unique_ptr<upstream::Connection>> lease_upstream(
+        Color color, std::optional<std::size_t> exclude, bool fresh = false) {
+        auto& router = worker_.shared().router;
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            auto i = router.pick(color, worker_.cursor(color), exclude);
+            if (!i) {
+                break;
+            }
+            if (!fresh) {
+                if (auto conn = worker_.pool().take(color, *i)) {
+                    co_return conn;
+                }
+            }
+            auto [ec, conn] = co_await worker_.pool().connect(client_.get_executor(), color, *i,
+                                                              cfg_.timeouts.connect);
+            if (!ec) {
+                co_return std::move(conn);
+            }
+            log().warn("connect to {} upstream {} failed: {}", to_string(color),
+                       router.upstream(color, *i).address, ec.message());
+            exclude = *i;
+        }
+        co_return nullptr;
+    }
+
+    struct SendResult {
+        unsigned status = 0;  // non-zero: answer the client with this
+        std::string why;
+        bool client_failed = false;  // the client went away; just close
+    };
+
+    net::Task<SendResult> send_request(Exchange& ex, net::RequestParser& parser,
+                                       bh::request<bh::buffer_body>& out, upstream::Connection& up,
+                                       bool expect_continue) {
+        net::RequestSerializer sr(out);
+        if (parser.is_done()) {
+            out.body().data = nullptr;
+            out.body().more = false;
+            up.stream.expires_after(cfg_.timeouts.upstream_response);
+            if (auto ec = co_await net::write(up.stream, sr)) {
+                co_return SendResult{502,
+                                     "sending the request to the upstream failed: " + ec.message()};
+            }
+            co_return SendResult{};
+        }
+        // The header goes first so that the upstream can start working while the
+        // body is still arriving.
+        out.body().data = nullptr;
+        out.body().more = true;
+        up.stream.expires_after(cfg_.timeouts.upstream_response);
+        if (auto ec = co_await net::write(up.stream, sr)) {
+            co_return SendResult{502,
+                                 "sending the request to the upstream failed: " + ec.message()};
+        }
+        if (expect_continue) {
+            static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+            client_.expires_after(cfg_.timeouts.idle);
+            if (co_await net::write_all(client_, asio::buffer(kContinue))) {
+                co_return SendResult{0, {}, true};
+            }
+        }
+        char* io = io_buffer();
+        while (!parser.is_done()) {
+            parser.get().body().data = io;
+            parser.get().body().size = kIoBufferSize;
+            client_.expires_after(cfg_.timeouts.idle);
+            if (auto ec = co_await net::read_body(client_, buf_, parser)) {
+                if (ec == bh::error::body_limit) {
+                    co_return SendResult{413, "request body over limits.max_body_bytes"};
+                }
+                if (ec == beast::error::timeout) {
+                    co_return SendResult{408, "request body stalled"};
+                }
+                if (status_for_request_error(ec) == 400) {
+                    co_return SendResult{400, ec.message()};
+                }
+                log().info("client {} left while sending request {}: {}", peer_, ex.rec.request_id,
+                           ec.message());
+                co_return SendResult{0, {}, true};
+            }
+            const std::size_t n = kIoBufferSize - parser.get().body().size;
+            if (n == 0 && !parser.is_done()) {
+                continue;  // only framing was read; an empty chunk would end the body
+            }
+            out.body().data = io;
+            out.body().size = n;
+            out.body().more = !parser.is_done();
+            up.stream.expires_after(cfg_.timeouts.idle);
+            if (auto ec = co_await net::write(up.stream, sr)) {
+                co_return SendResult{
+                    502, "upstream failed while receiving the request body: " + ec.message()};
+            }
+        }
+        co_return SendResult{};
+    }
+
+    struct AwaitResult {
+        std::unique_ptr<net::ResponseParser> parser;  // set on success
+        unsigned status = 502;
+        std::string why;
+        bool nothing_received = false;
+    };
+
+    net::Task<AwaitResult> await_response(bool head, upstream::Connection& up) {
+        AwaitResult result;
+        for (;;) {
+            auto parser = std::make_unique<net::ResponseParser>();
+            parser->header_limit(kUpstreamHeaderLimit);
+            parser->body_limit(boost::none);
+            if (head) {
+                parser->skip(true);
+            }
+            const auto before = up.buffer.size();
+            up.stream.expires_after(cfg_.timeouts.upstream_response);
+            if (auto ec = co_await net::read_header(up.stream, up.buffer, *parser)) {
+                if (ec == beast::error::timeout) {
+                    result.status = 504;
+                    result.why = "no response header within timeouts.upstream_response";
+                } else {
+                    result.why = "invalid or missing response from the upstream: " + ec.message();
+                    result.nothing_received =
+                        before == 0 && up.buffer.size() == 0 &&
+                        (ec == bh::error::end_of_stream || is_benign_disconnect(ec));
+                }
+                co_return result;
+            }
+            const auto code = parser->get().result_int();
+            // Interim responses (100, 103) are not passed on: the proxy answered
+            // Expect itself and early hints are optional.
+            if (code >= 100 && code < 200 && code != 101) {
+                continue;
+            }
+            result.parser = std::move(parser);
+            co_return result;
+        }
+    }
+
+    /// Sends the response header at once, then streams the body. False when the
+    /// exchange broke (the client connection must close).
+    net::Task<bool> relay_response(Exchange& ex, net::ResponseParser& rp,
+                                   bh::response<bh::buffer_body>& resp, upstream::Connection& up,
+                                   bool body_expected) {
+        net::ResponseSerializer sr(resp);
+        if (!body_expected) {
+            resp.body().data = nullptr;
+            resp.body().more = false;
+            client_.expires_after(cfg_.timeouts.idle);
+            if (co_await net::write_header(client_, sr)) {
+                co_return false;
+            }
+            co_return true;
+        }
+        // With nothing of the body buffered yet (SSE, slow generators), the header
+        // is flushed alone so the client sees the response start immediately.
+        if (up.buffer.size() == 0 && !rp.is_done()) {
+            resp.body().data = nullptr;
+            resp.body().more = true;
+            client_.expires_after(cfg_.timeouts.idle);
+            if (co_await net::write(client_, sr)) {
+                co_return false;
+            }
+        }
+        char* io = io_buffer();
+        do {
+            std::size_t n = 0;
+            if (!rp.is_done()) {
+                rp.get().body().data = io;
+                rp.get().body().size = kIoBufferSize;
+                up.stream.expires_after(cfg_.timeouts.idle);
+                if (auto ec = co_await net::read_body(up.stream, up.buffer, rp)) {
+                    log().warn("upstream {} failed mid-response to {} (request {}): {}",
+                               ex.rec.upstream, peer_, ex.rec.request_id, ec.message());
+                    ex.rec.status = 502;
+                    log_access(ex);
+                    co_return false;
+                }
+                n = kIoBufferSize - rp.get().body().size;
+                if (n == 0 && !rp.is_done()) {
+                    continue;  // only framing was read; an empty chunk would end the body
+                }
+            }
+            resp.body().data = io;
+            resp.body().size = n;
+            resp.body().more = !rp.is_done();
+            client_.expires_after(cfg_.timeouts.idle);
+            if (auto ec = co_await net::write(client_, sr)) {
+                log().info("client {} left during the response (request {}): {}", peer_,
+                           ex.rec.request_id, ec.message());
+                log_access(ex);
+                co_return false;
+            }
+            ex.rec.bytes_sent += n;
+        } while (!rp.is_done() || !sr.is_done());
+        co_return true;
+    }
+
+    net::Task<void> tunnel(Exchange& ex, bh::response<bh::buffer_body>& res,
+                           upstream::Connection& up, Color color) {
+        bh::response<bh::empty_body> resp;
+        resp.result(bh::status::switching_protocols);
+        resp.reason(res.reason());
+        resp.version(11);
+        copy_end_to_end(res, resp, true);
+        resp.set(bh::field::connection, "upgrade");
+        resp.set("X-Request-Id", ex.rec.request_id);
+        if (cfg_.proxy.expose_color_header) {
+            resp.set("X-Bgswitch-Color", ex.rec.color);
+        }
+        const std::string head = header_text(resp);
+        client_.expires_after(cfg_.timeouts.idle);
+        if (co_await net::write_all(client_, asio::buffer(head))) {
+            co_return;
+        }
+        ex.rec.status = 101;
+        log_access(ex);
+        tracked_.set(Activity::Upgraded, color);
+        phase_ = Phase::Tunnel;
+        tunnel_upstream_ = &up;
+        if (!stop_requested_) {
+            co_await run_tunnel(client_, buf_, up.stream, up.buffer, cfg_.timeouts.idle);
+        }
+        tunnel_upstream_ = nullptr;
+    }
+
+    static std::string header_text(const bh::response<bh::empty_body>& resp) {
+        std::string out = "HTTP/1.1 ";
+        out += std::to_string(resp.result_int());
+        out += ' ';
+        const auto reason = resp.reason();
+        out.append(reason.data(), reason.size());
+        out += "\r\n";
+        for (const auto& f : resp) {
+            const auto name = f.name_string();
+            const auto value = f.value();
+            out.append(name.data(), name.size());
+            out += ": ";
+            out.append(value.data(), value.size());
+            out += "\r\n";
+        }
+        out += "\r\n";
+        return out;
+    }
+
+    /// The proxy's own answer: a short plain-text body, a log line that says why.
+    net::Task<void> reply(Exchange& ex, unsigned status, std::string_view why, bool close) {
+        if (ex.rec.request_id.empty()) {
+            ex.rec.request_id = make_request_id();
+        }
+        log().warn("{} for {} \"{} {}\" (request {}): {}", status, peer_,
+                   ex.rec.method.empty() ? "-" : ex.rec.method, ex.rec.target, ex.rec.request_id,
+                   why);
+        const std::string body = reply_text(status) + "\n";
+        std::string text =
+            "HTTP/1.1 " + reply_text(status) +
+            "\r\nContent-Type: text/plain\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\nX-Request-Id: " + ex.rec.request_id + (close ? "\r\nConnection: close" : "") +
+            "\r\n\r\n" + body;
+        ex.rec.status = status;
+        ex.rec.bytes_sent = body.size();
+        client_.expires_after(std::chrono::seconds(5));
+        co_await net::write_all(client_, asio::buffer(text));
+        log_access(ex);
+        if (close) {
+            needs_linger_ = true;
+            stop_requested_ = true;
+        }
+    }
+
+    // After an error reply the client may still be sending (a rejected body, the
+    // rest of a smuggled request). Closing with unread bytes would make the kernel
+    // send a reset that can destroy the reply in flight, so half-close first and
+    // drain briefly.
+    net::Task<void> linger_close() {
+        net::error_code ec;
+        client_.socket().shutdown(net::tcp::socket::shutdown_send, ec);
+        char* io = io_buffer();
+        std::size_t drained = 0;
+        client_.expires_after(std::chrono::seconds(2));
+        while (drained < 1024 * 1024) {
+            auto [rec, n] = co_await net::read_some(client_, asio::buffer(io, kIoBufferSize));
+            if (rec) {
+                break;
+            }
+            drained += n;
+        }
+    }
+
+    void log_access(Exchange& ex) {
+        auto& logger = worker_.shared().access_log;
+        if (!logger) {
+            return;
+        }
+        ex.rec.duration_s = std::chrono::duration<double>(Clock::now() - ex.start).count();
+        logger->info(metrics::format_access(ex.rec, cfg_.log.format));
+    }
+
+    worker::Worker& worker_;
+    const config::Config& cfg_;
+    net::Stream client_;
+    beast::flat_buffer buf_;
+    routing::Audience audience_;
+    drain::TrackedSession tracked_;
+    std::string peer_ip_;
+    std::string peer_;
+    std::unique_ptr<char[]> io_;
+    Phase phase_ = Phase::Read;
+    bool stop_requested_ = false;
+    bool needs_linger_ = false;
+    std::uint64_t requests_ = 0;
+    upstream::Connection* tunnel_upstream_ = nullptr;
+};
+
+}  // namespace
+
+net::Task<void> serve_connection(worker::Worker& worker, net::tcp::socket socket,
+                                 routing::Audience audience) {
+    Session session(worker, std::move(socket), audience);
+    co_await session.run();
+}
+
+}  // namespace bgs::http

@@ -1,0 +1,19 @@
+// The client side of the proxy: one coroutine per accepted connection, on the
+// worker that accepted it. Worker thread only.
+#pragma once
+
+#include "proxy/net/http_io.hpp"
+#include "proxy/routing/router.hpp"
+
+namespace bgs::worker {
+class Worker;
+}
+
+namespace bgs::http {
+
+/// Serves every request of one client connection until it closes, times out or
+/// the worker stops. Never throws on I/O errors; owns the socket.
+net::Task<void> serve_connection(worker::Worker& worker, net::tcp::socket socket,
+                                 routing::Audience audience);
+
+}  // namespace bgs::http

@@ -1,0 +1,94 @@
+#include "proxy/metrics/access_log.hpp"
+
+#include <cstdio>
+#include <ctime>
+
+namespace bgs::metrics {
+namespace {
+
+// Escapes for a JSON string and for the quoted request of the text format alike:
+// quotes, backslashes and control bytes never reach the log raw.
+void append_escaped(std::string& out, const std::string& s) {
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+            out.push_back(static_cast<char>(c));
+        } else if (c < 0x20 || c == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out += buf;
+        } else {
+            out.push_back(static_cast<char>(c));
+        }
+    }
+}
+
+}  // namespace
+
+std::string format_time(std::chrono::system_clock::time_point t) {
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+    const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                  static_cast<int>(ms % 1000));
+    return buf;
+}
+
+std::string format_access(const AccessRecord& r, config::LogFormat format) {
+    std::string out;
+    out.reserve(256);
+    const char* version = r.version == 10 ? "HTTP/1.0" : "HTTP/1.1";
+    char duration[32];
+    std::snprintf(duration, sizeof duration, "%.6f", r.duration_s);
+    if (format == config::LogFormat::Text) {
+        out += format_time(r.time);
+        out += ' ';
+        out += r.client;
+        out += " \"";
+        append_escaped(out, r.method);
+        out += ' ';
+        append_escaped(out, r.target);
+        out += ' ';
+        out += version;
+        out += "\" ";
+        out += std::to_string(r.status);
+        out += ' ';
+        out += std::to_string(r.bytes_sent);
+        out += ' ';
+        out += duration;
+        out += ' ';
+        out += r.color;
+        out += ' ';
+        out += r.upstream;
+        out += ' ';
+        out += r.request_id;
+        return out;
+    }
+    auto field = [&](const char* name, const std::string& value, bool first = false) {
+        out += first ? "{\"" : ",\"";
+        out += name;
+        out += "\":\"";
+        append_escaped(out, value);
+        out += '"';
+    };
+    field("time", format_time(r.time), true);
+    field("client", r.client);
+    field("method", r.method);
+    field("target", r.target);
+    field("protocol", version);
+    out += ",\"status\":" + std::to_string(r.status);
+    out += ",\"bytes_sent\":" + std::to_string(r.bytes_sent);
+    out += ",\"duration_s\":";
+    out += duration;
+    field("color", r.color);
+    field("upstream", r.upstream);
+    field("request_id", r.request_id);
+    out += '}';
+    return out;
+}
+
+}  // namespace bgs::metrics

@@ -1,0 +1,62 @@
+// Non-template funnels for every HTTP read and write on the data path. Beast's
+// composed operations are instantiated here once instead of in every caller, which
+// keeps rebuilds of the session code fast. All functions are coroutines on the
+// calling worker's executor; none throws; deadlines are set by the caller on the
+// tcp_stream (expires_after) before the call.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/system/error_code.hpp>
+
+#include <cstddef>
+#include <utility>
+
+namespace bgs::net {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = boost::beast::http;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+using Stream = beast::tcp_stream;
+
+template <typename T>
+using Task = asio::awaitable<T>;
+
+using RequestParser = http::request_parser<http::buffer_body>;
+using ResponseParser = http::response_parser<http::buffer_body>;
+using RequestSerializer = http::request_serializer<http::buffer_body>;
+using ResponseSerializer = http::response_serializer<http::buffer_body>;
+
+/// Reads until the parser has a complete header.
+Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, RequestParser& p);
+Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, ResponseParser& p);
+
+/// Reads body bytes into the parser's current buffer_body window. Beast's
+/// need_buffer (the window is full) is reported as success.
+Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, RequestParser& p);
+Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, ResponseParser& p);
+
+/// Writes what the serializer has (header and/or the current body window).
+/// need_buffer (more body to come) is reported as success.
+Task<error_code> write(Stream& s, RequestSerializer& sr);
+Task<error_code> write(Stream& s, ResponseSerializer& sr);
+Task<error_code> write_header(Stream& s, ResponseSerializer& sr);
+
+/// Writes all of `data`.
+Task<error_code> write_all(Stream& s, asio::const_buffer data);
+
+/// Reads at least one byte into `into`; returns the count.
+Task<std::pair<error_code, std::size_t>> read_some(Stream& s, asio::mutable_buffer into);
+
+/// Connects to `ep`.
+Task<error_code> connect(Stream& s, const tcp::endpoint& ep);
+
+}  // namespace bgs::net

@@ -1,0 +1,163 @@
+#include "proxy/server.hpp"
+
+#include "proxy/common/logging.hpp"
+#include "proxy/worker/worker.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/socket_base.hpp>
+
+#include <sys/socket.h>
+
+namespace bgs {
+namespace {
+
+namespace asio = net::asio;
+using tcp = net::tcp;
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+tcp::endpoint resolve(asio::io_context& ioc, const config::HostPort& hp, const char* what) {
+    net::error_code ec;
+    tcp::resolver resolver(ioc);
+    auto results =
+        resolver.resolve(hp.host, std::to_string(hp.port), tcp::resolver::numeric_service, ec);
+    if (ec || results.empty()) {
+        throw StartupError(std::string(what) + " " + hp.to_string() +
+                           ": cannot resolve: " + (ec ? ec.message() : "no address"));
+    }
+    return results.begin()->endpoint();
+}
+
+tcp::acceptor bind_listener(asio::io_context& ioc, const tcp::endpoint& ep, const char* what) {
+    tcp::acceptor acceptor(ioc);
+    net::error_code ec;
+    auto fail = [&](const char* step) {
+        throw StartupError(std::string(what) + " " + ep.address().to_string() + ":" +
+                           std::to_string(ep.port()) + ": " + step + ": " + ec.message());
+    };
+    acceptor.open(ep.protocol(), ec);
+    if (ec) {
+        fail("open");
+    }
+    acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    // Every worker has its own acceptor on the same port; the kernel spreads
+    // new connections across them.
+    acceptor.set_option(ReusePort(true), ec);
+    if (ec) {
+        fail("SO_REUSEPORT");
+    }
+    acceptor.bind(ep, ec);
+    if (ec) {
+        fail("bind");
+    }
+    acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) {
+        fail("listen");
+    }
+    return acceptor;
+}
+
+}  // namespace
+
+Server::Server(config::Config cfg)
+    : cfg_(std::move(cfg)),
+      color_state_(cfg_.active, 0),
+      router_(cfg_, color_state_),
+      shared_(std::make_unique<worker::Shared>(cfg_, router_)) {
+    {
+        asio::io_context resolver_ctx;
+        for (Color c : kColors) {
+            for (const auto& hp : cfg_.group(c).upstreams) {
+                shared_->endpoints[index(c)].push_back(resolve(resolver_ctx, hp, "upstream"));
+            }
+        }
+    }
+    try {
+        shared_->access_log = make_access_logger(cfg_.log.access);
+    } catch (const std::exception& e) {
+        throw StartupError("log.access " + cfg_.log.access + ": " + e.what());
+    }
+
+    const unsigned n = cfg_.worker_count();
+    for (unsigned i = 0; i < n; ++i) {
+        workers_.push_back(std::make_unique<worker::Worker>(*shared_, i));
+    }
+
+    // Binds one listening address on every worker. With port 0 the first bind
+    // picks the port and the others join it.
+    auto bind_all = [&](const config::HostPort& hp, routing::Audience audience, const char* what) {
+        auto ep = resolve(workers_.front()->context(), hp, what);
+        for (auto& w : workers_) {
+            auto acceptor = bind_listener(w->context(), ep, what);
+            ep.port(acceptor.local_endpoint().port());
+            w->add_listener(std::move(acceptor), audience);
+        }
+        return ep.port();
+    };
+    for (const auto& hp : cfg_.listen) {
+        listen_ports_.push_back(bind_all(hp, routing::Audience::Live, "listen"));
+    }
+    if (cfg_.preview) {
+        preview_port_ = bind_all(*cfg_.preview, routing::Audience::Preview, "preview");
+    }
+}
+
+Server::~Server() {
+    if (!threads_.empty()) {
+        shutdown();
+        wait();
+    }
+}
+
+void Server::start() {
+    for (auto& w : workers_) {
+        threads_.emplace_back([worker = w.get()] {
+            try {
+                worker->run();
+            } catch (const std::exception& e) {
+                log().critical("worker {} stopped by an exception: {}", worker->id(), e.what());
+                std::abort();
+            }
+        });
+    }
+}
+
+void Server::shutdown() {
+    if (shared_->shutting_down.exchange(true)) {
+        return;
+    }
+    log().info("shutting down: no new connections, in-flight requests get up to {}",
+               format_duration(cfg_.timeouts.shutdown));
+    for (auto& w : workers_) {
+        w->begin_shutdown();
+    }
+    deadline_thread_ = std::thread([this] {
+        std::unique_lock lock(mutex_);
+        if (!stopped_cv_.wait_for(lock, cfg_.timeouts.shutdown, [this] { return stopped_; })) {
+            log().warn("timeouts.shutdown reached: closing what is still open");
+            for (auto& w : workers_) {
+                w->force_stop();
+            }
+        }
+    });
+}
+
+void Server::wait() {
+    for (auto& t : threads_) {
+        if (t.joinable()) {
+            t.join();
+        }
+    }
+    {
+        std::lock_guard lock(mutex_);
+        stopped_ = true;
+    }
+    stopped_cv_.notify_all();
+    if (deadline_thread_.joinable()) {
+        deadline_thread_.join();
+    }
+    if (shared_->access_log) {
+        shared_->access_log->flush();
+    }
+}
+
+}  // namespace bgs

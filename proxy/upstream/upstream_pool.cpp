@@ -1,0 +1,99 @@
+#include "proxy/upstream/upstream_pool.hpp"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+
+namespace bgs::upstream {
+namespace {
+
+// A pooled socket is usable only if reading would block: EOF means the upstream
+// closed it, data means it is out of sync with the protocol.
+bool still_open(Connection& c) {
+    char probe;
+    const auto fd = c.stream.socket().native_handle();
+    const auto n = ::recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+}  // namespace
+
+Pool::Pool(const Endpoints& endpoints, std::size_t max_idle, Duration idle_timeout)
+    : endpoints_(endpoints), max_idle_(max_idle), idle_timeout_(idle_timeout) {
+    for (Color c : kColors) {
+        idle_[index(c)].resize(endpoints_[index(c)].size());
+    }
+}
+
+std::unique_ptr<Connection> Pool::take(Color color, std::size_t i) {
+    auto& q = idle_[index(color)][i];
+    const auto now = std::chrono::steady_clock::now();
+    while (!q.empty()) {
+        auto conn = std::move(q.back());
+        q.pop_back();
+        if (now - conn->idle_since < idle_timeout_ && still_open(*conn)) {
+            conn->reused = true;
+            return conn;
+        }
+    }
+    return nullptr;
+}
+
+void Pool::give_back(std::unique_ptr<Connection> conn) {
+    auto& q = idle_[index(conn->color)][conn->index];
+    if (q.size() >= max_idle_) {
+        q.pop_front();  // the coldest one goes
+    }
+    conn->idle_since = std::chrono::steady_clock::now();
+    q.push_back(std::move(conn));
+}
+
+net::Task<std::pair<net::error_code, std::unique_ptr<Connection>>> Pool::connect(
+    net::asio::any_io_executor ex, Color color, std::size_t i, Duration timeout) {
+    auto conn = std::make_unique<Connection>(net::tcp::socket(ex));
+    conn->color = color;
+    conn->index = i;
+    conn->stream.expires_after(timeout);
+    auto ec = co_await net::connect(conn->stream, endpoint(color, i));
+    if (ec) {
+        co_return std::pair{ec, std::unique_ptr<Connection>{}};
+    }
+    net::error_code ignored;
+    conn->stream.socket().set_option(net::tcp::no_delay(true), ignored);
+    co_return std::pair{net::error_code{}, std::move(conn)};
+}
+
+void Pool::sweep() {
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& per_color : idle_) {
+        for (auto& q : per_color) {
+            while (!q.empty() && now - q.front()->idle_since >= idle_timeout_) {
+                q.pop_front();
+            }
+        }
+    }
+}
+
+void Pool::close_idle(Color color) {
+    for (auto& q : idle_[index(color)]) {
+        q.clear();
+    }
+}
+
+void Pool::close_all() {
+    for (Color c : kColors) {
+        close_idle(c);
+    }
+}
+
+std::size_t Pool::idle_count() const {
+    std::size_t n = 0;
+    for (const auto& per_color : idle_) {
+        for (const auto& q : per_color) {
+            n += q.size();
+        }
+    }
+    return n;
+}
+
+}  // namespace bgs::upstream

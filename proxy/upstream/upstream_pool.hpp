@@ -1,0 +1,69 @@
+// Per-worker pool of idle keep-alive connections to upstreams, and the dialer for
+// new ones. Worker thread only: no locks.
+#pragma once
+
+#include "proxy/common/color.hpp"
+#include "proxy/common/units.hpp"
+#include "proxy/net/http_io.hpp"
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <utility>
+#include <vector>
+
+namespace bgs::upstream {
+
+/// Resolved addresses of every upstream, indexed [color][upstream].
+using Endpoints = std::array<std::vector<net::tcp::endpoint>, 2>;
+
+/// One connection to an upstream. `buffer` holds bytes read past a message.
+struct Connection {
+    explicit Connection(net::tcp::socket s) : stream(std::move(s)) {}
+    net::Stream stream;
+    net::beast::flat_buffer buffer;
+    Color color = Color::Blue;
+    std::size_t index = 0;
+    bool reused = false;  // came from the pool rather than a fresh connect
+    std::chrono::steady_clock::time_point idle_since{};
+};
+
+class Pool {
+  public:
+    /// Keeps at most `max_idle` idle connections per upstream, each for at most `idle_timeout`.
+    Pool(const Endpoints& endpoints, std::size_t max_idle, Duration idle_timeout);
+
+    /// A live idle connection to upstream (color, i), or nullptr. Connections the
+    /// upstream closed meanwhile, or that sent unsolicited bytes, are dropped here.
+    std::unique_ptr<Connection> take(Color color, std::size_t i);
+
+    /// Returns a connection whose last exchange completed cleanly.
+    void give_back(std::unique_ptr<Connection> conn);
+
+    /// Dials upstream (color, i) within `timeout`.
+    net::Task<std::pair<net::error_code, std::unique_ptr<Connection>>> connect(
+        net::asio::any_io_executor ex, Color color, std::size_t i, Duration timeout);
+
+    /// Closes idle connections older than the idle timeout.
+    void sweep();
+    /// Closes every idle connection of `color` (drain), or of both colors.
+    void close_idle(Color color);
+    void close_all();
+    std::size_t idle_count() const;
+
+    const net::tcp::endpoint& endpoint(Color c, std::size_t i) const {
+        return endpoints_[index(c)][i];
+    }
+
+  private:
+    const Endpoints& endpoints_;
+    std::size_t max_idle_;
+    Duration idle_timeout_;
+    // Most recently used at the back: taking from the back keeps warm sockets busy
+    // and lets cold ones age out.
+    std::array<std::vector<std::deque<std::unique_ptr<Connection>>>, 2> idle_;
+};
+
+}  // namespace bgs::upstream

@@ -1,0 +1,136 @@
+#include "proxy/worker/worker.hpp"
+
+#include "proxy/common/logging.hpp"
+#include "proxy/http/session.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <chrono>
+
+namespace bgs::worker {
+namespace asio = net::asio;
+
+namespace {
+
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kMaxIdlePerUpstream = 256;
+
+constexpr std::string_view kBusyResponse =
+    "HTTP/1.1 503 Service Unavailable\r\n"
+    "Content-Type: text/plain\r\n"
+    "Content-Length: 20\r\n"
+    "Connection: close\r\n"
+    "\r\n"
+    "too many connections";
+
+// Over limits.max_connections: answer 503 without reading the request and close.
+net::Task<void> reject_busy(net::tcp::socket socket) {
+    net::Stream stream(std::move(socket));
+    stream.expires_after(std::chrono::seconds(1));
+    co_await net::write_all(stream, asio::buffer(kBusyResponse));
+    net::error_code ignored;
+    stream.socket().shutdown(net::tcp::socket::shutdown_send, ignored);
+}
+
+}  // namespace
+
+void log_coroutine_exit(const char* what, std::exception_ptr e) {
+    if (!e) {
+        return;
+    }
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& ex) {
+        log().error("{} ended by an exception: {}", what, ex.what());
+    } catch (...) {
+        log().error("{} ended by an unknown exception", what);
+    }
+}
+
+Worker::Worker(Shared& shared, unsigned id)
+    : shared_(shared),
+      id_(id),
+      registry_(shared.activity),
+      pool_(std::make_unique<upstream::Pool>(shared.endpoints, kMaxIdlePerUpstream,
+                                             shared.cfg.timeouts.idle)),
+      sweep_timer_(ioc_) {}
+
+Worker::~Worker() {
+    pool_.reset();
+    acceptors_.clear();
+}
+
+void Worker::add_listener(net::tcp::acceptor acceptor, routing::Audience audience) {
+    acceptors_.emplace_back(std::make_unique<net::tcp::acceptor>(std::move(acceptor)), audience);
+}
+
+void Worker::run() {
+    for (auto& [acceptor, audience] : acceptors_) {
+        asio::co_spawn(ioc_, accept_loop(*acceptor, audience),
+                       [](std::exception_ptr e) { log_coroutine_exit("accept loop", e); });
+    }
+    asio::co_spawn(ioc_, sweep_loop(),
+                   [](std::exception_ptr e) { log_coroutine_exit("pool sweeper", e); });
+    ioc_.run();
+}
+
+void Worker::begin_shutdown() {
+    asio::post(ioc_, [this] {
+        stopping_ = true;
+        for (auto& entry : acceptors_) {
+            net::error_code ignored;
+            entry.first->close(ignored);
+        }
+        sweep_timer_.cancel();
+        pool_->close_all();
+        registry_.stop_all();
+    });
+}
+
+void Worker::force_stop() {
+    ioc_.stop();
+}
+
+net::Task<void> Worker::accept_loop(net::tcp::acceptor& acceptor, routing::Audience audience) {
+    const auto max = shared_.cfg.limits.max_connections;
+    while (!stopping_) {
+        auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
+        if (ec) {
+            if (stopping_ || ec == asio::error::operation_aborted) {
+                co_return;
+            }
+            // EMFILE and friends: back off briefly instead of spinning.
+            log().warn("accept failed: {}", ec.message());
+            asio::steady_timer backoff(ioc_, std::chrono::milliseconds(50));
+            co_await backoff.async_wait(kNoThrow);
+            continue;
+        }
+        if (shared_.open_connections.load(std::memory_order_relaxed) >= max ||
+            shared_.shutting_down.load(std::memory_order_relaxed)) {
+            log().warn("503 to {}: {}", socket.remote_endpoint(ec).address().to_string(),
+                       shared_.shutting_down ? "shutting down" : "limits.max_connections reached");
+            asio::co_spawn(ioc_, reject_busy(std::move(socket)),
+                           [](std::exception_ptr e) { log_coroutine_exit("503 reply", e); });
+            continue;
+        }
+        asio::co_spawn(ioc_, http::serve_connection(*this, std::move(socket), audience),
+                       [](std::exception_ptr e) { log_coroutine_exit("client session", e); });
+    }
+}
+
+net::Task<void> Worker::sweep_loop() {
+    while (!stopping_) {
+        sweep_timer_.expires_after(std::chrono::seconds(1));
+        co_await sweep_timer_.async_wait(kNoThrow);
+        if (stopping_) {
+            co_return;
+        }
+        pool_->sweep();
+    }
+}
+
+}  // namespace bgs::worker

@@ -1,0 +1,87 @@
+// A worker: one thread, one io_context, its own acceptors (SO_REUSEPORT) and its
+// own upstream pool. Connections stay on the worker that accepted them, so the
+// pool and the session registry need no locks. Only begin_shutdown and
+// force_stop may be called from other threads.
+#pragma once
+
+#include "proxy/config/config.hpp"
+#include "proxy/drain/session_registry.hpp"
+#include "proxy/net/http_io.hpp"
+#include "proxy/routing/router.hpp"
+#include "proxy/upstream/upstream_pool.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <spdlog/logger.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace bgs::worker {
+
+/// What all workers share: the immutable configuration, the router, the
+/// resolved upstreams, the access log and process-wide counters.
+struct Shared {
+    Shared(const config::Config& c, routing::Router& r) : cfg(c), router(r) {}
+
+    const config::Config& cfg;
+    routing::Router& router;
+    upstream::Endpoints endpoints;
+    drain::ActivityCounts activity;
+    std::shared_ptr<spdlog::logger> access_log;  // null when access logging is off
+    std::atomic<std::uint64_t> open_connections{0};
+    std::atomic<bool> shutting_down{false};
+};
+
+class Worker {
+  public:
+    Worker(Shared& shared, unsigned id);
+    ~Worker();
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
+
+    /// Adds an already bound and listening acceptor. Before run() only.
+    void add_listener(net::tcp::acceptor acceptor, routing::Audience audience);
+
+    /// Runs the event loop on the calling thread until the worker has no work left.
+    void run();
+
+    /// Graceful stop: close the acceptors, end idle connections, let in-flight
+    /// requests finish. Any thread.
+    void begin_shutdown();
+    /// Abandons whatever is still running. Any thread.
+    void force_stop();
+
+    net::asio::io_context& context() { return ioc_; }
+    Shared& shared() { return shared_; }
+    const config::Config& cfg() const { return shared_.cfg; }
+    upstream::Pool& pool() { return *pool_; }
+    drain::SessionRegistry& registry() { return registry_; }
+    /// Per-worker round-robin cursors, one per color.
+    std::size_t& cursor(Color c) { return cursors_[index(c)]; }
+    unsigned id() const { return id_; }
+
+  private:
+    net::Task<void> accept_loop(net::tcp::acceptor& acceptor, routing::Audience audience);
+    net::Task<void> sweep_loop();
+
+    Shared& shared_;
+    unsigned id_;
+    drain::SessionRegistry registry_;  // outlives ioc_: session frames die with it
+    std::array<std::size_t, 2> cursors_{};
+    net::asio::io_context ioc_{1};
+    std::unique_ptr<upstream::Pool> pool_;
+    net::asio::steady_timer sweep_timer_;
+    std::vector<std::pair<std::unique_ptr<net::tcp::acceptor>, routing::Audience>> acceptors_;
+    bool stopping_ = false;
+};
+
+/// Logs and swallows an exception that escaped a spawned coroutine; every
+/// co_spawn on the data path completes through this.
+void log_coroutine_exit(const char* what, std::exception_ptr e);
+
+}  // namespace bgs::worker
