@@ -59,6 +59,10 @@ std::shared_ptr<spdlog::logger> make_access_logger(const std::string& target) {
                                                spdlog::async_overflow_policy::overrun_oldest);
     logger->set_pattern("%v");
     logger->set_level(spdlog::level::info);
+    // Each line is written out by the logging thread as it comes (as nginx does
+    // without buffer=), so `tail -f` and log shippers see requests at once; the
+    // workers only enqueue.
+    logger->flush_on(spdlog::level::info);
     return logger;
 }
 

@@ -28,6 +28,7 @@
 #include "proxy/http/headers.hpp"
 #include "proxy/http/tunnel.hpp"
 #include "proxy/metrics/access_log.hpp"
+#include "proxy/net/deadline.hpp"
 #include "proxy/worker/worker.hpp"
 
 #include <boost/beast/http/error.hpp>
@@ -167,9 +168,14 @@ class Session {
         net::RequestParser parser;
         parser.header_limit(static_cast<std::uint32_t>(cfg_.limits.max_header_bytes));
         parser.body_limit(cfg_.limits.max_body_bytes);
-        client_.expires_after(cfg_.timeouts.header_read);
-        if (auto ec = co_await net::read_header(client_, buf_, parser)) {
-            const auto status = status_for_request_error(ec);
+        // tcp_stream's own timeout would close the socket; a cancelling deadline
+        // leaves it open for the 408.
+        client_.expires_never();
+        header_deadline_.arm(client_.socket(), cfg_.timeouts.header_read);
+        auto read_ec = co_await net::read_header(client_, buf_, parser);
+        header_deadline_.disarm();
+        if (auto ec = read_ec) {
+            const auto status = header_deadline_.fired() ? 408u : status_for_request_error(ec);
             if (status == 0 || (status == 408 && buf_.size() == 0 && requests_ > 0)) {
                 co_return false;
             }
@@ -381,10 +387,8 @@ class Session {
         }
         // The header goes first so that the upstream can start working while the
         // body is still arriving.
-        out.body().data = nullptr;
-        out.body().more = true;
         up.stream.expires_after(cfg_.timeouts.upstream_response);
-        if (auto ec = co_await net::write(up.stream, sr)) {
+        if (auto ec = co_await net::write_header(up.stream, sr)) {
             co_return SendResult{502,
                                  "sending the request to the upstream failed: " + ec.message()};
         }
@@ -418,7 +422,9 @@ class Session {
             if (n == 0 && !parser.is_done()) {
                 continue;  // only framing was read; an empty chunk would end the body
             }
-            out.body().data = io;
+            // An empty last piece is sent as "no buffer" so that the serializer
+            // writes just the terminating chunk.
+            out.body().data = n > 0 ? io : nullptr;
             out.body().size = n;
             out.body().more = !parser.is_done();
             up.stream.expires_after(cfg_.timeouts.idle);
@@ -489,10 +495,8 @@ class Session {
         // With nothing of the body buffered yet (SSE, slow generators), the header
         // is flushed alone so the client sees the response start immediately.
         if (up.buffer.size() == 0 && !rp.is_done()) {
-            resp.body().data = nullptr;
-            resp.body().more = true;
             client_.expires_after(cfg_.timeouts.idle);
-            if (co_await net::write(client_, sr)) {
+            if (co_await net::write_header(client_, sr)) {
                 co_return false;
             }
         }
@@ -515,7 +519,7 @@ class Session {
                     continue;  // only framing was read; an empty chunk would end the body
                 }
             }
-            resp.body().data = io;
+            resp.body().data = n > 0 ? io : nullptr;
             resp.body().size = n;
             resp.body().more = !rp.is_done();
             client_.expires_after(cfg_.timeouts.idle);
@@ -639,6 +643,7 @@ class Session {
     std::string peer_ip_;
     std::string peer_;
     std::unique_ptr<char[]> io_;
+    net::CancelDeadline header_deadline_{client_.get_executor()};
     Phase phase_ = Phase::Read;
     bool stop_requested_ = false;
     bool needs_linger_ = false;

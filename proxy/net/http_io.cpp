@@ -48,6 +48,11 @@ Task<error_code> write(Stream& s, ResponseSerializer& sr) {
     co_return ignore_need_buffer(ec);
 }
 
+Task<error_code> write_header(Stream& s, RequestSerializer& sr) {
+    auto [ec, n] = co_await http::async_write_header(s, sr, kNoThrow);
+    co_return ec;
+}
+
 Task<error_code> write_header(Stream& s, ResponseSerializer& sr) {
     auto [ec, n] = co_await http::async_write_header(s, sr, kNoThrow);
     co_return ec;

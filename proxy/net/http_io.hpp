@@ -48,6 +48,8 @@ Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, ResponseParser& p
 /// need_buffer (more body to come) is reported as success.
 Task<error_code> write(Stream& s, RequestSerializer& sr);
 Task<error_code> write(Stream& s, ResponseSerializer& sr);
+/// Writes only the header (the body follows with write()).
+Task<error_code> write_header(Stream& s, RequestSerializer& sr);
 Task<error_code> write_header(Stream& s, ResponseSerializer& sr);
 
 /// Writes all of `data`.

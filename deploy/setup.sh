@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Sets up a Debian 12 machine for bgswitch, builds it, and runs what you ask for.
+#
+#   deploy/setup.sh demo        install what is missing, build, run `bgswitch demo`
+#   deploy/setup.sh test        install what is missing, build, run the test suite
+#   deploy/setup.sh test-asan   the same with AddressSanitizer + UBSan
+#   deploy/setup.sh build       install what is missing and build (release)
+#   deploy/setup.sh deps        only install what is missing
+#
+# Extra arguments after `demo` go to `bgswitch demo` (e.g. --listen 0.0.0.0:8080).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  g++ cmake ninja-build ccache pkg-config git
+  libboost1.81-dev libboost-json1.81-dev libssl-dev libyaml-cpp-dev libspdlog-dev
+  libgtest-dev libbenchmark-dev libcli11-dev
+)
+
+install_missing() {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return
+  fi
+  echo "setup: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() {
+  local preset=$1
+  cmake --preset "$preset" >/dev/null
+  local start=$SECONDS
+  cmake --build --preset "$preset"
+  echo "setup: $preset build took $((SECONDS - start))s"
+}
+
+mode=${1:-build}
+[ $# -gt 0 ] && shift
+case "$mode" in
+  deps) install_missing ;;
+  build) install_missing; build release ;;
+  demo) install_missing; build release; exec ./build/release/bgswitch demo "$@" ;;
+  test) install_missing; build release; ctest --preset release ;;
+  test-asan) install_missing; build asan; ctest --preset asan ;;
+  *) echo "usage: deploy/setup.sh demo|test|test-asan|build|deps" >&2; exit 2 ;;
+esac

@@ -1,0 +1,201 @@
+// The bgswitch binary as users run it: exit codes, check-config's report,
+// `run` with SIGTERM, and `demo` serving its page, SSE stream and WebSocket.
+#include "proxy/http/ws_frame.hpp"
+#include "tests/support/scripted_upstream.hpp"
+
+#include <gtest/gtest.h>
+
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <csignal>
+#include <fstream>
+
+namespace bgs::test {
+namespace {
+
+// A child process whose stdout and stderr come back through a socketpair, so
+// the ordinary deadline-bounded Socket reads them.
+struct Child {
+    pid_t pid = -1;
+    Socket output;
+
+    Child() = default;
+    Child(Child&& o) noexcept : pid(std::exchange(o.pid, -1)), output(std::move(o.output)) {}
+
+    ~Child() {
+        if (pid > 0) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+        }
+    }
+
+    /// Exit code, or -1 when it did not exit within `timeout` (then it is killed).
+    int wait(Ms timeout = 10s) {
+        int status = 0;
+        const bool exited =
+            eventually([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, timeout);
+        if (!exited) {
+            return -1;
+        }
+        pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+};
+
+Child spawn(const std::vector<std::string>& args) {
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) {
+        throw std::runtime_error("socketpair");
+    }
+    Child c;
+    c.pid = ::fork();
+    if (c.pid == 0) {
+        ::dup2(fds[1], 1);
+        ::dup2(fds[1], 2);
+        ::close(fds[0]);
+        ::close(fds[1]);
+        std::vector<char*> argv;
+        std::string binary = BGSWITCH_BINARY;
+        argv.push_back(binary.data());
+        std::vector<std::string> copy = args;
+        for (auto& a : copy) {
+            argv.push_back(a.data());
+        }
+        argv.push_back(nullptr);
+        ::execv(binary.c_str(), argv.data());
+        ::_exit(127);
+    }
+    ::close(fds[1]);
+    c.output = Socket(fds[0]);
+    return c;
+}
+
+// Runs to completion; returns {exit code, combined output}.
+std::pair<int, std::string> run(const std::vector<std::string>& args) {
+    auto c = spawn(args);
+    auto out = c.output.read_to_eof(10s);
+    return {c.wait(), out};
+}
+
+std::string write_file(const std::string& name, const std::string& text) {
+    const auto path = ::testing::TempDir() + "/" + name + "_" + std::to_string(::getpid());
+    std::ofstream(path) << text;
+    return path;
+}
+
+TEST(CliTest, VersionAndHelp) {
+    auto [code, out] = run({"version"});
+    EXPECT_EQ(code, 0);
+    EXPECT_EQ(out.rfind("bgswitch ", 0), 0u) << out;
+    auto [hcode, help] = run({"--help"});
+    EXPECT_EQ(hcode, 0);
+    EXPECT_NE(help.find("check-config"), std::string::npos);
+    auto [rcode, rhelp] = run({"run", "--help"});
+    EXPECT_EQ(rcode, 0);
+    EXPECT_NE(rhelp.find("--config"), std::string::npos);
+}
+
+TEST(CliTest, UsageErrorsExitTwo) {
+    EXPECT_EQ(run({"frobnicate"}).first, 2);
+    EXPECT_EQ(run({}).first, 2);
+    EXPECT_EQ(run({"run"}).first, 2);  // --config is required
+}
+
+TEST(CliTest, CheckConfigAcceptsTheCommentedExample) {
+    ::setenv("BGSWITCH_ADMIN_TOKEN", "example-token", 1);
+    auto [code, out] =
+        run({"check-config", std::string(BGSWITCH_SOURCE_DIR) + "/configs/bgswitch.yaml"});
+    ::unsetenv("BGSWITCH_ADMIN_TOKEN");
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_NE(out.find("is valid"), std::string::npos);
+}
+
+TEST(CliTest, CheckConfigReportsEveryProblemAndExitsOne) {
+    const auto path = write_file("bad.yaml", R"(
+listen: [{address: "127.0.0.1:8080"}]
+colors:
+  blue: {upstreams: ["127.0.0.1:9001"]}
+  green: {upstreams: ["127.0.0.1:99999"]}
+timeouts: {idel: 5s}
+admin: {token: "${BGSWITCH_TEST_UNSET_VARIABLE}"}
+)");
+    auto [code, out] = run({"check-config", path});
+    EXPECT_EQ(code, 1);
+    EXPECT_NE(out.find("colors.green.upstreams[0]: \"127.0.0.1:99999\": port out of range"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("timeouts.idel: unknown key"), std::string::npos) << out;
+    EXPECT_NE(out.find("admin.token: environment variable BGSWITCH_TEST_UNSET_VARIABLE is not set"),
+              std::string::npos)
+        << out;
+    EXPECT_EQ(run({"check-config", "/nonexistent/bgswitch.yaml"}).first, 1);
+}
+
+TEST(CliTest, RunServesAndExitsZeroOnSigterm) {
+    ScriptedUpstream up(ScriptedUpstream::respond_with("from upstream"));
+    const auto port = dead_port();
+    const auto path = write_file(
+        "run.yaml",
+        "listen: [{address: \"127.0.0.1:" + std::to_string(port) +
+            "\"}]\ncolors:\n  blue: {upstreams: [\"127.0.0.1:" + std::to_string(up.port()) +
+            "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(dead_port()) +
+            "\"]}\nlog: {access: off}\n");
+    auto child = spawn({"run", "--config", path});
+    std::string body;
+    ASSERT_TRUE(eventually(
+        [&] {
+            try {
+                auto c = Socket::connect(port);
+                c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+                body = read_response(c).body;
+                return true;
+            } catch (const std::exception&) {
+                return false;
+            }
+        },
+        10s));
+    EXPECT_EQ(body, "from upstream");
+    ::kill(child.pid, SIGTERM);
+    EXPECT_EQ(child.wait(), 0);
+}
+
+TEST(CliTest, RunRefusesABrokenConfig) {
+    const auto path = write_file("broken.yaml", "listen: nope\n");
+    auto [code, out] = run({"run", "--config", path});
+    EXPECT_EQ(code, 1);
+    EXPECT_NE(out.find("listen: must be a list"), std::string::npos) << out;
+}
+
+TEST(CliTest, DemoServesBluePageEventsAndWebSocket) {
+    const auto port = dead_port();
+    auto child = spawn({"demo", "--listen", "127.0.0.1:" + std::to_string(port), "--admin",
+                        "127.0.0.1:" + std::to_string(dead_port())});
+    auto banner = child.output.read_until("Press Ctrl-C to stop.", 10s);
+    EXPECT_NE(banner.find("admin token: "), std::string::npos);
+
+    auto page = Socket::connect(port);
+    page.send("GET / HTTP/1.1\r\nHost: demo\r\n\r\n");
+    auto res = read_response(page);
+    EXPECT_EQ(res.status, 200);
+    EXPECT_NE(res.body.find("<h1>blue</h1>"), std::string::npos);
+
+    auto events = Socket::connect(port);
+    events.send("GET /events HTTP/1.1\r\nHost: demo\r\n\r\n");
+    EXPECT_NE(events.read_until("\r\n\r\n").find("text/event-stream"), std::string::npos);
+    EXPECT_NE(events.read_until("\n\n").find("\"color\":\"blue\""), std::string::npos);
+
+    auto ws = Socket::connect(port);
+    ws.send(
+        "GET /ws HTTP/1.1\r\nHost: demo\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    EXPECT_EQ(read_response(ws).status, 101);
+    ws.send(ws::encode_frame(ws::kText, "ping?", true, std::array<std::uint8_t, 4>{1, 2, 3, 4}));
+    EXPECT_NE(ws.read_exact(7).find("ping?"), std::string::npos);
+
+    ::kill(child.pid, SIGINT);
+    EXPECT_EQ(child.wait(), 0);
+}
+
+}  // namespace
+}  // namespace bgs::test

@@ -1,0 +1,99 @@
+// Streamed responses (SSE, chunked) are forwarded piece by piece the moment
+// each arrives: the upstream holds the rest back until the client has seen the
+// first event, which would deadlock (and time out) behind a buffering proxy.
+#include "tests/support/proxy_fixture.hpp"
+#include "tests/support/scripted_upstream.hpp"
+
+#include <gtest/gtest.h>
+
+#include <future>
+
+namespace bgs::test {
+namespace {
+
+std::string chunk(std::string_view data) {
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx\r\n", data.size());
+    return size + std::string(data) + "\r\n";
+}
+
+TEST(StreamingTest, SseEventsArriveWithoutWaitingForMore) {
+    std::promise<void> client_saw_first;
+    auto first_seen = client_saw_first.get_future().share();
+    ScriptedUpstream sse([first_seen](Socket& s, ScriptedUpstream& u) {
+        u.next_request(s);
+        s.send(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n");
+        s.send(chunk("data: first\n\n"));
+        if (first_seen.wait_for(10s) != std::future_status::ready) {
+            return;
+        }
+        s.send(chunk("data: second\n\n") + "0\r\n\r\n");
+    });
+    RunningProxy proxy(test_config({sse.port()}));
+    auto c = Socket::connect(proxy.port());
+    c.send("GET /events HTTP/1.1\r\nHost: a\r\nAccept: text/event-stream\r\n\r\n");
+    auto head = c.read_until("\r\n\r\n", 3s);
+    EXPECT_NE(head.find("text/event-stream"), std::string::npos);
+    EXPECT_NE(head.find("Transfer-Encoding: chunked"), std::string::npos);
+    auto first = c.read_until("data: first\n\n\r\n", 3s);
+    client_saw_first.set_value();
+    auto rest = c.read_until("0\r\n\r\n", 3s);
+    EXPECT_NE(rest.find("data: second"), std::string::npos);
+}
+
+TEST(StreamingTest, ResponseHeaderIsForwardedBeforeAnyBody) {
+    std::promise<void> client_saw_header;
+    auto header_seen = client_saw_header.get_future().share();
+    ScriptedUpstream slow([header_seen](Socket& s, ScriptedUpstream& u) {
+        u.next_request(s);
+        s.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        if (header_seen.wait_for(10s) == std::future_status::ready) {
+            s.send("4\r\nbody\r\n0\r\n\r\n");
+        }
+    });
+    RunningProxy proxy(test_config({slow.port()}));
+    auto c = Socket::connect(proxy.port());
+    c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    c.read_until("\r\n\r\n", 3s);
+    client_saw_header.set_value();
+    EXPECT_NE(c.read_until("0\r\n\r\n", 3s).find("body"), std::string::npos);
+}
+
+TEST(StreamingTest, ResponseOfUnknownLengthIsRechunked) {
+    ScriptedUpstream eof([](Socket& s, ScriptedUpstream& u) {
+        u.next_request(s);
+        s.send("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\npart one, ");
+        s.send("part two");
+    });
+    RunningProxy proxy(test_config({eof.port()}));
+    auto c = Socket::connect(proxy.port());
+    c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    auto res = read_response(c);
+    EXPECT_TRUE(res.chunked);
+    EXPECT_EQ(res.body, "part one, part two");
+    // The client connection survives: the length came from the chunking.
+    c.send("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(read_response(c).body, "part one, part two");
+}
+
+TEST(StreamingTest, SlowClientDoesNotStallOtherClients) {
+    const std::string big(4 * 1024 * 1024, 'z');
+    ScriptedUpstream up([&big](Socket& s, ScriptedUpstream& u) {
+        while (auto req = u.next_request(s)) {
+            s.send(http_response(200, req->target == "/big" ? big : "small"));
+        }
+    });
+    RunningProxy proxy(test_config({up.port()}));
+    auto slow = Socket::connect(proxy.port());
+    slow.send("GET /big HTTP/1.1\r\nHost: a\r\n\r\n");  // and never read
+    for (int i = 0; i < 20; ++i) {
+        auto c = Socket::connect(proxy.port());
+        c.send("GET /small HTTP/1.1\r\nHost: a\r\n\r\n");
+        EXPECT_EQ(read_response(c, 3s).body, "small");
+    }
+}
+
+}  // namespace
+}  // namespace bgs::test

@@ -1,0 +1,29 @@
+#include "tests/support/proxy_fixture.hpp"
+
+#include "tests/support/test_net.hpp"
+
+namespace bgs::test {
+
+config::Config test_config(const std::vector<std::uint16_t>& blue,
+                           const std::vector<std::uint16_t>& green) {
+    config::Config cfg;
+    cfg.listen.push_back({"127.0.0.1", 0});
+    auto add = [&](Color c, const std::vector<std::uint16_t>& ports) {
+        for (auto p : ports) {
+            cfg.colors[index(c)].upstreams.push_back({"127.0.0.1", p});
+        }
+    };
+    add(Color::Blue, blue);
+    // Every color needs an upstream; a dead one stands in when a test uses one color.
+    add(Color::Green, green.empty() ? std::vector<std::uint16_t>{dead_port()} : green);
+    cfg.proxy.workers = 2;
+    cfg.log.access = "off";
+    cfg.timeouts.shutdown = std::chrono::seconds(5);
+    return cfg;
+}
+
+RunningProxy::RunningProxy(config::Config cfg) : server(std::make_unique<Server>(std::move(cfg))) {
+    server->start();
+}
+
+}  // namespace bgs::test

@@ -1,0 +1,25 @@
+// Starts an in-process bgswitch Server on 127.0.0.1:0 for integration tests.
+#pragma once
+
+#include "proxy/config/config.hpp"
+#include "proxy/server.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace bgs::test {
+
+/// A configuration for tests: one listener on 127.0.0.1:0, two workers, access
+/// log off, generous timeouts (tests shorten what they exercise).
+config::Config test_config(const std::vector<std::uint16_t>& blue,
+                           const std::vector<std::uint16_t>& green = {});
+
+/// A started server; stopped gracefully when destroyed.
+struct RunningProxy {
+    explicit RunningProxy(config::Config cfg);
+    std::uint16_t port() const { return server->listen_ports().front(); }
+    std::unique_ptr<Server> server;
+};
+
+}  // namespace bgs::test

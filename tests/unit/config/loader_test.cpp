@@ -1,0 +1,225 @@
+#include "proxy/config/loader.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+
+namespace bgs::config {
+namespace {
+
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+    return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
+        if (auto it = vars.find(name); it != vars.end()) {
+            return it->second;
+        }
+        return std::nullopt;
+    };
+}
+
+const char* kMinimal = R"(
+listen:
+  - address: 127.0.0.1:8080
+colors:
+  blue: {upstreams: [127.0.0.1:9001]}
+  green: {upstreams: [127.0.0.1:9101]}
+)";
+
+LoadResult load(const std::string& yaml, std::map<std::string, std::string> vars = {}) {
+    return load_config_text(yaml, "test.yaml", env_of(std::move(vars)));
+}
+
+// The single error a document produces, or a failure listing what came instead.
+std::string only_error(const std::string& yaml, std::map<std::string, std::string> vars = {}) {
+    auto r = load(yaml, std::move(vars));
+    EXPECT_FALSE(r.config);
+    EXPECT_EQ(r.errors.size(), 1u);
+    std::string all;
+    for (const auto& e : r.errors) {
+        all += e + "\n";
+    }
+    return r.errors.size() == 1 ? r.errors.front() : all;
+}
+
+TEST(LoaderTest, MinimalConfigGetsDefaults) {
+    auto r = load(kMinimal);
+    ASSERT_TRUE(r.config) << r.errors.front();
+    const auto& c = *r.config;
+    EXPECT_EQ(c.listen.at(0).to_string(), "127.0.0.1:8080");
+    EXPECT_EQ(c.active, Color::Blue);
+    EXPECT_EQ(c.admin.address.to_string(), "127.0.0.1:9901");
+    EXPECT_EQ(c.timeouts.header_read, std::chrono::seconds(10));
+    EXPECT_EQ(c.limits.max_header_bytes, 16u * 1024);
+    EXPECT_EQ(c.limits.max_body_bytes, 10u * 1024 * 1024);
+    EXPECT_EQ(c.switching.drain_timeout, std::chrono::seconds(90));
+    EXPECT_FALSE(c.switching.min_healthy);  // all
+    EXPECT_EQ(c.admin.allow.size(), 2u);
+}
+
+TEST(LoaderTest, TheSpecExampleLoadsVerbatim) {
+    std::ifstream in(std::string(BGSWITCH_SOURCE_DIR) + "/configs/bgswitch.yaml");
+    ASSERT_TRUE(in);
+    std::stringstream text;
+    text << in.rdbuf();
+    auto r = load(text.str(), {{"BGSWITCH_ADMIN_TOKEN", "s3cret"}});
+    ASSERT_TRUE(r.config) << r.errors.front();
+    const auto& c = *r.config;
+    EXPECT_EQ(c.admin.token, "s3cret");
+    EXPECT_EQ(c.group(Color::Green).upstreams.size(), 2u);
+    EXPECT_EQ(c.preview->to_string(), "127.0.0.1:8081");
+    EXPECT_EQ(c.health.interval, std::chrono::seconds(2));
+    EXPECT_EQ(c.smoke.at(0).expect.body_contains, "\"status\":\"ok\"");
+    EXPECT_EQ(c.smoke.at(0).expect.max_latency, std::chrono::milliseconds(500));
+    EXPECT_EQ(c.smoke.at(0).headers.at("Accept"), "application/json");
+    EXPECT_EQ(c.log.format, LogFormat::Text);
+}
+
+TEST(LoaderTest, PortOutOfRangeNamesKeyAndValue) {
+    auto yaml = std::string(kMinimal);
+    yaml.replace(yaml.find("127.0.0.1:9101"), 14, "127.0.0.1:99999");
+    EXPECT_EQ(only_error(yaml),
+              "colors.green.upstreams[0]: \"127.0.0.1:99999\": port out of range");
+}
+
+TEST(LoaderTest, UnknownKeysAreErrors) {
+    EXPECT_EQ(only_error(std::string(kMinimal) + "timeouts: {conect: 2s}\n"),
+              "timeouts.conect: unknown key");
+    EXPECT_EQ(only_error(std::string(kMinimal) + "helth: {}\n"), "helth: unknown key");
+}
+
+TEST(LoaderTest, SubstitutesEnvironmentVariables) {
+    auto r = load(
+        std::string(kMinimal) + "admin: {token: \"${TOK}\"}\nstate:\n  file: /x/${NAME}.json\n",
+        {{"TOK", "abc"}, {"NAME", "s"}});
+    ASSERT_TRUE(r.config) << r.errors.front();
+    EXPECT_EQ(r.config->admin.token, "abc");
+    EXPECT_EQ(r.config->state_file, "/x/s.json");
+}
+
+TEST(LoaderTest, UnsetVariableIsAnError) {
+    EXPECT_EQ(only_error(std::string(kMinimal) + "admin: {token: \"${NOPE}\"}\n"),
+              "admin.token: environment variable NOPE is not set");
+}
+
+TEST(LoaderTest, BadDurationAndSize) {
+    EXPECT_EQ(only_error(std::string(kMinimal) + "health: {interval: 2x}\n"),
+              "health.interval: \"2x\": not a duration (use e.g. 500ms, 2s, 5m, 1h)");
+    EXPECT_EQ(only_error(std::string(kMinimal) + "limits: {max_body_bytes: 10MB}\n"),
+              "limits.max_body_bytes: \"10MB\": not a size (use e.g. 512, 16KiB, 10MiB)");
+}
+
+TEST(LoaderTest, ReportsEveryProblemAtOnce) {
+    auto r = load(R"(
+listen: []
+colors:
+  blue: {upstreams: ["127.0.0.1:0"]}
+active: purple
+log: {format: xml, level: loud}
+proxy: {workers: -1}
+switch: {min_healthy: some}
+)");
+    ASSERT_FALSE(r.config);
+    const std::vector<std::string> expected{
+        "listen: must be a list of at least one {address: host:port}",
+        "colors.blue.upstreams[0]: \"127.0.0.1:0\": port out of range",
+        "colors.green: is required",
+        "active: \"purple\": must be blue or green",
+        "switch.min_healthy: \"some\": not a whole number",
+        "proxy.workers: \"-1\": must be 1..256",
+        "log.level: \"loud\": must be trace, debug, info, warn, error, critical or off",
+        "log.format: \"xml\": must be text or json",
+    };
+    EXPECT_EQ(r.errors, expected);
+}
+
+TEST(LoaderTest, NonLoopbackAdminNeedsToken) {
+    EXPECT_EQ(only_error(std::string(kMinimal) + "admin: {address: 0.0.0.0:9901}\n"),
+              "admin.address: \"0.0.0.0:9901\": a token (admin.token or admin.token_file) is "
+              "required on a non-loopback address");
+    auto r = load(std::string(kMinimal) + "admin: {address: 0.0.0.0:9901, token: t}\n");
+    EXPECT_TRUE(r.config);
+}
+
+TEST(LoaderTest, TokenFile) {
+    const std::string path = ::testing::TempDir() + "/bgswitch_token";
+    {
+        std::ofstream out(path);
+        out << "from-file\n";
+    }
+    auto r = load(std::string(kMinimal) + "admin: {token_file: " + path + "}\n");
+    ASSERT_TRUE(r.config);
+    EXPECT_EQ(r.config->admin.token, "from-file");
+    std::remove(path.c_str());
+    EXPECT_EQ(only_error(std::string(kMinimal) + "admin: {token_file: /nonexistent/t}\n"),
+              "admin.token_file: \"/nonexistent/t\": cannot read: No such file or directory");
+    EXPECT_EQ(only_error(std::string(kMinimal) + "admin: {token: a, token_file: /x}\n"),
+              "admin: set token or token_file, not both");
+}
+
+TEST(LoaderTest, AllowListTakesIpv4AndIpv6Networks) {
+    auto r = load(std::string(kMinimal) + "admin: {allow: [10.0.0.0/8, \"fd00::/8\"]}\n");
+    ASSERT_TRUE(r.config);
+    EXPECT_EQ(r.config->admin.allow.size(), 2u);
+    EXPECT_EQ(only_error(std::string(kMinimal) + "admin: {allow: [10.0.0.0/33]}\n"),
+              "admin.allow[0]: \"10.0.0.0/33\": prefix length must be 0..32");
+    EXPECT_EQ(only_error(std::string(kMinimal) + "admin: {allow: [nothing]}\n"),
+              "admin.allow[0]: \"nothing\": not an IPv4 or IPv6 address");
+}
+
+TEST(LoaderTest, SmokeChecksAreValidated) {
+    auto r = load(std::string(kMinimal) + R"(smoke:
+  - {name: a, path: /x, expect: {status: 200, headers: {X-A: b}}}
+  - {name: a, path: y, method: get, expect: {colour: 1}}
+)");
+    ASSERT_FALSE(r.config);
+    const std::vector<std::string> expected{
+        "smoke[1].name: \"a\": used by another check",
+        "smoke[1].method: \"get\": not an HTTP method",
+        "smoke[1].path: \"y\": must start with /",
+        "smoke[1].expect.colour: unknown key",
+    };
+    EXPECT_EQ(r.errors, expected);
+}
+
+TEST(LoaderTest, SyntaxErrorGivesLineAndColumn) {
+    auto e = only_error("listen: [\n  - a\n");
+    EXPECT_EQ(e.rfind("test.yaml:", 0), 0u) << e;
+    EXPECT_NE(e.find("YAML syntax error"), std::string::npos) << e;
+}
+
+TEST(LoaderTest, EmptyDocument) {
+    EXPECT_EQ(only_error(""), "the configuration is empty");
+}
+
+TEST(LoaderTest, Ipv6AddressesAndDuplicateListeners) {
+    auto r = load(R"(
+listen: [{address: "[::1]:8080"}, {address: "127.0.0.1:8080"}]
+colors:
+  blue: {upstreams: ["[::1]:9001"]}
+  green: {upstreams: [127.0.0.1:9101, 127.0.0.1:9101]}
+)");
+    ASSERT_FALSE(r.config);
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_EQ(r.errors[0], "colors.green.upstreams[1]: \"127.0.0.1:9101\": listed twice");
+    EXPECT_EQ(only_error(R"(
+listen: [{address: "::1:8080"}]
+colors: {blue: {upstreams: [a:1]}, green: {upstreams: [b:2]}}
+)"),
+              "listen[0].address: \"::1:8080\": IPv6 addresses are written [addr]:port");
+}
+
+TEST(LoaderTest, CidrContainsMatchesMappedAddresses) {
+    std::string why;
+    auto net = Cidr::parse("127.0.0.0/8", &why);
+    ASSERT_TRUE(net);
+    const unsigned char v4[4] = {127, 1, 2, 3};
+    const unsigned char other[4] = {10, 0, 0, 1};
+    const unsigned char mapped[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+    EXPECT_TRUE(net->contains(v4, 4));
+    EXPECT_FALSE(net->contains(other, 4));
+    EXPECT_TRUE(net->contains(mapped, 16));
+}
+
+}  // namespace
+}  // namespace bgs::config
