@@ -9,6 +9,8 @@
 namespace bgs::test {
 namespace {
 
+using namespace std::string_literals;
+
 struct Vector {
     const char* name;
     std::string request;
@@ -94,7 +96,7 @@ INSTANTIATE_TEST_SUITE_P(
         Vector{"MissingHost", "GET / HTTP/1.1\r\n\r\n"},
         Vector{"TwoHosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"},
         Vector{"GarbageRequestLine", "HELLO\r\n\r\n"},
-        Vector{"NulInHeader", std::string("GET / HTTP/1.1\r\nHost: a\r\nX-A: a\0b\r\n\r\n", 40)}),
+        Vector{"NulInHeader", "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\0b\r\n\r\n"s}),
     [](const ::testing::TestParamInfo<Vector>& p) { return p.param.name; });
 
 }  // namespace
