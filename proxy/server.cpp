@@ -131,8 +131,18 @@ void Server::shutdown() {
         w->begin_shutdown();
     }
     deadline_thread_ = std::thread([this] {
+        // Shortly before the deadline, streams still running are ended cleanly
+        // (terminating chunk) rather than cut; at the deadline the rest is cut.
+        const auto total = cfg_.timeouts.shutdown;
+        const auto margin = std::min<Duration>(std::chrono::seconds(1), total / 10);
         std::unique_lock lock(mutex_);
-        if (!stopped_cv_.wait_for(lock, cfg_.timeouts.shutdown, [this] { return stopped_; })) {
+        if (stopped_cv_.wait_for(lock, total - margin, [this] { return stopped_; })) {
+            return;
+        }
+        for (auto& w : workers_) {
+            w->close_all_now();
+        }
+        if (!stopped_cv_.wait_for(lock, margin, [this] { return stopped_; })) {
             log().warn("timeouts.shutdown reached: closing what is still open");
             for (auto& w : workers_) {
                 w->force_stop();

@@ -48,8 +48,17 @@ class Xoshiro {
 
 }  // namespace
 
-std::string make_request_id() {
+static Xoshiro& thread_rng() {
     thread_local Xoshiro rng;
+    return rng;
+}
+
+std::uint32_t random_u32() {
+    return static_cast<std::uint32_t>(thread_rng().next() >> 32);
+}
+
+std::string make_request_id() {
+    auto& rng = thread_rng();
     std::string id;
     id.reserve(32);
     append_hex(id, rng.next());

@@ -2,6 +2,7 @@
 // the demo's admin token (from the OS's CSPRNG). Any thread.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace bgs {
@@ -9,6 +10,9 @@ namespace bgs {
 /// A 32-hex-digit request id from a per-thread generator seeded by the OS.
 /// Unique in practice, not a secret.
 std::string make_request_id();
+
+/// 32 random bits from the same per-thread generator (WebSocket masking keys).
+std::uint32_t random_u32();
 
 /// `bytes` random bytes from OpenSSL's CSPRNG as lowercase hex. Aborts if the
 /// CSPRNG fails, since a predictable secret is worse than no process.

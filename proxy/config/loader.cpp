@@ -649,6 +649,16 @@ class Loader {
             claim(*cfg.preview, "preview.address");
         }
         claim(cfg.admin.address, "admin.address");
+        if (cfg.switching.min_healthy) {
+            for (Color c : kColors) {
+                const auto n = cfg.group(c).upstreams.size();
+                if (n > 0 && *cfg.switching.min_healthy > n) {
+                    error_value("switch.min_healthy", std::to_string(*cfg.switching.min_healthy),
+                                "more than the " + std::to_string(n) + " upstream(s) of " +
+                                    std::string(to_string(c)));
+                }
+            }
+        }
         if (cfg.switching.close_spread > cfg.switching.drain_timeout) {
             error_value("switch.close_spread", format_duration(cfg.switching.close_spread),
                         "must not exceed switch.drain_timeout");

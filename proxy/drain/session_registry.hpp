@@ -38,15 +38,23 @@ class ActivityCounts {
     std::array<std::array<std::atomic<std::int64_t>, 3>, 2> counts_{};
 };
 
+/// Why a session is asked to end.
+enum class StopReason : std::uint8_t {
+    Shutdown,    // stop accepting work: idle connections close, WebSockets get 1001,
+                 // requests and streams in progress finish
+    DrainClose,  // its color's drain window is over: WebSockets get 1001, streams
+                 // their terminating chunk, anything else is closed
+};
+
 class SessionRegistry;
 
 /// One client connection as drain and shutdown see it. Owned by the session's
 /// coroutine frame; registered for exactly its lifetime. Worker thread only.
 class TrackedSession {
   public:
-    /// `on_stop` is called (on the worker thread) when the worker stops: the
-    /// session must end at its next safe point. It must not destroy the session.
-    TrackedSession(SessionRegistry& registry, std::function<void()> on_stop);
+    /// `on_stop` is called (on the worker thread) when the session must end at
+    /// its next safe point. It must not destroy the session.
+    TrackedSession(SessionRegistry& registry, std::function<void(StopReason)> on_stop);
     ~TrackedSession();
     TrackedSession(const TrackedSession&) = delete;
     TrackedSession& operator=(const TrackedSession&) = delete;
@@ -55,12 +63,19 @@ class TrackedSession {
     void set(Activity activity, Color color);
     Activity activity() const { return activity_; }
     Color color() const { return color_; }
-    void stop() const { on_stop_(); }
+    void stop(StopReason why) {
+        if (why == StopReason::DrainClose) {
+            drain_signalled = true;
+        }
+        on_stop_(why);
+    }
+    /// Set once the drain has asked this session to close.
+    bool drain_signalled = false;
 
   private:
     friend class SessionRegistry;
     SessionRegistry& registry_;
-    std::function<void()> on_stop_;
+    std::function<void(StopReason)> on_stop_;
     Activity activity_ = Activity::Idle;
     Color color_ = Color::Blue;
     TrackedSession* prev_ = nullptr;
@@ -85,8 +100,8 @@ class SessionRegistry {
         }
     }
 
-    void stop_all() {
-        for_each([](TrackedSession& s) { s.stop(); });
+    void stop_all(StopReason why) {
+        for_each([why](TrackedSession& s) { s.stop(why); });
     }
 
   private:

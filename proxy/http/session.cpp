@@ -89,7 +89,7 @@ class Session {
           cfg_(worker.cfg()),
           client_(std::move(socket)),
           audience_(audience),
-          tracked_(worker.registry(), [this] { stop(); }) {
+          tracked_(worker.registry(), [this](drain::StopReason why) { stop(why); }) {
         worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
         net::error_code ec;
         const auto ep = client_.socket().remote_endpoint(ec);
@@ -125,17 +125,40 @@ class Session {
         metrics::AccessRecord rec;
     };
 
-    // Called by the worker on shutdown (and later by the drain): end at the next
-    // safe point. Only a connection with no request in progress is cut right away.
-    void stop() {
+    // Called by the worker on shutdown and by the drain: end at the next safe
+    // point. A connection between requests is cut at once; a tunnel is closed
+    // (WebSockets with 1001) in both cases; a stream is ended with its last
+    // chunk only when its drain window is over; requests in flight complete.
+    void stop(drain::StopReason why) {
         stop_requested_ = true;
-        if (phase_ == Phase::Wait || (phase_ == Phase::Read && buf_.size() == 0)) {
-            net::error_code ignored;
-            client_.socket().cancel(ignored);
-        } else if (phase_ == Phase::Tunnel && tunnel_upstream_ != nullptr) {
-            net::error_code ignored;
-            client_.socket().shutdown(net::tcp::socket::shutdown_both, ignored);
-            tunnel_upstream_->stream.socket().shutdown(net::tcp::socket::shutdown_both, ignored);
+        net::error_code ignored;
+        switch (phase_) {
+            case Phase::Wait:
+                client_.socket().cancel(ignored);
+                break;
+            case Phase::Read:
+                if (buf_.size() == 0) {
+                    client_.socket().cancel(ignored);
+                }
+                break;
+            case Phase::Tunnel:
+                if (!tunnel_.close_requested()) {
+                    worker_.shared().metrics.drain_closed(tunnel_.websocket
+                                                              ? metrics::DrainKind::WebSocket
+                                                              : metrics::DrainKind::Other);
+                }
+                tunnel_.request_close();
+                break;
+            case Phase::Busy:
+                if (why == drain::StopReason::DrainClose &&
+                    tracked_.activity() == Activity::Stream && !end_stream_) {
+                    end_stream_ = true;
+                    worker_.shared().metrics.drain_closed(metrics::DrainKind::Stream);
+                    if (active_upstream_ != nullptr) {
+                        active_upstream_->stream.socket().cancel(ignored);
+                    }
+                }
+                break;
         }
     }
 
@@ -207,6 +230,7 @@ class Session {
         ex.rec.color = std::string(to_string(color));
         tracked_.set(Activity::Request, color);
         auto up = co_await lease_upstream(color, std::nullopt);
+        active_upstream_ = up.get();
         if (!up) {
             const bool close = !parser.is_done() || !client_keep_alive;
             co_await reply(ex, 502, "no upstream of " + ex.rec.color + " could be reached", close);
@@ -259,6 +283,7 @@ class Session {
             const bool retry = got.nothing_received && up->reused && !has_body && attempt == 0;
             if (retry) {
                 up = co_await lease_upstream(color, std::nullopt, /*fresh=*/true);
+                active_upstream_ = up.get();
                 if (up) {
                     continue;
                 }
@@ -275,7 +300,8 @@ class Session {
                 co_await reply(ex, 502, "upstream sent 101 to a request without Upgrade", true);
                 co_return finish(false);
             }
-            co_await tunnel(ex, res, *up, color);
+            co_await tunnel(ex, res, *up, color,
+                            beast::iequals(req[bh::field::upgrade], "websocket"));
             co_return finish(false);
         }
 
@@ -328,6 +354,7 @@ class Session {
 
     // Back to idle for the registry; passes `keep_alive` through.
     bool finish(bool keep_alive) {
+        active_upstream_ = nullptr;
         tracked_.set(Activity::Idle, tracked_.color());
         return keep_alive;
     }
@@ -502,12 +529,18 @@ class Session {
         }
         char* io = io_buffer();
         do {
+            if (end_stream_) {
+                co_return co_await end_stream_for_drain(ex, sr, resp);
+            }
             std::size_t n = 0;
             if (!rp.is_done()) {
                 rp.get().body().data = io;
                 rp.get().body().size = kIoBufferSize;
                 up.stream.expires_after(cfg_.timeouts.idle);
                 if (auto ec = co_await net::read_body(up.stream, up.buffer, rp)) {
+                    if (end_stream_) {
+                        co_return co_await end_stream_for_drain(ex, sr, resp);
+                    }
                     log().warn("upstream {} failed mid-response to {} (request {}): {}",
                                ex.rec.upstream, peer_, ex.rec.request_id, ec.message());
                     ex.rec.status = 502;
@@ -534,8 +567,27 @@ class Session {
         co_return true;
     }
 
+    // The drain window is over: the response ends here, cleanly (a terminating
+    // chunk when chunked), and the client connection closes so it reconnects to
+    // the active color.
+    net::Task<bool> end_stream_for_drain(Exchange& ex, net::ResponseSerializer& sr,
+                                         bh::response<bh::buffer_body>& resp) {
+        if (resp.chunked()) {
+            resp.body().data = nullptr;
+            resp.body().size = 0;
+            resp.body().more = false;
+            client_.expires_after(std::chrono::seconds(2));
+            co_await net::write(client_, sr);
+        }
+        log().info("stream to {} ended by the drain of {} (request {})", peer_, ex.rec.color,
+                   ex.rec.request_id);
+        log_access(ex);
+        needs_linger_ = true;
+        co_return false;
+    }
+
     net::Task<void> tunnel(Exchange& ex, bh::response<bh::buffer_body>& res,
-                           upstream::Connection& up, Color color) {
+                           upstream::Connection& up, Color color, bool websocket) {
         bh::response<bh::empty_body> resp;
         resp.result(bh::status::switching_protocols);
         resp.reason(res.reason());
@@ -555,11 +607,11 @@ class Session {
         log_access(ex);
         tracked_.set(Activity::Upgraded, color);
         phase_ = Phase::Tunnel;
-        tunnel_upstream_ = &up;
-        if (!stop_requested_) {
-            co_await run_tunnel(client_, buf_, up.stream, up.buffer, cfg_.timeouts.idle);
+        tunnel_.websocket = websocket;
+        if (stop_requested_) {
+            tunnel_.request_close();  // stopped during the handshake: close right away
         }
-        tunnel_upstream_ = nullptr;
+        co_await run_tunnel(client_, buf_, up.stream, up.buffer, cfg_.timeouts.idle, tunnel_);
     }
 
     static std::string header_text(const bh::response<bh::empty_body>& resp) {
@@ -625,13 +677,16 @@ class Session {
         }
     }
 
+    // Ends an exchange's bookkeeping: the duration histogram and request count of
+    // its color (when it was routed), and the access-log line.
     void log_access(Exchange& ex) {
-        auto& logger = worker_.shared().access_log;
-        if (!logger) {
-            return;
-        }
         ex.rec.duration_s = std::chrono::duration<double>(Clock::now() - ex.start).count();
-        logger->info(metrics::format_access(ex.rec, cfg_.log.format));
+        if (auto color = parse_color(ex.rec.color)) {
+            worker_.shared().metrics.observe(*color, ex.rec.status, ex.rec.duration_s);
+        }
+        if (auto& logger = worker_.shared().access_log) {
+            logger->info(metrics::format_access(ex.rec, cfg_.log.format));
+        }
     }
 
     worker::Worker& worker_;
@@ -648,7 +703,9 @@ class Session {
     bool stop_requested_ = false;
     bool needs_linger_ = false;
     std::uint64_t requests_ = 0;
-    upstream::Connection* tunnel_upstream_ = nullptr;
+    upstream::Connection* active_upstream_ = nullptr;  // the exchange's, for the drain to cancel
+    TunnelControl tunnel_;
+    bool end_stream_ = false;
 };
 
 }  // namespace

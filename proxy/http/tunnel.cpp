@@ -1,5 +1,8 @@
 #include "proxy/http/tunnel.hpp"
 
+#include "proxy/common/random.hpp"
+#include "proxy/http/ws_frame.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -16,6 +19,9 @@ using Clock = std::chrono::steady_clock;
 using namespace asio::experimental::awaitable_operators;
 
 constexpr std::size_t kTunnelBuffer = 16 * 1024;
+// How long a side may take to finish the frame it is in the middle of, and to
+// answer our Close, once the tunnel is being closed.
+constexpr auto kCloseGrace = std::chrono::seconds(2);
 
 struct TunnelState {
     explicit TunnelState(asio::any_io_executor ex) : watchdog(std::move(ex)) {}
@@ -33,16 +39,40 @@ void close_both(net::Stream& a, net::Stream& b) {
     b.socket().cancel(ignored);
 }
 
+// Close 1001 to one side: masked toward the upstream (we are its client there).
+net::Task<void> send_going_away(net::Stream& to, bool to_upstream) {
+    std::optional<std::array<std::uint8_t, 4>> mask;
+    if (to_upstream) {
+        const auto r = random_u32();
+        mask = std::array<std::uint8_t, 4>{
+            static_cast<std::uint8_t>(r), static_cast<std::uint8_t>(r >> 8),
+            static_cast<std::uint8_t>(r >> 16), static_cast<std::uint8_t>(r >> 24)};
+    }
+    const auto frame =
+        ws::encode_frame(ws::kClose, ws::close_payload(ws::kGoingAway, "going away"), true, mask);
+    to.expires_after(kCloseGrace);
+    co_await net::write_all(to, asio::buffer(frame));
+    net::error_code ignored;
+    to.socket().shutdown(net::tcp::socket::shutdown_send, ignored);
+}
+
 // One direction. On a clean EOF the half-close is passed on and the other
-// direction keeps going; on any error both sides are torn down.
+// direction keeps going; on any error both sides are torn down. When a close is
+// requested, a WebSocket direction forwards the rest of the frame in flight and
+// then sends Close 1001 instead of the next frame.
 net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer& pending,
-                     Duration idle, TunnelState& st, std::uint64_t& counter) {
+                     Duration idle, TunnelState& st, std::uint64_t& counter, TunnelControl& control,
+                     bool to_upstream) {
     auto done = [&] {
         if (--st.open_directions == 0) {
             st.watchdog.cancel();
         }
     };
+    ws::BoundaryTracker frames;
     if (pending.size() > 0) {
+        if (control.websocket) {
+            frames.consume(static_cast<const std::uint8_t*>(pending.data().data()), pending.size());
+        }
         to.expires_after(idle);
         auto ec = co_await net::write_all(to, pending.data());
         counter += pending.size();
@@ -55,12 +85,29 @@ net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer
     }
     auto buf = std::make_unique<char[]>(kTunnelBuffer);
     for (;;) {
-        // Reads wait as long as the peer is quiet; the watchdog owns idleness,
-        // since one quiet direction is normal while the other is busy.
-        from.expires_never();
+        if (control.close_requested()) {
+            if (!control.websocket) {
+                close_both(from, to);
+                done();
+                co_return;
+            }
+            if (frames.at_boundary()) {
+                co_await send_going_away(to, to_upstream);
+                done();
+                co_return;
+            }
+            from.expires_after(kCloseGrace);  // only the rest of this frame is awaited
+        } else {
+            // Reads wait as long as the peer is quiet; the watchdog owns idleness,
+            // since one quiet direction is normal while the other is busy.
+            from.expires_never();
+        }
         auto [rec, n] = co_await net::read_some(from, asio::buffer(buf.get(), kTunnelBuffer));
         if (rec) {
-            if (rec == asio::error::eof) {
+            if (control.close_requested() && rec == asio::error::operation_aborted) {
+                continue;  // woken by request_close; the loop top decides
+            }
+            if (rec == asio::error::eof && !control.close_requested()) {
                 net::error_code ignored;
                 to.socket().shutdown(net::tcp::socket::shutdown_send, ignored);
             } else {
@@ -69,14 +116,23 @@ net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer
             done();
             co_return;
         }
+        std::size_t forward = n;
+        const auto* bytes = reinterpret_cast<const std::uint8_t*>(buf.get());
+        if (control.websocket) {
+            if (control.close_requested()) {
+                forward = frames.consume_to_boundary(bytes, n);  // the next frame is not sent
+            } else {
+                frames.consume(bytes, n);
+            }
+        }
         st.last_activity = Clock::now();
         to.expires_after(idle);
-        if (auto wec = co_await net::write_all(to, asio::buffer(buf.get(), n))) {
+        if (auto wec = co_await net::write_all(to, asio::buffer(buf.get(), forward))) {
             close_both(from, to);
             done();
             co_return;
         }
-        counter += n;
+        counter += forward;
     }
 }
 
@@ -94,15 +150,48 @@ net::Task<void> watch(net::Stream& a, net::Stream& b, Duration idle, TunnelState
     }
 }
 
+// After both Close frames went out: let each peer answer and close first, so
+// that our close does not turn into a reset that could destroy the Close frame.
+net::Task<void> discard_until_closed(net::Stream& s) {
+    char sink[4096];
+    s.expires_after(kCloseGrace);
+    for (;;) {
+        auto [ec, n] = co_await net::read_some(s, asio::buffer(sink));
+        if (ec) {
+            co_return;
+        }
+    }
+}
+
 }  // namespace
+
+void TunnelControl::request_close() {
+    close_requested_ = true;
+    net::error_code ignored;
+    if (client_ != nullptr) {
+        client_->socket().cancel(ignored);
+    }
+    if (upstream_ != nullptr) {
+        upstream_->socket().cancel(ignored);
+    }
+}
 
 net::Task<TunnelStats> run_tunnel(net::Stream& client, net::beast::flat_buffer& client_pending,
                                   net::Stream& upstream, net::beast::flat_buffer& upstream_pending,
-                                  Duration idle) {
+                                  Duration idle, TunnelControl& control) {
+    control.client_ = &client;
+    control.upstream_ = &upstream;
     TunnelState st(client.get_executor());
-    co_await (pump(client, upstream, client_pending, idle, st, st.stats.to_upstream) &&
-              pump(upstream, client, upstream_pending, idle, st, st.stats.to_client) &&
-              watch(client, upstream, idle, st));
+    co_await (
+        pump(client, upstream, client_pending, idle, st, st.stats.to_upstream, control, true) &&
+        pump(upstream, client, upstream_pending, idle, st, st.stats.to_client, control, false) &&
+        watch(client, upstream, idle, st));
+    control.client_ = nullptr;
+    control.upstream_ = nullptr;
+    st.stats.closed_by_request = control.close_requested();
+    if (control.close_requested() && control.websocket) {
+        co_await (discard_until_closed(client) && discard_until_closed(upstream));
+    }
     co_return st.stats;
 }
 

@@ -84,6 +84,26 @@ std::string close_payload(std::uint16_t code, std::string_view reason) {
     return out;
 }
 
+std::size_t BoundaryTracker::consume_to_boundary(const std::uint8_t* data, std::size_t size) {
+    if (at_boundary()) {
+        return 0;
+    }
+    std::size_t used = 0;
+    while (used < size) {
+        // Whole payload runs at once; header bytes one by one.
+        const std::size_t step =
+            payload_left_ > 0
+                ? static_cast<std::size_t>(std::min<std::uint64_t>(payload_left_, size - used))
+                : 1;
+        consume(data + used, step);
+        used += step;
+        if (at_boundary()) {
+            break;
+        }
+    }
+    return used;
+}
+
 void BoundaryTracker::consume(const std::uint8_t* data, std::size_t size) {
     while (size > 0) {
         if (payload_left_ > 0) {

@@ -52,6 +52,9 @@ class BoundaryTracker {
   public:
     /// Accounts for `size` more bytes of the stream.
     void consume(const std::uint8_t* data, std::size_t size);
+    /// Consumes bytes only up to the next frame boundary and returns how many;
+    /// 0 when already at a boundary.
+    std::size_t consume_to_boundary(const std::uint8_t* data, std::size_t size);
     /// True when the bytes consumed so far end exactly at a frame boundary.
     bool at_boundary() const { return header_fill_ == 0 && payload_left_ == 0; }
     /// True once a Close frame has fully passed.

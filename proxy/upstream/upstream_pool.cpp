@@ -40,6 +40,9 @@ std::unique_ptr<Connection> Pool::take(Color color, std::size_t i) {
 }
 
 void Pool::give_back(std::unique_ptr<Connection> conn) {
+    if (!pooling_[index(conn->color)]) {
+        return;
+    }
     auto& q = idle_[index(conn->color)][conn->index];
     if (q.size() >= max_idle_) {
         q.pop_front();  // the coldest one goes

@@ -51,6 +51,8 @@ class Pool {
     /// Closes every idle connection of `color` (drain), or of both colors.
     void close_idle(Color color);
     void close_all();
+    /// While a color drains, connections of it are closed instead of pooled.
+    void set_pooling(Color color, bool on) { pooling_[index(color)] = on; }
     std::size_t idle_count() const;
 
     const net::tcp::endpoint& endpoint(Color c, std::size_t i) const {
@@ -64,6 +66,7 @@ class Pool {
     // Most recently used at the back: taking from the back keeps warm sockets busy
     // and lets cold ones age out.
     std::array<std::vector<std::deque<std::unique_ptr<Connection>>>, 2> idle_;
+    std::array<bool, 2> pooling_{true, true};
 };
 
 }  // namespace bgs::upstream

@@ -87,12 +87,123 @@ void Worker::begin_shutdown() {
         }
         sweep_timer_.cancel();
         pool_->close_all();
-        registry_.stop_all();
+        for (auto& d : drains_) {
+            ++d.generation;
+            if (d.timer != nullptr) {
+                d.timer->cancel();
+            }
+        }
+        registry_.stop_all(drain::StopReason::Shutdown);
     });
 }
 
 void Worker::force_stop() {
     ioc_.stop();
+}
+
+void Worker::close_all_now() {
+    asio::post(ioc_, [this] {
+        registry_.for_each([](drain::TrackedSession& s) {
+            if (s.activity() != drain::Activity::Idle) {
+                s.stop(drain::StopReason::DrainClose);
+            }
+        });
+    });
+}
+
+void Worker::start_drain(Color color, std::chrono::steady_clock::time_point close_from,
+                         std::chrono::steady_clock::time_point deadline) {
+    asio::post(ioc_, [this, color, close_from, deadline] {
+        auto& d = drains_[index(color)];
+        const auto generation = ++d.generation;
+        if (d.timer != nullptr) {
+            d.timer->cancel();
+        }
+        pool_->close_idle(color);
+        pool_->set_pooling(color, false);
+        asio::co_spawn(ioc_, drain_loop(color, generation, close_from, deadline),
+                       [](std::exception_ptr e) { log_coroutine_exit("drain", e); });
+    });
+}
+
+void Worker::cancel_drain(Color color) {
+    asio::post(ioc_, [this, color] {
+        auto& d = drains_[index(color)];
+        ++d.generation;
+        if (d.timer != nullptr) {
+            d.timer->cancel();
+        }
+        pool_->set_pooling(color, true);
+    });
+}
+
+bool Worker::drain_close_one(Color color) {
+    drain::TrackedSession* victim = nullptr;
+    registry_.for_each([&](drain::TrackedSession& s) {
+        if (victim != nullptr || s.drain_signalled || s.color() != color) {
+            return;
+        }
+        const auto a = s.activity();
+        if (a == drain::Activity::Upgraded || a == drain::Activity::Stream) {
+            victim = &s;
+        }
+    });
+    if (victim == nullptr) {
+        return false;
+    }
+    victim->stop(drain::StopReason::DrainClose);
+    return true;
+}
+
+net::Task<void> Worker::drain_loop(Color color, std::uint64_t generation,
+                                   std::chrono::steady_clock::time_point close_from,
+                                   std::chrono::steady_clock::time_point deadline) {
+    auto& d = drains_[index(color)];
+    asio::steady_timer timer(ioc_);
+    d.timer = &timer;
+    // Unpublishes the timer on every exit, unless a newer drain already replaced it.
+    struct Unpublish {
+        DrainState& d;
+        asio::steady_timer* t;
+        ~Unpublish() {
+            if (d.timer == t) {
+                d.timer = nullptr;
+            }
+        }
+    } unpublish{d, &timer};
+    auto current = [&] { return d.generation == generation && !stopping_; };
+
+    timer.expires_at(close_from);
+    co_await timer.async_wait(kNoThrow);
+    if (!current()) {
+        co_return;
+    }
+    // Spread: as many evenly spaced closes as there are WebSockets and streams
+    // now; whatever appeared meanwhile is caught at the deadline.
+    std::size_t count = 0;
+    registry_.for_each([&](drain::TrackedSession& s) {
+        const auto a = s.activity();
+        count += s.color() == color && !s.drain_signalled &&
+                 (a == drain::Activity::Upgraded || a == drain::Activity::Stream);
+    });
+    const auto window = deadline - close_from;
+    for (std::size_t i = 0; i < count && window.count() > 0; ++i) {
+        timer.expires_at(close_from + window * static_cast<long>(i) / static_cast<long>(count));
+        co_await timer.async_wait(kNoThrow);
+        if (!current()) {
+            co_return;
+        }
+        drain_close_one(color);
+    }
+    timer.expires_at(deadline);
+    co_await timer.async_wait(kNoThrow);
+    if (!current()) {
+        co_return;
+    }
+    while (drain_close_one(color)) {
+    }
+    pool_->close_idle(color);
+    pool_->set_pooling(color, true);
 }
 
 net::Task<void> Worker::accept_loop(net::tcp::acceptor& acceptor, routing::Audience audience) {

@@ -6,6 +6,7 @@
 
 #include "proxy/config/config.hpp"
 #include "proxy/drain/session_registry.hpp"
+#include "proxy/metrics/metrics.hpp"
 #include "proxy/net/http_io.hpp"
 #include "proxy/routing/router.hpp"
 #include "proxy/upstream/upstream_pool.hpp"
@@ -33,6 +34,7 @@ struct Shared {
     upstream::Endpoints endpoints;
     drain::ActivityCounts activity;
     std::shared_ptr<spdlog::logger> access_log;  // null when access logging is off
+    metrics::Metrics metrics;
     std::atomic<std::uint64_t> open_connections{0};
     std::atomic<bool> shutting_down{false};
 };
@@ -55,6 +57,18 @@ class Worker {
     void begin_shutdown();
     /// Abandons whatever is still running. Any thread.
     void force_stop();
+    /// Asks every session with work in progress to end now (WebSockets 1001,
+    /// streams their last chunk, the rest closed): the end of a shutdown. Any thread.
+    void close_all_now();
+
+    /// Drains `color`: its idle pooled connections close at once and stop being
+    /// pooled; its WebSockets, streams and other tunnels are closed one by one
+    /// between `close_from` and `deadline` (evenly spread), and at `deadline` all
+    /// that remain. Plain requests in flight always complete. Any thread.
+    void start_drain(Color color, std::chrono::steady_clock::time_point close_from,
+                     std::chrono::steady_clock::time_point deadline);
+    /// Stops a drain of `color` (a rollback to it): its connections are kept. Any thread.
+    void cancel_drain(Color color);
 
     net::asio::io_context& context() { return ioc_; }
     Shared& shared() { return shared_; }
@@ -68,6 +82,11 @@ class Worker {
   private:
     net::Task<void> accept_loop(net::tcp::acceptor& acceptor, routing::Audience audience);
     net::Task<void> sweep_loop();
+    net::Task<void> drain_loop(Color color, std::uint64_t generation,
+                               std::chrono::steady_clock::time_point close_from,
+                               std::chrono::steady_clock::time_point deadline);
+    /// Sends DrainClose to one more tunnel or stream of `color`; false when none is left.
+    bool drain_close_one(Color color);
 
     Shared& shared_;
     unsigned id_;
@@ -78,6 +97,11 @@ class Worker {
     net::asio::steady_timer sweep_timer_;
     std::vector<std::pair<std::unique_ptr<net::tcp::acceptor>, routing::Audience>> acceptors_;
     bool stopping_ = false;
+    struct DrainState {
+        std::uint64_t generation = 0;
+        net::asio::steady_timer* timer = nullptr;  // the running drain loop's, to cancel it
+    };
+    std::array<DrainState, 2> drains_;
 };
 
 /// Logs and swallows an exception that escaped a spawned coroutine; every

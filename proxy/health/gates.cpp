@@ -1,0 +1,187 @@
+#include "proxy/health/gates.hpp"
+
+#include "proxy/common/logging.hpp"
+#include "proxy/health/http_probe.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+
+namespace bgs::health {
+namespace {
+
+namespace asio = net::asio;
+using Clock = std::chrono::steady_clock;
+
+// Runs every task concurrently on the current executor and returns their
+// results in order.
+template <typename T>
+net::Task<std::vector<T>> gather(std::vector<net::Task<T>> tasks) {
+    auto ex = co_await asio::this_coro::executor;
+    struct Shared {
+        explicit Shared(asio::any_io_executor e, std::size_t n) : results(n), left(n), done(e) {}
+        std::vector<T> results;
+        std::size_t left;
+        asio::steady_timer done;
+    };
+    auto shared = std::make_shared<Shared>(ex, tasks.size());
+    if (tasks.empty()) {
+        co_return std::vector<T>{};
+    }
+    shared->done.expires_at(Clock::time_point::max());
+    for (std::size_t i = 0; i < tasks.size(); ++i) {
+        asio::co_spawn(
+            ex,
+            [](std::shared_ptr<Shared> s, std::size_t slot, net::Task<T> task) -> net::Task<void> {
+                s->results[slot] = co_await std::move(task);
+                if (--s->left == 0) {
+                    s->done.cancel();
+                }
+            }(shared, i, std::move(tasks[i])),
+            [](std::exception_ptr e) {
+                if (e) {
+                    log().error("a gate check ended by an exception");
+                }
+            });
+    }
+    while (shared->left > 0) {
+        co_await shared->done.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    co_return std::move(shared->results);
+}
+
+net::Task<HealthGateResult> probe_one(const config::Health& h, net::tcp::endpoint ep,
+                                      std::string name) {
+    ProbeRequest req;
+    req.target = h.path;
+    auto r = co_await probe(ep, req, h.timeout);
+    HealthGateResult out;
+    out.upstream = std::move(name);
+    out.status = r.status;
+    out.latency_ms = r.latency_ms;
+    if (!r.responded) {
+        out.error = r.error;
+    } else if (std::find(h.expect_status.begin(), h.expect_status.end(), r.status) ==
+               h.expect_status.end()) {
+        out.error = "status " + std::to_string(r.status) + " is not expected";
+    } else {
+        out.healthy = true;
+    }
+    co_return out;
+}
+
+net::Task<SmokeResult> smoke_one(const config::SmokeCheck& check, Duration timeout,
+                                 net::tcp::endpoint ep, std::string name) {
+    ProbeRequest req;
+    req.method = check.method;
+    req.target = check.path;
+    req.headers = check.headers;
+    req.body = check.body;
+    auto r = co_await probe(ep, req, timeout);
+    SmokeResult out;
+    out.check = check.name;
+    out.upstream = std::move(name);
+    out.status = r.status;
+    out.latency_ms = r.latency_ms;
+    if (!r.responded) {
+        out.error = r.error;
+    } else {
+        out.error = smoke_mismatch(check, r.status, r.headers, r.body, r.latency_ms);
+        out.passed = out.error.empty();
+    }
+    co_return out;
+}
+
+}  // namespace
+
+std::string smoke_mismatch(const config::SmokeCheck& check, unsigned status,
+                           const std::map<std::string, std::string>& headers,
+                           const std::string& body, double latency_ms) {
+    const auto& x = check.expect;
+    if (status != x.status) {
+        return "status " + std::to_string(status) + ", expected " + std::to_string(x.status);
+    }
+    if (x.body_contains && body.find(*x.body_contains) == std::string::npos) {
+        return "body does not contain " + *x.body_contains;
+    }
+    for (const auto& [name, value] : x.headers) {
+        std::string lower(name);
+        std::transform(lower.begin(), lower.end(), lower.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        auto it = headers.find(lower);
+        if (it == headers.end()) {
+            return "header " + name + " missing";
+        }
+        if (it->second != value) {
+            return "header " + name + " is \"" + it->second + "\", expected \"" + value + "\"";
+        }
+    }
+    if (x.max_latency && latency_ms > static_cast<double>(x.max_latency->count())) {
+        char buf[96];
+        std::snprintf(buf, sizeof buf, "took %.1fms, more than max_latency %s", latency_ms,
+                      format_duration(*x.max_latency).c_str());
+        return buf;
+    }
+    return {};
+}
+
+net::Task<std::vector<HealthGateResult>> probe_health(const config::Config& cfg,
+                                                      const upstream::Endpoints& endpoints,
+                                                      Color color) {
+    std::vector<net::Task<HealthGateResult>> tasks;
+    const auto& eps = endpoints[index(color)];
+    for (std::size_t i = 0; i < eps.size(); ++i) {
+        tasks.push_back(probe_one(cfg.health, eps[i], cfg.group(color).upstreams[i].to_string()));
+    }
+    co_return co_await gather(std::move(tasks));
+}
+
+net::Task<std::vector<SmokeResult>> run_smoke(const config::Config& cfg,
+                                              const upstream::Endpoints& endpoints, Color color) {
+    std::vector<net::Task<SmokeResult>> tasks;
+    const auto& eps = endpoints[index(color)];
+    for (const auto& check : cfg.smoke) {
+        // A check slower than its max_latency has failed; no need to wait longer.
+        const Duration timeout = check.expect.max_latency
+                                     ? *check.expect.max_latency + std::chrono::milliseconds(100)
+                                     : cfg.timeouts.upstream_response;
+        for (std::size_t i = 0; i < eps.size(); ++i) {
+            tasks.push_back(
+                smoke_one(check, timeout, eps[i], cfg.group(color).upstreams[i].to_string()));
+        }
+    }
+    co_return co_await gather(std::move(tasks));
+}
+
+net::Task<GateReport> run_gates(const config::Config& cfg, const upstream::Endpoints& endpoints,
+                                Color color, bool with_smoke) {
+    GateReport report;
+    auto t0 = Clock::now();
+    report.health = co_await probe_health(cfg, endpoints, color);
+    report.health_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    const auto total = static_cast<unsigned>(report.health.size());
+    report.required = cfg.switching.min_healthy ? *cfg.switching.min_healthy : total;
+    report.healthy = static_cast<unsigned>(std::count_if(report.health.begin(), report.health.end(),
+                                                         [](const auto& r) { return r.healthy; }));
+    report.health_passed = report.healthy >= report.required;
+    if (!report.health_passed || !with_smoke || cfg.smoke.empty()) {
+        report.smoke_ran = with_smoke && report.health_passed;
+        report.smoke_passed = report.smoke_ran;
+        co_return report;
+    }
+    report.smoke_ran = true;
+    t0 = Clock::now();
+    report.smoke = co_await run_smoke(cfg, endpoints, color);
+    report.smoke_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    report.smoke_passed = std::all_of(report.smoke.begin(), report.smoke.end(),
+                                      [](const auto& r) { return r.passed; });
+    co_return report;
+}
+
+}  // namespace bgs::health

@@ -1,0 +1,65 @@
+// The switch gates: a fresh health probe of every upstream of the target color,
+// then every smoke check against every one of them. Results carry timings and
+// reasons so that a refused switch says exactly what failed. Control thread.
+#pragma once
+
+#include "proxy/common/color.hpp"
+#include "proxy/config/config.hpp"
+#include "proxy/net/http_io.hpp"
+#include "proxy/upstream/upstream_pool.hpp"
+
+#include <string>
+#include <vector>
+
+namespace bgs::health {
+
+struct HealthGateResult {
+    std::string upstream;
+    bool healthy = false;
+    unsigned status = 0;
+    double latency_ms = 0;
+    std::string error;
+};
+
+struct SmokeResult {
+    std::string check;
+    std::string upstream;
+    bool passed = false;
+    unsigned status = 0;
+    double latency_ms = 0;
+    std::string error;  // what did not match
+};
+
+struct GateReport {
+    bool health_passed = false;
+    unsigned healthy = 0;
+    unsigned required = 0;
+    double health_ms = 0;
+    std::vector<HealthGateResult> health;
+    bool smoke_ran = false;
+    bool smoke_passed = false;
+    double smoke_ms = 0;
+    std::vector<SmokeResult> smoke;
+
+    bool passed() const { return health_passed && (!smoke_ran || smoke_passed); }
+};
+
+/// Probes every upstream of `color` once, in parallel.
+net::Task<std::vector<HealthGateResult>> probe_health(const config::Config& cfg,
+                                                      const upstream::Endpoints& endpoints,
+                                                      Color color);
+
+/// Runs every smoke check against every upstream of `color`, in parallel.
+net::Task<std::vector<SmokeResult>> run_smoke(const config::Config& cfg,
+                                              const upstream::Endpoints& endpoints, Color color);
+
+/// Both gates in order (smoke only when health passed and `with_smoke`).
+net::Task<GateReport> run_gates(const config::Config& cfg, const upstream::Endpoints& endpoints,
+                                Color color, bool with_smoke);
+
+/// Judges a probe against a smoke check's expectations; empty when it passed.
+std::string smoke_mismatch(const config::SmokeCheck& check, unsigned status,
+                           const std::map<std::string, std::string>& headers,
+                           const std::string& body, double latency_ms);
+
+}  // namespace bgs::health

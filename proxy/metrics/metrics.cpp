@@ -1,0 +1,102 @@
+#include "proxy/metrics/metrics.hpp"
+
+#include <cstdio>
+
+namespace bgs::metrics {
+
+void Metrics::observe(Color color, unsigned status, double seconds) {
+    const unsigned cls = status >= 100 && status < 600 ? status / 100 : 5;
+    requests_[index(color)][cls].fetch_add(1, std::memory_order_relaxed);
+    auto& h = durations_[index(color)];
+    for (std::size_t i = 0; i < kBuckets.size(); ++i) {
+        if (seconds <= kBuckets[i]) {
+            h.buckets[i].fetch_add(1, std::memory_order_relaxed);
+            break;  // cumulative counts are summed when rendering
+        }
+    }
+    h.count.fetch_add(1, std::memory_order_relaxed);
+    h.sum_us.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
+
+std::string Metrics::render(const Gauges& g) const {
+    std::string out;
+    char line[256];
+    auto add = [&](const char* fmt, auto... args) {
+        std::snprintf(line, sizeof line, fmt, args...);
+        out += line;
+    };
+    out +=
+        "# HELP bgswitch_active_color 1 for the color that receives live traffic.\n"
+        "# TYPE bgswitch_active_color gauge\n";
+    for (Color c : kColors) {
+        add("bgswitch_active_color{color=\"%s\"} %d\n", to_string(c).data(), c == g.active ? 1 : 0);
+    }
+    out +=
+        "# HELP bgswitch_state_version Version of the switch state.\n"
+        "# TYPE bgswitch_state_version gauge\n";
+    add("bgswitch_state_version %llu\n", static_cast<unsigned long long>(g.version));
+
+    out +=
+        "# HELP bgswitch_requests_total Requests answered, by color and status class.\n"
+        "# TYPE bgswitch_requests_total counter\n";
+    for (Color c : kColors) {
+        for (unsigned cls = 1; cls <= 5; ++cls) {
+            add("bgswitch_requests_total{color=\"%s\",code=\"%uxx\"} %llu\n", to_string(c).data(),
+                cls, static_cast<unsigned long long>(requests(c, cls)));
+        }
+    }
+    out +=
+        "# HELP bgswitch_request_duration_seconds Time from request header to response end.\n"
+        "# TYPE bgswitch_request_duration_seconds histogram\n";
+    for (Color c : kColors) {
+        const auto& h = durations_[index(c)];
+        std::uint64_t cumulative = 0;
+        for (std::size_t i = 0; i < kBuckets.size(); ++i) {
+            cumulative += h.buckets[i].load(std::memory_order_relaxed);
+            add("bgswitch_request_duration_seconds_bucket{color=\"%s\",le=\"%g\"} %llu\n",
+                to_string(c).data(), kBuckets[i], static_cast<unsigned long long>(cumulative));
+        }
+        const auto count = h.count.load(std::memory_order_relaxed);
+        add("bgswitch_request_duration_seconds_bucket{color=\"%s\",le=\"+Inf\"} %llu\n",
+            to_string(c).data(), static_cast<unsigned long long>(count));
+        add("bgswitch_request_duration_seconds_sum{color=\"%s\"} %.6f\n", to_string(c).data(),
+            static_cast<double>(h.sum_us.load(std::memory_order_relaxed)) / 1e6);
+        add("bgswitch_request_duration_seconds_count{color=\"%s\"} %llu\n", to_string(c).data(),
+            static_cast<unsigned long long>(count));
+    }
+    out +=
+        "# HELP bgswitch_connections Client connections by color and what they carry.\n"
+        "# TYPE bgswitch_connections gauge\n";
+    static constexpr const char* kKinds[] = {"in_flight", "upgraded", "streams"};
+    for (Color c : kColors) {
+        for (std::size_t k = 0; k < 3; ++k) {
+            add("bgswitch_connections{color=\"%s\",kind=\"%s\"} %lld\n", to_string(c).data(),
+                kKinds[k], static_cast<long long>(g.connections[index(c)][k]));
+        }
+    }
+    out +=
+        "# HELP bgswitch_upstream_healthy 1 when the upstream passes its health checks.\n"
+        "# TYPE bgswitch_upstream_healthy gauge\n";
+    for (const auto& u : g.upstreams) {
+        add("bgswitch_upstream_healthy{color=\"%s\",upstream=\"%s\"} %d\n",
+            to_string(u.color).data(), u.address.c_str(), u.healthy ? 1 : 0);
+    }
+    out +=
+        "# HELP bgswitch_switches_total Switch and rollback requests by result.\n"
+        "# TYPE bgswitch_switches_total counter\n";
+    for (const auto& [result, n] : g.switches) {
+        add("bgswitch_switches_total{result=\"%s\"} %llu\n", result.c_str(),
+            static_cast<unsigned long long>(n));
+    }
+    out +=
+        "# HELP bgswitch_drain_closed_total Connections closed at the end of a drain window.\n"
+        "# TYPE bgswitch_drain_closed_total counter\n";
+    static constexpr const char* kDrainKinds[] = {"websocket", "stream", "other"};
+    for (std::size_t k = 0; k < 3; ++k) {
+        add("bgswitch_drain_closed_total{kind=\"%s\"} %llu\n", kDrainKinds[k],
+            static_cast<unsigned long long>(drain_closed_[k].load(std::memory_order_relaxed)));
+    }
+    return out;
+}
+
+}  // namespace bgs::metrics

@@ -1,0 +1,182 @@
+#include "proxy/state/state_store.hpp"
+
+#include "proxy/metrics/access_log.hpp"
+
+#include <boost/json.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace bgs::state {
+namespace json = boost::json;
+namespace {
+
+std::string errno_text() {
+    return std::strerror(errno);
+}
+
+std::chrono::system_clock::time_point parse_time(const std::string& s) {
+    std::tm tm{};
+    int ms = 0;
+    if (std::sscanf(s.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                    &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) < 6) {
+        throw std::runtime_error("bad time \"" + s + "\"");
+    }
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::milliseconds(ms);
+}
+
+Color color_field(const json::object& o, const char* key) {
+    auto c = parse_color(std::string(o.at(key).as_string()));
+    if (!c) {
+        throw std::runtime_error(std::string(key) + " is not blue or green");
+    }
+    return *c;
+}
+
+bool write_all(int fd, const std::string& data) {
+    std::size_t off = 0;
+    while (off < data.size()) {
+        auto n = ::write(fd, data.data() + off, data.size() - off);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return false;
+        }
+        off += static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+}  // namespace
+
+std::string StateStore::to_json(const SwitchState& s) {
+    json::array history;
+    for (const auto& e : s.history) {
+        history.push_back(json::object{
+            {"time", metrics::format_time(e.time)},
+            {"action", e.action},
+            {"from", to_string(e.from)},
+            {"to", to_string(e.to)},
+            {"result", e.result},
+            {"source", e.source},
+            {"reason", e.reason},
+            {"version", e.version},
+            {"gates", json::object{{"health_ms", e.health_ms}, {"smoke_ms", e.smoke_ms}}},
+        });
+    }
+    json::object o{
+        {"format", 1},
+        {"active", to_string(s.active)},
+        {"previous", s.previous ? json::value(to_string(*s.previous)) : json::value(nullptr)},
+        {"version", s.version},
+        {"history", std::move(history)},
+    };
+    return json::serialize(o) + "\n";
+}
+
+SwitchState StateStore::from_json(const std::string& text) {
+    json::error_code ec;
+    auto v = json::parse(text, ec);
+    if (ec) {
+        throw std::runtime_error("not valid JSON: " + ec.message());
+    }
+    try {
+        const auto& o = v.as_object();
+        SwitchState s;
+        s.active = color_field(o, "active");
+        if (const auto* p = o.if_contains("previous"); p && !p->is_null()) {
+            s.previous = color_field(o, "previous");
+        }
+        s.version = o.at("version").to_number<std::uint64_t>();
+        if (const auto* h = o.if_contains("history")) {
+            for (const auto& item : h->as_array()) {
+                const auto& e = item.as_object();
+                HistoryEvent ev;
+                ev.time = parse_time(std::string(e.at("time").as_string()));
+                ev.action = e.at("action").as_string();
+                ev.from = color_field(e, "from");
+                ev.to = color_field(e, "to");
+                ev.result = e.at("result").as_string();
+                ev.source = e.at("source").as_string();
+                ev.reason = e.at("reason").as_string();
+                ev.version = e.at("version").to_number<std::uint64_t>();
+                const auto& g = e.at("gates").as_object();
+                ev.health_ms = g.at("health_ms").to_number<double>();
+                ev.smoke_ms = g.at("smoke_ms").to_number<double>();
+                s.history.push_back(std::move(ev));
+            }
+        }
+        return s;
+    } catch (const std::exception& e) {
+        throw std::runtime_error(std::string("unexpected content: ") + e.what());
+    }
+}
+
+std::optional<SwitchState> StateStore::load() const {
+    std::ifstream in(path_);
+    if (!in) {
+        if (errno == ENOENT) {
+            return std::nullopt;
+        }
+        throw StateError("state file " + path_ + ": cannot read: " + errno_text());
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    if (in.bad()) {
+        throw StateError("state file " + path_ + ": cannot read: " + errno_text());
+    }
+    try {
+        return from_json(text.str());
+    } catch (const std::exception& e) {
+        throw StateError("state file " + path_ + " is corrupt (" + e.what() +
+                         "); fix or remove it, and check the active color before restarting");
+    }
+}
+
+std::optional<std::string> StateStore::save(const SwitchState& s) const {
+    namespace fs = std::filesystem;
+    const fs::path target(path_);
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    std::error_code fec;
+    fs::create_directories(dir, fec);
+    if (fec) {
+        return "cannot create " + dir.string() + ": " + fec.message();
+    }
+    const std::string tmp = path_ + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        return "cannot write " + tmp + ": " + errno_text();
+    }
+    const bool ok = write_all(fd, to_json(s)) && ::fsync(fd) == 0;
+    const std::string why = ok ? "" : errno_text();
+    ::close(fd);
+    if (!ok) {
+        ::unlink(tmp.c_str());
+        return "cannot write " + tmp + ": " + why;
+    }
+    if (::rename(tmp.c_str(), path_.c_str()) != 0) {
+        const auto e = errno_text();
+        ::unlink(tmp.c_str());
+        return "cannot rename " + tmp + " to " + path_ + ": " + e;
+    }
+    // The rename itself is durable only once the directory entry is synced.
+    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+    }
+    return std::nullopt;
+}
+
+}  // namespace bgs::state

@@ -1,0 +1,43 @@
+// Persists SwitchState to a JSON file: written to a temporary file, fsynced,
+// renamed over the old one, and the directory fsynced, so that a crash at any
+// moment leaves either the old or the new state. Control thread (blocking I/O).
+#pragma once
+
+#include "proxy/state/switch_state.hpp"
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+namespace bgs::state {
+
+/// A state file that exists but cannot be used; the message names the file.
+class StateError : public std::runtime_error {
+  public:
+    using std::runtime_error::runtime_error;
+};
+
+class StateStore {
+  public:
+    explicit StateStore(std::string path) : path_(std::move(path)) {}
+
+    /// The saved state, or nullopt when the file does not exist. Throws
+    /// StateError when it exists but cannot be read or parsed: the caller must
+    /// not fall back to the configuration's color.
+    std::optional<SwitchState> load() const;
+
+    /// Writes atomically and durably; creates the directory if needed. Returns
+    /// the reason on failure (the old file is then untouched).
+    std::optional<std::string> save(const SwitchState& s) const;
+
+    const std::string& path() const { return path_; }
+
+    /// JSON text of a state (the file's content) and its parser.
+    static std::string to_json(const SwitchState& s);
+    static SwitchState from_json(const std::string& text);  // throws std::runtime_error
+
+  private:
+    std::string path_;
+};
+
+}  // namespace bgs::state

@@ -1,0 +1,46 @@
+// The durable blue-green state: active and previous color, the version, and a
+// bounded history of switches. Plain data; the store (state_store.hpp) persists
+// it, the switcher (control/switcher.hpp) changes it. Control thread only.
+#pragma once
+
+#include "proxy/common/color.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <string>
+
+namespace bgs::state {
+
+/// One switch, rollback or dry run, as the history shows it.
+struct HistoryEvent {
+    std::chrono::system_clock::time_point time;
+    std::string action;  // "switch" | "rollback"
+    Color from = Color::Blue;
+    Color to = Color::Blue;
+    std::string result;  // "switched" | "dry_run_passed" | "gate_failed" | "persist_failed" | ...
+    std::string source;  // the admin client's address
+    std::string reason;
+    std::uint64_t version = 0;  // the version after the event
+    double health_ms = 0;       // gate timings
+    double smoke_ms = 0;
+};
+
+struct SwitchState {
+    static constexpr std::size_t kHistoryLimit = 200;
+
+    Color active = Color::Blue;
+    std::optional<Color> previous;
+    std::uint64_t version = 1;
+    std::deque<HistoryEvent> history;  // newest first
+
+    void record(HistoryEvent e) {
+        history.push_front(std::move(e));
+        while (history.size() > kHistoryLimit) {
+            history.pop_back();
+        }
+    }
+};
+
+}  // namespace bgs::state
