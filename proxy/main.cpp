@@ -1,5 +1,6 @@
 // The bgswitch binary: command-line parsing and the composition of the server
 // for `run` and `demo`. Exceptions end here.
+#include "admin/cli/client_commands.hpp"
 #include "proxy/common/logging.hpp"
 #include "proxy/common/random.hpp"
 #include "proxy/config/loader.hpp"
@@ -110,6 +111,8 @@ int cmd_demo(const DemoOptions& opt) {
         const auto state_dir = std::filesystem::temp_directory_path() /
                                ("bgswitch-demo-" + std::to_string(::getuid()));
         std::filesystem::create_directories(state_dir);
+        // Every demo starts from blue: its state is a playground, not a deployment.
+        std::filesystem::remove(state_dir / "state.json");
         const std::map<std::string, std::string> values{
             {"DEMO_LISTEN", opt.listen},
             {"DEMO_ADMIN", opt.admin},
@@ -133,20 +136,30 @@ int cmd_demo(const DemoOptions& opt) {
         const auto& cfg = server.config();
         const auto proxy =
             cfg.listen.front().host + ":" + std::to_string(server.listen_ports().front());
-        std::cout << "\n"
-                  << "  bgswitch demo is running.\n\n"
-                  << "  proxy   http://" << proxy << "/      (active color: blue)\n"
-                  << "  blue    http://" << values.at("DEMO_BLUE") << "/\n"
-                  << "  green   http://" << values.at("DEMO_GREEN") << "/\n"
-                  << "  admin token: " << values.at("DEMO_TOKEN") << "\n\n"
-                  << "  Try:\n"
-                  << "    curl -i http://" << proxy << "/color\n"
-                  << "    curl -N http://" << proxy << "/events          # an SSE stream\n"
-                  << "    open http://" << proxy
-                  << "/ in a browser      # the page names its color\n"
-                  << "    WebSocket echo at ws://" << proxy << "/ws\n\n"
-                  << "  Press Ctrl-C to stop.\n\n"
-                  << std::flush;
+        const auto admin = cfg.admin.address.host + ":" + std::to_string(server.admin_port());
+        const std::string flag = admin == "127.0.0.1:9901" ? "" : " --admin http://" + admin;
+        std::cout
+            << "\n"
+            << "  bgswitch demo is running.\n\n"
+            << "  proxy   http://" << proxy << "/      (active color: blue)\n"
+            << "  blue    http://" << values.at("DEMO_BLUE") << "/\n"
+            << "  green   http://" << values.at("DEMO_GREEN") << "/\n"
+            << "  admin   http://" << admin << "/\n"
+            << "  admin token: " << values.at("DEMO_TOKEN") << "\n\n"
+            << "  Try:\n"
+            << "    curl -i http://" << proxy << "/color\n"
+            << "    curl -N http://" << proxy << "/events          # an SSE stream\n"
+            << "    open http://" << proxy << "/ in a browser      # the page names its color\n"
+            << "    WebSocket echo at ws://" << proxy << "/ws\n\n"
+            << "  Then move traffic; streams and WebSockets open on blue keep going for 30s:\n"
+            << "    export BGSWITCH_ADMIN_TOKEN=" << values.at("DEMO_TOKEN") << "\n"
+            << "    bgswitch status" << flag << "\n"
+            << "    bgswitch switch green --dry-run" << flag << "\n"
+            << "    bgswitch switch green --reason 'first deploy'" << flag << "\n"
+            << "    bgswitch rollback" << flag << "\n"
+            << "    bgswitch history" << flag << "\n\n"
+            << "  Press Ctrl-C to stop.\n\n"
+            << std::flush;
         return serve_until_signal(server, signals);
     } catch (const std::exception& e) {
         log().error("demo cannot start: {}", e.what());
@@ -189,6 +202,42 @@ int main(int argc, char** argv) {
 
     auto* version = app.add_subcommand("version", "print version and build information");
 
+    admin::cli::ClientOptions client;
+    if (const char* t = std::getenv("BGSWITCH_ADMIN_TOKEN")) {
+        client.token = t;
+    }
+    auto add_client_options = [&](CLI::App* cmd) {
+        cmd->add_option("--admin", client.admin_url, "admin API URL")->capture_default_str();
+        cmd->add_option("--token", client.token, "admin token (default: $BGSWITCH_ADMIN_TOKEN)");
+        cmd->add_flag("--json", client.json, "print the raw JSON answer");
+    };
+    auto* status =
+        app.add_subcommand("status", "show colors, upstream health, connections and drains");
+    add_client_options(status);
+
+    admin::cli::SwitchOptions sw;
+    auto add_switch_options = [&](CLI::App* cmd) {
+        cmd->add_option("--drain-timeout", sw.drain_timeout,
+                        "how long old-color WebSockets and streams may live on (e.g. 30s)");
+        cmd->add_flag("--dry-run", sw.dry_run, "run the gates only; do not switch");
+        cmd->add_option("--reason", sw.reason, "kept in the history");
+        cmd->add_option("--expect-version", sw.expect_version,
+                        "refuse unless the current state version is this one");
+    };
+    auto* switch_cmd = app.add_subcommand(
+        "switch", "switch traffic to COLOR after its health and smoke checks pass");
+    switch_cmd->add_option("color", sw.color, "blue or green")
+        ->required()
+        ->check(CLI::IsMember({"blue", "green"}));
+    add_switch_options(switch_cmd);
+    add_client_options(switch_cmd);
+    auto* rollback_cmd = app.add_subcommand("rollback", "switch back to the previous color");
+    add_switch_options(rollback_cmd);
+    rollback_cmd->add_flag("--skip-smoke", sw.skip_smoke, "run the health gate only");
+    add_client_options(rollback_cmd);
+    auto* history_cmd = app.add_subcommand("history", "recent switches and rollbacks");
+    add_client_options(history_cmd);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -205,6 +254,14 @@ int main(int argc, char** argv) {
         rc = cmd_demo(demo_opt);
     } else if (version->parsed()) {
         rc = cmd_version();
+    } else if (status->parsed()) {
+        rc = admin::cli::status(client);
+    } else if (switch_cmd->parsed()) {
+        rc = admin::cli::switch_color(client, sw);
+    } else if (rollback_cmd->parsed()) {
+        rc = admin::cli::rollback(client, sw);
+    } else if (history_cmd->parsed()) {
+        rc = admin::cli::history(client);
     }
     shutdown_logging();
     return rc;

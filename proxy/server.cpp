@@ -1,7 +1,14 @@
 #include "proxy/server.hpp"
 
+#include "admin/admin_server.hpp"
+#include "admin/routes.hpp"
 #include "proxy/common/logging.hpp"
+#include "proxy/control/switcher.hpp"
+#include "proxy/health/health_checker.hpp"
 #include "proxy/worker/worker.hpp"
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/socket_base.hpp>
@@ -58,11 +65,30 @@ tcp::acceptor bind_listener(asio::io_context& ioc, const tcp::endpoint& ep, cons
 
 }  // namespace
 
-Server::Server(config::Config cfg)
-    : cfg_(std::move(cfg)),
-      color_state_(cfg_.active, 0),
-      router_(cfg_, color_state_),
-      shared_(std::make_unique<worker::Shared>(cfg_, router_)) {
+Server::Server(config::Config cfg) : cfg_(std::move(cfg)), store_(cfg_.state_file) {
+    // The state file wins over `active:`; one that exists but cannot be read
+    // stops the start rather than silently flipping traffic.
+    std::optional<state::SwitchState> saved;
+    try {
+        saved = store_.load();
+    } catch (const state::StateError& e) {
+        throw StartupError(e.what());
+    }
+    state::SwitchState initial;
+    if (saved) {
+        initial = std::move(*saved);
+        log().info("state file {}: active {} (version {})", store_.path(),
+                   to_string(initial.active), initial.version);
+    } else {
+        initial.active = cfg_.active;
+        if (auto err = store_.save(initial)) {
+            throw StartupError("state file: " + *err);
+        }
+        log().info("state file {} created: active {}", store_.path(), to_string(initial.active));
+    }
+    color_state_ = std::make_unique<routing::ColorState>(initial.active, initial.version);
+    router_ = std::make_unique<routing::Router>(cfg_, *color_state_);
+    shared_ = std::make_unique<worker::Shared>(cfg_, *router_);
     {
         asio::io_context resolver_ctx;
         for (Color c : kColors) {
@@ -99,6 +125,27 @@ Server::Server(config::Config cfg)
     if (cfg_.preview) {
         preview_port_ = bind_all(*cfg_.preview, routing::Audience::Preview, "preview");
     }
+
+    std::vector<worker::Worker*> worker_ptrs;
+    for (auto& w : workers_) {
+        worker_ptrs.push_back(w.get());
+    }
+    switcher_ = std::make_unique<control::Switcher>(cfg_, shared_->endpoints, *color_state_, store_,
+                                                    std::move(initial), std::move(worker_ptrs));
+    routes_ = std::make_unique<admin::Routes>(cfg_, *switcher_, *router_, *shared_);
+    control_ = std::make_unique<asio::io_context>(1);
+    health_ = std::make_unique<health::HealthChecker>(cfg_, *router_, shared_->endpoints);
+    try {
+        admin_ = std::make_unique<admin::AdminServer>(*control_, cfg_, *routes_);
+    } catch (const std::exception& e) {
+        throw StartupError(e.what());
+    }
+    if (cfg_.admin.token.empty()) {
+        log().warn(
+            "admin API on {} has no token: any local process allowed by admin.allow can "
+            "switch colors",
+            cfg_.admin.address.to_string());
+    }
 }
 
 Server::~Server() {
@@ -108,7 +155,22 @@ Server::~Server() {
     }
 }
 
+std::uint16_t Server::admin_port() const {
+    return admin_->port();
+}
+
 void Server::start() {
+    health_->start(control_->get_executor());
+    admin_->start();
+    control_thread_ = std::thread([this] {
+        auto guard = asio::make_work_guard(*control_);
+        try {
+            control_->run();
+        } catch (const std::exception& e) {
+            log().critical("control thread stopped by an exception: {}", e.what());
+            std::abort();
+        }
+    });
     for (auto& w : workers_) {
         threads_.emplace_back([worker = w.get()] {
             try {
@@ -127,6 +189,10 @@ void Server::shutdown() {
     }
     log().info("shutting down: no new connections, in-flight requests get up to {}",
                format_duration(cfg_.timeouts.shutdown));
+    asio::post(*control_, [this] {
+        admin_->stop();
+        health_->stop();
+    });
     for (auto& w : workers_) {
         w->begin_shutdown();
     }
@@ -164,6 +230,10 @@ void Server::wait() {
     stopped_cv_.notify_all();
     if (deadline_thread_.joinable()) {
         deadline_thread_.join();
+    }
+    if (control_thread_.joinable()) {
+        control_->stop();
+        control_thread_.join();
     }
     if (shared_->access_log) {
         shared_->access_log->flush();

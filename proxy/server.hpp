@@ -1,11 +1,14 @@
-// The proxy assembled: configuration -> router -> workers and their listeners.
-// Constructed and driven from the main thread; shutdown() may be called from
-// any thread (a signal handler thread, a test).
+// The proxy assembled: configuration -> durable state -> router -> workers and
+// their listeners, plus the control thread (health checks, switches, drains, the
+// admin endpoint). The composition root: the only unit that sees both proxy/
+// and admin/. Constructed and driven from the main thread; shutdown() may be
+// called from any thread.
 #pragma once
 
 #include "proxy/config/config.hpp"
 #include "proxy/routing/color_state.hpp"
 #include "proxy/routing/router.hpp"
+#include "proxy/state/state_store.hpp"
 
 #include <condition_variable>
 #include <cstdint>
@@ -20,11 +23,25 @@ namespace bgs::worker {
 class Worker;
 struct Shared;
 }  // namespace bgs::worker
+namespace bgs::control {
+class Switcher;
+}
+namespace bgs::health {
+class HealthChecker;
+}
+namespace bgs::admin {
+class Routes;
+class AdminServer;
+}  // namespace bgs::admin
+namespace boost::asio {
+class io_context;
+}
 
 namespace bgs {
 
 /// Thrown by the Server's constructor when it cannot start (an address in use,
-/// an upstream name that does not resolve, an unwritable access log).
+/// an upstream name that does not resolve, an unwritable access log, a state
+/// file that cannot be read or written).
 class StartupError : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
@@ -32,37 +49,49 @@ class StartupError : public std::runtime_error {
 
 class Server {
   public:
-    /// Resolves every address and binds every listener (port 0 picks a free
-    /// port, see ports()). Throws StartupError.
+    /// Loads the state file (its color wins over the configuration's `active`),
+    /// resolves every address and binds every listener and the admin endpoint
+    /// (port 0 picks a free port). Throws StartupError.
     explicit Server(config::Config cfg);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
 
-    /// Starts the worker threads; returns at once.
+    /// Starts the worker threads and the control thread; returns at once.
     void start();
     /// Begins a graceful shutdown: stop accepting, finish in-flight requests
     /// within timeouts.shutdown, then stop. Idempotent; any thread.
     void shutdown();
-    /// Blocks until every worker has stopped.
+    /// Blocks until every thread has stopped.
     void wait();
 
     /// The bound ports of the `listen` entries, in order.
     const std::vector<std::uint16_t>& listen_ports() const { return listen_ports_; }
     std::optional<std::uint16_t> preview_port() const { return preview_port_; }
+    std::uint16_t admin_port() const;
 
     const config::Config& config() const { return cfg_; }
-    routing::ColorState& color_state() { return color_state_; }
-    routing::Router& router() { return router_; }
+    routing::ColorState& color_state() { return *color_state_; }
+    routing::Router& router() { return *router_; }
     worker::Shared& shared() { return *shared_; }
 
   private:
     config::Config cfg_;
-    routing::ColorState color_state_;
-    routing::Router router_;
+    state::StateStore store_;
+    std::unique_ptr<routing::ColorState> color_state_;
+    std::unique_ptr<routing::Router> router_;
     std::unique_ptr<worker::Shared> shared_;
     std::vector<std::unique_ptr<worker::Worker>> workers_;
+    std::unique_ptr<control::Switcher> switcher_;
+    std::unique_ptr<admin::Routes> routes_;
+    // Declared after what the control thread's coroutines refer to, and before
+    // the objects that own I/O objects on it, so destruction runs safely.
+    std::unique_ptr<boost::asio::io_context> control_;
+    std::unique_ptr<health::HealthChecker> health_;
+    std::unique_ptr<admin::AdminServer> admin_;
+
     std::vector<std::thread> threads_;
+    std::thread control_thread_;
     std::vector<std::uint16_t> listen_ports_;
     std::optional<std::uint16_t> preview_port_;
 

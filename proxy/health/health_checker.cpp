@@ -60,6 +60,10 @@ void HealthChecker::stop() {
 net::Task<void> HealthChecker::watch(Color color, std::size_t i, asio::steady_timer& timer) {
     auto& up = router_.upstream(color, i);
     Streak streak;
+    // Upstreams start out healthy; the first probe comes one interval after
+    // start, so a restart does not hit every upstream at the same instant.
+    timer.expires_after(cfg_.health.interval);
+    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     while (!stopping_) {
         ProbeRequest req;
         req.target = cfg_.health.path;

@@ -78,6 +78,12 @@ std::pair<int, std::string> run(const std::vector<std::string>& args) {
     return {c.wait(), out};
 }
 
+std::string path_for(const std::string& name) {
+    const auto path = ::testing::TempDir() + "/" + name + "_" + std::to_string(::getpid());
+    std::remove(path.c_str());
+    return path;
+}
+
 std::string write_file(const std::string& name, const std::string& text) {
     const auto path = ::testing::TempDir() + "/" + name + "_" + std::to_string(::getpid());
     std::ofstream(path) << text;
@@ -140,7 +146,8 @@ TEST(CliTest, RunServesAndExitsZeroOnSigterm) {
         "listen: [{address: \"127.0.0.1:" + std::to_string(port) +
             "\"}]\ncolors:\n  blue: {upstreams: [\"127.0.0.1:" + std::to_string(up.port()) +
             "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(dead_port()) +
-            "\"]}\nlog: {access: off}\n");
+            "\"]}\nlog: {access: off}\nadmin: {address: \"127.0.0.1:0\"}\nstate: {file: \"" +
+            path_for("run-state.json") + "\"}\n");
     auto child = spawn({"run", "--config", path});
     std::string body;
     ASSERT_TRUE(eventually(

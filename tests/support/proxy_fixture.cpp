@@ -2,7 +2,21 @@
 
 #include "tests/support/test_net.hpp"
 
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+#include <atomic>
+#include <cstdio>
+
 namespace bgs::test {
+
+std::string fresh_state_path() {
+    static std::atomic<int> counter{0};
+    auto path = ::testing::TempDir() + "/bgswitch-state-" + std::to_string(::getpid()) + "-" +
+                std::to_string(counter++) + ".json";
+    std::remove(path.c_str());
+    return path;
+}
 
 config::Config test_config(const std::vector<std::uint16_t>& blue,
                            const std::vector<std::uint16_t>& green) {
@@ -18,6 +32,11 @@ config::Config test_config(const std::vector<std::uint16_t>& blue,
     add(Color::Green, green.empty() ? std::vector<std::uint16_t>{dead_port()} : green);
     cfg.proxy.workers = 2;
     cfg.log.access = "off";
+    cfg.admin.address = {"127.0.0.1", 0};
+    cfg.state_file = fresh_state_path();
+    // Background health checks would add requests the tests count; tests of
+    // health set their own interval.
+    cfg.health.interval = std::chrono::hours(1);
     cfg.timeouts.shutdown = std::chrono::seconds(5);
     return cfg;
 }

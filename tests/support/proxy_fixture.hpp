@@ -6,9 +6,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace bgs::test {
+
+/// A state file path of this process that does not exist yet.
+std::string fresh_state_path();
 
 /// A configuration for tests: one listener on 127.0.0.1:0, two workers, access
 /// log off, generous timeouts (tests shorten what they exercise).

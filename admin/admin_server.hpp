@@ -1,0 +1,30 @@
+// The admin endpoint's HTTP server (JSON over HTTP/1.1, keep-alive), on the
+// control thread's io_context. Requests are bounded in size and time.
+#pragma once
+
+#include "admin/routes.hpp"
+
+#include <boost/asio/io_context.hpp>
+
+#include <cstdint>
+#include <memory>
+
+namespace bgs::admin {
+
+class AdminServer {
+  public:
+    /// Binds admin.address (port 0 picks one). Throws std::runtime_error.
+    AdminServer(net::asio::io_context& ioc, const config::Config& cfg, Routes& routes);
+    ~AdminServer();
+
+    std::uint16_t port() const;
+    void start();
+    /// Stops accepting and ends idle admin connections.
+    void stop();
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bgs::admin

@@ -1,0 +1,175 @@
+#include "admin/api.hpp"
+
+#include <boost/json.hpp>
+
+namespace bgs::admin {
+namespace json = boost::json;
+namespace {
+
+// Builds a message by appending (GCC 12 warns falsely on "literal" + std::string).
+std::string msg(std::initializer_list<std::string_view> parts) {
+    std::string out;
+    for (auto p : parts) {
+        out.append(p.data(), p.size());
+    }
+    return out;
+}
+
+}  // namespace
+
+ApiResponse error_response(unsigned status, std::string_view message, json::object details) {
+    json::object o;
+    o["error"] = message;
+    for (auto& kv : details) {
+        o[kv.key()] = std::move(kv.value());
+    }
+    return {status, json::serialize(o) + "\n"};
+}
+
+std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_view body,
+                                                                    bool rollback) {
+    control::SwitchRequest req;
+    req.rollback = rollback;
+    if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+        if (rollback) {
+            return req;
+        }
+        return std::string("the body must be a JSON object with \"to\"");
+    }
+    json::error_code ec;
+    auto v = json::parse(body, ec);
+    if (ec) {
+        return msg({"malformed JSON: ", ec.message()});
+    }
+    if (!v.is_object()) {
+        return std::string("the body must be a JSON object");
+    }
+    for (const auto& kv : v.as_object()) {
+        const auto key = kv.key();
+        const auto& val = kv.value();
+        auto type_error = [&](const char* want) { return msg({"\"", key, "\" must be ", want}); };
+        if (key == "to" && !rollback) {
+            if (!val.is_string()) {
+                return type_error("\"blue\" or \"green\"");
+            }
+            auto c = parse_color(std::string_view(val.as_string()));
+            if (!c) {
+                return msg({"unknown color \"", val.as_string(), "\""});
+            }
+            req.to = c;
+        } else if (key == "drain_timeout") {
+            if (!val.is_string()) {
+                return type_error("a duration such as \"30s\"");
+            }
+            auto d = parse_duration(std::string_view(val.as_string()));
+            if (!d) {
+                return msg({"\"drain_timeout\": \"", val.as_string(), "\" is not a duration"});
+            }
+            req.drain_timeout = d;
+        } else if (key == "dry_run") {
+            if (!val.is_bool()) {
+                return type_error("true or false");
+            }
+            req.dry_run = val.as_bool();
+        } else if (key == "skip_smoke" && rollback) {
+            if (!val.is_bool()) {
+                return type_error("true or false");
+            }
+            req.skip_smoke = val.as_bool();
+        } else if (key == "reason") {
+            if (!val.is_string() || val.as_string().size() > 1024) {
+                return type_error("a string of at most 1024 characters");
+            }
+            req.reason = val.as_string();
+        } else if (key == "expect_version") {
+            if (val.is_int64() && val.as_int64() >= 0) {
+                req.expect_version = static_cast<std::uint64_t>(val.as_int64());
+            } else if (val.is_uint64()) {
+                req.expect_version = val.as_uint64();
+            } else {
+                return type_error("a whole number");
+            }
+        } else {
+            return msg({"unknown field \"", key, "\""});
+        }
+    }
+    if (!rollback && !req.to) {
+        return std::string("\"to\" is required");
+    }
+    return req;
+}
+
+json::object gates_json(const health::GateReport& g) {
+    json::array health;
+    for (const auto& h : g.health) {
+        json::object o{
+            {"upstream", h.upstream}, {"healthy", h.healthy}, {"latency_ms", h.latency_ms}};
+        if (h.status != 0) {
+            o["status"] = h.status;
+        }
+        if (!h.error.empty()) {
+            o["error"] = h.error;
+        }
+        health.push_back(std::move(o));
+    }
+    json::array smoke;
+    for (const auto& s : g.smoke) {
+        json::object o{{"check", s.check},
+                       {"upstream", s.upstream},
+                       {"passed", s.passed},
+                       {"latency_ms", s.latency_ms}};
+        if (s.status != 0) {
+            o["status"] = s.status;
+        }
+        if (!s.error.empty()) {
+            o["error"] = s.error;
+        }
+        smoke.push_back(std::move(o));
+    }
+    return json::object{
+        {"passed", g.passed()},
+        {"health", json::object{{"passed", g.health_passed},
+                                {"healthy", g.healthy},
+                                {"required", g.required},
+                                {"duration_ms", g.health_ms},
+                                {"upstreams", std::move(health)}}},
+        {"smoke", json::object{{"ran", g.smoke_ran},
+                               {"passed", g.smoke_ran && g.smoke_passed},
+                               {"duration_ms", g.smoke_ms},
+                               {"checks", std::move(smoke)}}},
+    };
+}
+
+ApiResponse outcome_response(const control::SwitchOutcome& o) {
+    using control::Result;
+    json::object body{{"from", to_string(o.from)}, {"to", to_string(o.to)}, {"version", o.version}};
+    if (o.gates_ran) {
+        body["gates"] = gates_json(o.gates);
+    }
+    switch (o.result) {
+        case Result::Switched:
+        case Result::AlreadyActive:
+        case Result::DryRunPassed: {
+            json::object ok{{"result", control::to_string(o.result)}};
+            for (auto& kv : body) {
+                ok[kv.key()] = std::move(kv.value());
+            }
+            return {200, json::serialize(ok) + "\n"};
+        }
+        case Result::Busy:
+            return error_response(409, "another switch is running");
+        case Result::VersionMismatch:
+            return error_response(409, "version mismatch", {{"current_version", o.version}});
+        case Result::NoPrevious:
+            return error_response(409, "there is no previous color to roll back to");
+        case Result::GateFailed:
+            return error_response(412, "gate failed", std::move(body));
+        case Result::PersistFailed:
+            body["detail"] = o.error;
+            return error_response(500, "the state file could not be written; traffic did not move",
+                                  std::move(body));
+    }
+    return error_response(500, "unexpected outcome");
+}
+
+}  // namespace bgs::admin

@@ -1,0 +1,54 @@
+// The admin API's request and response shapes as JSON (Boost.JSON), shared by
+// the admin server and the client commands. Pure functions; any thread.
+#pragma once
+
+#include "proxy/control/switcher.hpp"
+
+#include <boost/json/object.hpp>
+
+#include <array>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace bgs::admin {
+
+/// An admin request as the routes see it (already read off the wire).
+struct ApiRequest {
+    std::string method;
+    std::string target;
+    std::string authorization;
+    std::string body;
+    std::array<unsigned char, 16> source_bytes{};  // the peer's address
+    std::size_t source_len = 0;                    // 4 or 16
+    std::string source;                            // printable
+};
+
+struct ApiResponse {
+    ApiResponse() = default;
+    ApiResponse(unsigned s, std::string b, std::string type = "application/json")
+        : status(s), body(std::move(b)), content_type(std::move(type)) {}
+
+    unsigned status = 200;
+    std::string body;
+    std::string content_type = "application/json";
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+/// {"error": message, ...details} with `status`.
+ApiResponse error_response(unsigned status, std::string_view message,
+                           boost::json::object details = {});
+
+/// Parses the body of POST /v1/switch (rollback = false) or /v1/rollback. Unknown
+/// fields and wrong types are errors; returns the message on failure.
+std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_view body,
+                                                                    bool rollback);
+
+boost::json::object gates_json(const health::GateReport& g);
+
+/// The HTTP answer for a switch or rollback outcome (SPEC section 3).
+ApiResponse outcome_response(const control::SwitchOutcome& o);
+
+}  // namespace bgs::admin

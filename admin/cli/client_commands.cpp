@@ -1,0 +1,351 @@
+#include "admin/cli/client_commands.hpp"
+
+#include <boost/json.hpp>
+
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string_view>
+
+namespace bgs::admin::cli {
+namespace json = boost::json;
+namespace {
+
+struct HttpResult {
+    int status = 0;
+    std::string body;
+    std::string error;  // transport failure
+};
+
+// One request to the admin API over a fresh connection (HTTP/1.1, close).
+HttpResult call(const ClientOptions& opt, const std::string& method, const std::string& path,
+                const std::string& body = "") {
+    HttpResult r;
+    std::string_view url = opt.admin_url;
+    if (url.rfind("http://", 0) != 0) {
+        r.error = "--admin must be an http:// URL, got " + opt.admin_url;
+        return r;
+    }
+    url.remove_prefix(7);
+    url = url.substr(0, url.find('/'));
+    std::string host(url);
+    std::string port = "80";
+    if (!host.empty() && host.front() == '[') {
+        auto close = host.find(']');
+        if (close != std::string::npos && close + 1 < host.size() && host[close + 1] == ':') {
+            port = host.substr(close + 2);
+        }
+        host = host.substr(1, close - 1);
+    } else if (auto colon = host.rfind(':'); colon != std::string::npos) {
+        port = host.substr(colon + 1);
+        host = host.substr(0, colon);
+    }
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
+        r.error = "cannot resolve " + host + ": " + ::gai_strerror(rc);
+        return r;
+    }
+    int fd = -1;
+    int last_errno = 0;
+    for (auto* ai = res; ai != nullptr && fd < 0; ai = ai->ai_next) {
+        fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd >= 0 && ::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            last_errno = errno;
+            ::close(fd);
+            fd = -1;
+        }
+    }
+    ::freeaddrinfo(res);
+    if (fd < 0) {
+        r.error =
+            "cannot reach the admin API at " + opt.admin_url + ": " + std::strerror(last_errno);
+        return r;
+    }
+    std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + host +
+                      "\r\nConnection: close\r\nAccept: application/json\r\n";
+    if (!opt.token.empty()) {
+        req += "Authorization: Bearer " + opt.token + "\r\n";
+    }
+    if (method == "POST") {
+        req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+               "\r\n";
+    }
+    req += "\r\n" + body;
+    for (std::size_t off = 0; off < req.size();) {
+        auto n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) {
+            r.error = std::string("sending to the admin API: ") + std::strerror(errno);
+            ::close(fd);
+            return r;
+        }
+        off += static_cast<std::size_t>(n);
+    }
+    // Gates may take a while (probes, smoke checks); wait up to 5 minutes.
+    std::string raw;
+    char buf[16384];
+    for (;;) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 300'000) <= 0) {
+            r.error = "the admin API did not answer in time";
+            ::close(fd);
+            return r;
+        }
+        auto n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) {
+            break;
+        }
+        raw.append(buf, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    const auto head_end = raw.find("\r\n\r\n");
+    if (raw.size() < 12 || head_end == std::string::npos) {
+        r.error = "the admin API closed the connection without an answer";
+        return r;
+    }
+    r.status = std::atoi(raw.c_str() + 9);
+    r.body = raw.substr(head_end + 4);
+    return r;
+}
+
+std::string fmt_ms(double ms) {
+    char b[32];
+    std::snprintf(b, sizeof b, ms < 10 ? "%.1fms" : "%.0fms", ms);
+    return b;
+}
+
+std::string str(const json::value* v) {
+    if (v == nullptr || v->is_null()) {
+        return "-";
+    }
+    if (v->is_string()) {
+        return std::string(v->as_string());
+    }
+    return json::serialize(*v);
+}
+
+// Common handling of a failed call or an error status; nullopt to go on.
+std::optional<int> failure(const HttpResult& r, json::value& doc) {
+    if (!r.error.empty()) {
+        std::cerr << "bgswitch: " << r.error << "\n";
+        return kExitUsage;
+    }
+    json::error_code ec;
+    doc = json::parse(r.body, ec);
+    if (ec) {
+        std::cerr << "bgswitch: unexpected answer (HTTP " << r.status << "): " << r.body << "\n";
+        return kExitUsage;
+    }
+    if (r.status == 401 || r.status == 403) {
+        std::cerr << "bgswitch: " << str(doc.as_object().if_contains("error"))
+                  << (r.status == 401 ? " (pass --token or set BGSWITCH_ADMIN_TOKEN)" : "") << "\n";
+        return kExitUsage;
+    }
+    return std::nullopt;
+}
+
+void print_gates(const json::object& gates) {
+    const auto& h = gates.at("health").as_object();
+    std::cout << "health gate: " << str(h.if_contains("healthy")) << " healthy, need "
+              << str(h.if_contains("required")) << " ("
+              << fmt_ms(h.at("duration_ms").to_number<double>()) << ")\n";
+    for (const auto& u : h.at("upstreams").as_array()) {
+        const auto& o = u.as_object();
+        std::cout << "  " << (o.at("healthy").as_bool() ? "ok    " : "FAIL  ")
+                  << str(o.if_contains("upstream")) << "  "
+                  << (o.contains("status") ? str(o.if_contains("status")) : "---") << "  "
+                  << fmt_ms(o.at("latency_ms").to_number<double>());
+        if (o.contains("error")) {
+            std::cout << "  " << str(o.if_contains("error"));
+        }
+        std::cout << "\n";
+    }
+    const auto& s = gates.at("smoke").as_object();
+    if (!s.at("ran").as_bool()) {
+        std::cout << "smoke gate: not run\n";
+        return;
+    }
+    std::cout << "smoke gate: " << (s.at("passed").as_bool() ? "passed" : "FAILED") << " ("
+              << fmt_ms(s.at("duration_ms").to_number<double>()) << ")\n";
+    for (const auto& c : s.at("checks").as_array()) {
+        const auto& o = c.as_object();
+        std::cout << "  " << (o.at("passed").as_bool() ? "ok    " : "FAIL  ")
+                  << str(o.if_contains("check")) << " @ " << str(o.if_contains("upstream")) << "  "
+                  << (o.contains("status") ? str(o.if_contains("status")) : "---") << "  "
+                  << fmt_ms(o.at("latency_ms").to_number<double>());
+        if (o.contains("error")) {
+            std::cout << "  " << str(o.if_contains("error"));
+        }
+        std::cout << "\n";
+    }
+}
+
+int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback) {
+    json::object body;
+    if (!rollback) {
+        body["to"] = sw.color;
+    }
+    if (sw.drain_timeout) {
+        body["drain_timeout"] = *sw.drain_timeout;
+    }
+    if (sw.dry_run) {
+        body["dry_run"] = true;
+    }
+    if (rollback && sw.skip_smoke) {
+        body["skip_smoke"] = true;
+    }
+    if (!sw.reason.empty()) {
+        body["reason"] = sw.reason;
+    }
+    if (sw.expect_version) {
+        body["expect_version"] = *sw.expect_version;
+    }
+    auto r = call(opt, "POST", rollback ? "/v1/rollback" : "/v1/switch", json::serialize(body));
+    json::value doc;
+    if (auto code = failure(r, doc)) {
+        return *code;
+    }
+    if (opt.json) {
+        std::cout << r.body;
+    }
+    const auto& o = doc.as_object();
+    if (!opt.json && o.contains("gates")) {
+        print_gates(o.at("gates").as_object());
+    }
+    const auto result = str(o.if_contains("result"));
+    if (r.status == 200) {
+        if (!opt.json) {
+            if (result == "already_active") {
+                std::cout << str(o.if_contains("to")) << " is already active (version "
+                          << str(o.if_contains("version")) << ")\n";
+            } else if (result == "dry_run_passed") {
+                std::cout << "dry run passed: " << str(o.if_contains("from")) << " -> "
+                          << str(o.if_contains("to")) << " would switch\n";
+            } else {
+                std::cout << "switched: " << str(o.if_contains("from")) << " -> "
+                          << str(o.if_contains("to")) << " (version "
+                          << str(o.if_contains("version")) << ")\n";
+            }
+        }
+        return kExitOk;
+    }
+    if (!opt.json) {
+        std::cerr << "bgswitch: refused: " << str(o.if_contains("error"));
+        if (o.contains("detail")) {
+            std::cerr << ": " << str(o.if_contains("detail"));
+        }
+        std::cerr << "\n";
+    }
+    return r.status == 400 ? kExitUsage : kExitRefused;
+}
+
+}  // namespace
+
+int status(const ClientOptions& opt) {
+    auto r = call(opt, "GET", "/v1/status");
+    json::value doc;
+    if (auto code = failure(r, doc)) {
+        return *code;
+    }
+    if (r.status != 200) {
+        std::cerr << "bgswitch: " << r.body;
+        return kExitUsage;
+    }
+    if (opt.json) {
+        std::cout << r.body;
+        return kExitOk;
+    }
+    const auto& o = doc.as_object();
+    const auto active = str(o.if_contains("active"));
+    std::cout << "active   " << active << " (version " << str(o.if_contains("version"))
+              << ", previous " << str(o.if_contains("previous")) << ")\n"
+              << "state    " << str(o.if_contains("state")) << "\n\n";
+    std::printf("%-7s %-24s %-9s %9s %9s %8s  %s\n", "COLOR", "UPSTREAM", "HEALTH", "IN_FLIGHT",
+                "UPGRADED", "STREAMS", "DRAIN");
+    for (const char* name : {"blue", "green"}) {
+        const auto& c = o.at("colors").as_object().at(name).as_object();
+        const auto& ups = c.at("upstreams").as_array();
+        std::string drain;
+        if (const auto* d = c.if_contains("draining")) {
+            drain = "until " + str(d->as_object().if_contains("deadline"));
+        }
+        for (std::size_t i = 0; i < ups.size(); ++i) {
+            const auto& u = ups[i].as_object();
+            const std::string color = i > 0 ? "" : std::string(name) + (active == name ? "*" : "");
+            if (i == 0) {
+                std::printf("%-7s %-24s %-9s %9s %9s %8s  %s\n", color.c_str(),
+                            str(u.if_contains("address")).c_str(),
+                            u.at("healthy").as_bool() ? "healthy" : "DOWN",
+                            str(c.if_contains("in_flight")).c_str(),
+                            str(c.if_contains("upgraded")).c_str(),
+                            str(c.if_contains("streams")).c_str(), drain.c_str());
+            } else {
+                std::printf("%-7s %-24s %-9s\n", "", str(u.if_contains("address")).c_str(),
+                            u.at("healthy").as_bool() ? "healthy" : "DOWN");
+            }
+        }
+    }
+    if (const auto* last = o.if_contains("last_switch"); last && last->is_object()) {
+        const auto& l = last->as_object();
+        std::cout << "\nlast switch: " << str(l.if_contains("at")) << " "
+                  << str(l.if_contains("action")) << " " << str(l.if_contains("from")) << " -> "
+                  << str(l.if_contains("to")) << " (" << str(l.if_contains("result")) << ")\n";
+    }
+    std::fflush(stdout);
+    return kExitOk;
+}
+
+int switch_color(const ClientOptions& opt, const SwitchOptions& sw) {
+    return run_switch(opt, sw, false);
+}
+
+int rollback(const ClientOptions& opt, const SwitchOptions& sw) {
+    return run_switch(opt, sw, true);
+}
+
+int history(const ClientOptions& opt) {
+    auto r = call(opt, "GET", "/v1/history");
+    json::value doc;
+    if (auto code = failure(r, doc)) {
+        return *code;
+    }
+    if (r.status != 200) {
+        std::cerr << "bgswitch: " << r.body;
+        return kExitUsage;
+    }
+    if (opt.json) {
+        std::cout << r.body;
+        return kExitOk;
+    }
+    const auto& events = doc.as_object().at("events").as_array();
+    if (events.empty()) {
+        std::cout << "no switches yet\n";
+        return kExitOk;
+    }
+    std::printf("%-24s %-8s %-6s %-6s %-15s %7s %9s  %-15s %s\n", "TIME", "ACTION", "FROM", "TO",
+                "RESULT", "VERSION", "GATES", "SOURCE", "REASON");
+    for (const auto& e : events) {
+        const auto& o = e.as_object();
+        const auto& g = o.at("gates").as_object();
+        const double gate_ms =
+            g.at("health_ms").to_number<double>() + g.at("smoke_ms").to_number<double>();
+        std::printf("%-24s %-8s %-6s %-6s %-15s %7s %9s  %-15s %s\n",
+                    str(o.if_contains("time")).c_str(), str(o.if_contains("action")).c_str(),
+                    str(o.if_contains("from")).c_str(), str(o.if_contains("to")).c_str(),
+                    str(o.if_contains("result")).c_str(), str(o.if_contains("version")).c_str(),
+                    fmt_ms(gate_ms).c_str(), str(o.if_contains("source")).c_str(),
+                    str(o.if_contains("reason")).c_str());
+    }
+    std::fflush(stdout);
+    return kExitOk;
+}
+
+}  // namespace bgs::admin::cli

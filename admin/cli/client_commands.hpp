@@ -1,0 +1,35 @@
+// The client commands (status, switch, rollback, history): they call the admin
+// API and print readable results. Exit codes: 0 done, 1 refused (a gate failed,
+// a switch already running), 2 usage, connection or authentication error.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace bgs::admin::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitRefused = 1;
+inline constexpr int kExitUsage = 2;
+
+struct ClientOptions {
+    std::string admin_url = "http://127.0.0.1:9901";
+    std::string token;  // --token or BGSWITCH_ADMIN_TOKEN
+    bool json = false;  // print the raw JSON
+};
+
+struct SwitchOptions {
+    std::string color;  // empty for rollback
+    std::optional<std::string> drain_timeout;
+    bool dry_run = false;
+    bool skip_smoke = false;
+    std::string reason;
+    std::optional<unsigned long long> expect_version;
+};
+
+int status(const ClientOptions& opt);
+int switch_color(const ClientOptions& opt, const SwitchOptions& sw);
+int rollback(const ClientOptions& opt, const SwitchOptions& sw);
+int history(const ClientOptions& opt);
+
+}  // namespace bgs::admin::cli

@@ -1,0 +1,40 @@
+// The admin endpoints (SPEC section 3): authentication, the source allow list,
+// and one handler per endpoint family. Control thread only.
+#pragma once
+
+#include "admin/api.hpp"
+#include "proxy/config/config.hpp"
+#include "proxy/control/switcher.hpp"
+#include "proxy/routing/router.hpp"
+
+namespace bgs::worker {
+struct Shared;
+}
+
+namespace bgs::admin {
+
+class Routes {
+  public:
+    Routes(const config::Config& cfg, control::Switcher& switcher, routing::Router& router,
+           worker::Shared& shared);
+
+    net::Task<ApiResponse> handle(ApiRequest req);
+
+    /// The status document (also used by tests).
+    std::string status_json() const;
+
+  private:
+    std::optional<ApiResponse> check_access(const ApiRequest& req) const;
+    std::string history_json() const;
+    std::string metrics_text() const;
+
+    const config::Config& cfg_;
+    control::Switcher& switcher_;
+    routing::Router& router_;
+    worker::Shared& shared_;
+};
+
+/// Compares a presented "Bearer ..." header with the token in constant time.
+bool token_matches(std::string_view authorization, const std::string& token);
+
+}  // namespace bgs::admin

@@ -1,0 +1,194 @@
+#include "proxy/control/switcher.hpp"
+
+#include "proxy/common/logging.hpp"
+#include "proxy/worker/worker.hpp"
+
+namespace bgs::control {
+
+const char* to_string(Result r) {
+    switch (r) {
+        case Result::Switched:
+            return "switched";
+        case Result::AlreadyActive:
+            return "already_active";
+        case Result::DryRunPassed:
+            return "dry_run_passed";
+        case Result::Busy:
+            return "conflict";
+        case Result::VersionMismatch:
+            return "version_mismatch";
+        case Result::NoPrevious:
+            return "no_previous";
+        case Result::GateFailed:
+            return "gate_failed";
+        case Result::PersistFailed:
+            return "persist_failed";
+    }
+    return "unknown";
+}
+
+Switcher::Switcher(const config::Config& cfg, const upstream::Endpoints& endpoints,
+                   routing::ColorState& colors, state::StateStore& store,
+                   state::SwitchState initial, std::vector<worker::Worker*> workers)
+    : cfg_(cfg),
+      endpoints_(endpoints),
+      colors_(colors),
+      store_(store),
+      state_(std::move(initial)),
+      workers_(std::move(workers)) {
+    for (auto r : {Result::Switched, Result::GateFailed, Result::Busy}) {
+        counts_[to_string(r)] = 0;
+    }
+}
+
+Switcher::Phase Switcher::phase() const {
+    if (busy_) {
+        return Phase::Switching;
+    }
+    return drain_deadline(Color::Blue) || drain_deadline(Color::Green) ? Phase::Draining
+                                                                       : Phase::Steady;
+}
+
+std::optional<std::chrono::system_clock::time_point> Switcher::drain_deadline(Color color) const {
+    const auto& d = drain_deadlines_[index(color)];
+    if (d && *d > std::chrono::system_clock::now()) {
+        return d;
+    }
+    return std::nullopt;
+}
+
+SwitchOutcome Switcher::finish(SwitchOutcome out) {
+    ++counts_[to_string(out.result)];
+    return out;
+}
+
+net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
+    SwitchOutcome out;
+    out.from = state_.active;
+    out.version = state_.version;
+    if (busy_) {
+        out.result = Result::Busy;
+        co_return finish(out);
+    }
+    if (req.rollback) {
+        if (!state_.previous) {
+            out.result = Result::NoPrevious;
+            co_return finish(out);
+        }
+        req.to = state_.previous;
+    }
+    out.to = *req.to;
+    if (req.expect_version && *req.expect_version != state_.version) {
+        out.result = Result::VersionMismatch;
+        co_return finish(out);
+    }
+    if (out.to == out.from) {
+        out.result = Result::AlreadyActive;
+        co_return finish(out);
+    }
+
+    // --- gates ---------------------------------------------------------------
+    busy_ = true;
+    struct Release {
+        bool& busy;
+        ~Release() { busy = false; }
+    } release{busy_};
+    const char* action = req.rollback ? "rollback" : "switch";
+    log().info("{} {} -> {} requested by {}{}: running gates", action, bgs::to_string(out.from),
+               bgs::to_string(out.to), req.source, req.dry_run ? " (dry run)" : "");
+    out.gates =
+        co_await health::run_gates(cfg_, endpoints_, out.to, !(req.rollback && req.skip_smoke));
+    out.gates_ran = true;
+
+    state::HistoryEvent event;
+    event.time = std::chrono::system_clock::now();
+    event.action = action;
+    event.from = out.from;
+    event.to = out.to;
+    event.source = req.source;
+    event.reason = req.reason;
+    event.health_ms = out.gates.health_ms;
+    event.smoke_ms = out.gates.smoke_ms;
+
+    auto record_only = [&](Result r) {
+        // Failed and dry runs change no color; they are kept in the history
+        // (best effort: a write failure here must not hide the gate result).
+        out.result = r;
+        event.result = to_string(r);
+        event.version = state_.version;
+        auto next = state_;
+        next.record(event);
+        if (auto err = store_.save(next)) {
+            log().error("state file: {}", *err);
+            state_.record(event);
+        } else {
+            state_ = std::move(next);
+        }
+    };
+    if (!out.gates.passed()) {
+        log().warn("{} to {} refused: {} of {} upstreams healthy (need {}), smoke {}", action,
+                   bgs::to_string(out.to), out.gates.healthy, out.gates.health.size(),
+                   out.gates.required,
+                   !out.gates.smoke_ran     ? "not run"
+                   : out.gates.smoke_passed ? "passed"
+                                            : "failed");
+        record_only(Result::GateFailed);
+        co_return finish(out);
+    }
+    if (req.dry_run) {
+        record_only(Result::DryRunPassed);
+        co_return finish(out);
+    }
+
+    // --- durable state, then the flip ----------------------------------------
+    auto next = state_;
+    next.previous = out.from;
+    next.active = out.to;
+    next.version = state_.version + 1;
+    event.result = to_string(Result::Switched);
+    event.version = next.version;
+    next.record(event);
+    if (auto err = store_.save(next)) {
+        log().error("{} to {} failed, traffic stays on {}: state file: {}", action,
+                    bgs::to_string(out.to), bgs::to_string(out.from), *err);
+        out.result = Result::PersistFailed;
+        out.error = *err;
+        co_return finish(out);
+    }
+    state_ = std::move(next);
+    colors_.publish(state_.active, state_.version);
+    out.version = state_.version;
+    out.result = Result::Switched;
+
+    // --- drain the old color -------------------------------------------------
+    cancel_drain(out.to);  // a rollback to a draining color keeps its connections
+    const auto timeout = req.drain_timeout.value_or(cfg_.switching.drain_timeout);
+    start_drain(out.from, timeout);
+    log().info("{}: traffic now on {} (version {}); {} drains for {}", action,
+               bgs::to_string(out.to), out.version, bgs::to_string(out.from),
+               format_duration(timeout));
+    co_return finish(out);
+}
+
+void Switcher::start_drain(Color color, Duration timeout) {
+    const auto now = std::chrono::steady_clock::now();
+    const auto deadline = now + timeout;
+    const auto close_from = deadline - std::min(cfg_.switching.close_spread, timeout);
+    for (auto* w : workers_) {
+        w->start_drain(color, close_from, deadline);
+    }
+    drain_deadlines_[index(color)] =
+        std::chrono::system_clock::now() +
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(timeout);
+}
+
+void Switcher::cancel_drain(Color color) {
+    if (drain_deadlines_[index(color)]) {
+        for (auto* w : workers_) {
+            w->cancel_drain(color);
+        }
+        drain_deadlines_[index(color)].reset();
+    }
+}
+
+}  // namespace bgs::control

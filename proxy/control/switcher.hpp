@@ -1,0 +1,98 @@
+// The switch, as a small explicit state machine run on the control thread:
+//
+//   steady --request--> switching (gates: fresh health probe, then smoke)
+//          --gates pass--> state written durably --> active color published
+//          (one atomic store) --> old color draining --> steady
+//
+// One switch at a time; a second one meanwhile is refused. Traffic moves only
+// after the new state is on disk, so a crash never leaves traffic on a color
+// the state file does not name. Control thread only.
+#pragma once
+
+#include "proxy/config/config.hpp"
+#include "proxy/health/gates.hpp"
+#include "proxy/routing/color_state.hpp"
+#include "proxy/state/state_store.hpp"
+#include "proxy/upstream/upstream_pool.hpp"
+
+#include <array>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bgs::worker {
+class Worker;
+}
+
+namespace bgs::control {
+
+struct SwitchRequest {
+    bool rollback = false;
+    std::optional<Color> to;  // required unless rollback
+    std::optional<Duration> drain_timeout;
+    bool dry_run = false;
+    bool skip_smoke = false;  // rollback only
+    std::string reason;
+    std::optional<std::uint64_t> expect_version;
+    std::string source;  // the caller's address, for the history
+};
+
+enum class Result {
+    Switched,
+    AlreadyActive,
+    DryRunPassed,
+    Busy,
+    VersionMismatch,
+    NoPrevious,
+    GateFailed,
+    PersistFailed,
+};
+
+/// The name used in the API, the history and the metrics.
+const char* to_string(Result r);
+
+struct SwitchOutcome {
+    Result result = Result::Busy;
+    Color from = Color::Blue;
+    Color to = Color::Blue;
+    std::uint64_t version = 0;  // after the call
+    bool gates_ran = false;
+    health::GateReport gates;
+    std::string error;  // PersistFailed: why
+};
+
+class Switcher {
+  public:
+    enum class Phase { Steady, Switching, Draining };
+
+    Switcher(const config::Config& cfg, const upstream::Endpoints& endpoints,
+             routing::ColorState& colors, state::StateStore& store, state::SwitchState initial,
+             std::vector<worker::Worker*> workers);
+
+    net::Task<SwitchOutcome> run(SwitchRequest req);
+
+    const state::SwitchState& state() const { return state_; }
+    Phase phase() const;
+    /// When `color` is draining, the end of its window.
+    std::optional<std::chrono::system_clock::time_point> drain_deadline(Color color) const;
+    const std::map<std::string, std::uint64_t>& counts() const { return counts_; }
+
+  private:
+    SwitchOutcome finish(SwitchOutcome out);
+    void start_drain(Color color, Duration timeout);
+    void cancel_drain(Color color);
+
+    const config::Config& cfg_;
+    const upstream::Endpoints& endpoints_;
+    routing::ColorState& colors_;
+    state::StateStore& store_;
+    state::SwitchState state_;
+    std::vector<worker::Worker*> workers_;
+    bool busy_ = false;
+    std::array<std::optional<std::chrono::system_clock::time_point>, 2> drain_deadlines_;
+    std::map<std::string, std::uint64_t> counts_;
+};
+
+}  // namespace bgs::control
