@@ -120,6 +120,11 @@ bool Cidr::contains(const unsigned char* bytes, std::size_t len) const {
     return (bytes[full] & mask) == (addr[full] & mask);
 }
 
+std::vector<Cidr> loopback_networks() {
+    std::string why;
+    return {*Cidr::parse("127.0.0.0/8", &why), *Cidr::parse("::1/128", &why)};
+}
+
 unsigned Config::worker_count() const {
     if (proxy.workers > 0) {
         return proxy.workers;

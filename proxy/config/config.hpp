@@ -36,10 +36,13 @@ struct Cidr {
     bool contains(const unsigned char* bytes, std::size_t len) const;
 };
 
+/// 127.0.0.0/8 and ::1/128: the default admin.allow.
+std::vector<Cidr> loopback_networks();
+
 struct Admin {
     HostPort address{"127.0.0.1", 9901};
     std::string token;  // resolved from token, ${VAR} or token_file; empty = none
-    std::vector<Cidr> allow;
+    std::vector<Cidr> allow = loopback_networks();
 };
 
 struct ColorGroup {

@@ -292,7 +292,6 @@ class Loader {
     }
 
     void read_admin(const YAML::Node& n, Admin& admin) {
-        admin.allow = {*Cidr::parse("127.0.0.0/8", nullptr), *Cidr::parse("::1/128", nullptr)};
         if (!map(n, "admin", {"address", "token", "token_file", "allow"})) {
             return;
         }

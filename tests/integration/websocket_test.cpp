@@ -4,6 +4,7 @@
 #include "proxy/http/ws_frame.hpp"
 #include "tests/support/proxy_fixture.hpp"
 #include "tests/support/scripted_upstream.hpp"
+#include "tests/support/ws_util.hpp"
 
 #include <gtest/gtest.h>
 
@@ -11,30 +12,7 @@ namespace bgs::test {
 namespace {
 
 using ws::encode_frame;
-const std::array<std::uint8_t, 4> kMask{0x11, 0x22, 0x33, 0x44};
-
-struct Frame {
-    std::uint8_t opcode;
-    bool fin;
-    std::string payload;
-};
-
-Frame read_frame(Socket& s) {
-    std::string head = s.read_exact(2);
-    std::size_t need = 2;
-    for (;;) {
-        auto h = ws::parse_header(reinterpret_cast<const std::uint8_t*>(head.data()), head.size());
-        if (h) {
-            Frame f{h->opcode, h->fin, s.read_exact(h->payload_length)};
-            if (h->masked) {
-                ws::apply_mask(f.payload, h->mask);
-            }
-            return f;
-        }
-        head += s.read_exact(1);
-        ++need;
-    }
-}
+const auto& kMask = kClientMask;
 
 class WebSocketTest : public ::testing::Test {
   protected:

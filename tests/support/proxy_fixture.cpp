@@ -41,6 +41,22 @@ config::Config test_config(const std::vector<std::uint16_t>& blue,
     return cfg;
 }
 
+AdminAnswer admin_call(std::uint16_t port, const std::string& method, const std::string& path,
+                       const std::string& body, const std::string& token) {
+    auto s = Socket::connect(port);
+    std::string req = method + " " + path + " HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n";
+    if (!token.empty()) {
+        req += "Authorization: Bearer " + token + "\r\n";
+    }
+    if (method == "POST" || !body.empty()) {
+        req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+               "\r\n";
+    }
+    s.send(req + "\r\n" + body);
+    auto m = read_response(s, 30s);
+    return {m.status, m.body, m.header("Content-Type").value_or("")};
+}
+
 RunningProxy::RunningProxy(config::Config cfg) : server(std::make_unique<Server>(std::move(cfg))) {
     server->start();
 }

@@ -19,6 +19,16 @@ std::string fresh_state_path();
 config::Config test_config(const std::vector<std::uint16_t>& blue,
                            const std::vector<std::uint16_t>& green = {});
 
+struct AdminAnswer {
+    int status = 0;
+    std::string body;
+    std::string content_type;
+};
+
+/// One admin API call on a fresh connection.
+AdminAnswer admin_call(std::uint16_t port, const std::string& method, const std::string& path,
+                       const std::string& body = "", const std::string& token = "");
+
 /// A started server; stopped gracefully when destroyed.
 struct RunningProxy {
     explicit RunningProxy(config::Config cfg);

@@ -108,4 +108,20 @@ ScriptedUpstream::Handler ScriptedUpstream::respond_with(std::string body, std::
     };
 }
 
+ScriptedUpstream::Handler ScriptedUpstream::app(std::string name) {
+    return [name = std::move(name)](Socket& s, ScriptedUpstream& up) {
+        while (auto req = up.next_request(s)) {
+            if (req->target == "/health" || req->target == "/api/v1/health") {
+                s.send(
+                    http_response(200, R"({"status":"ok"})", "Content-Type: application/json\r\n"));
+            } else {
+                s.send(http_response(200, name, "X-Upstream: " + name + "\r\n"));
+            }
+            if (req->header("Connection") == "close") {
+                return;
+            }
+        }
+    };
+}
+
 }  // namespace bgs::test

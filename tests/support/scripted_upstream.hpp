@@ -34,6 +34,10 @@ class ScriptedUpstream {
     /// (Content-Length), plus a header naming the upstream.
     static Handler respond_with(std::string body, std::string name = "up");
 
+    /// Handler: a small application of color `name`: /health and /api/v1/health
+    /// answer {"status":"ok"}; anything else answers `name` with X-Upstream: name.
+    static Handler app(std::string name);
+
   private:
     void accept_loop();
 
