@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <set>
 #include <thread>
 
 namespace bgs::test {
@@ -327,6 +328,43 @@ TEST(GateTest, TwoConcurrentSwitchesOneWinsOneGets409) {
               "switching");
     release.set_value();
     EXPECT_EQ(first.get().status, 200);
+}
+
+TEST(HealthCheckTest, AnUnhealthyUpstreamLeavesTheRotationAndComesBack) {
+    std::atomic<bool> sick{true};
+    ScriptedUpstream good(ScriptedUpstream::app("good"));
+    ScriptedUpstream flaky([&sick](Socket& s, ScriptedUpstream& u) {
+        while (auto req = u.next_request(s)) {
+            const bool health = req->target == "/health";
+            s.send(http_response(health && sick ? 503 : 200, health ? "" : "flaky"));
+        }
+    });
+    auto cfg = app_config(good.port(), dead_port());
+    cfg.colors[index(Color::Blue)].upstreams.push_back({"127.0.0.1", flaky.port()});
+    cfg.health.interval = std::chrono::milliseconds(50);
+    cfg.health.unhealthy_threshold = 2;
+    cfg.health.healthy_threshold = 1;
+    RunningProxy proxy(std::move(cfg));
+    const auto port = proxy.server->admin_port();
+    auto flaky_healthy = [&] {
+        auto s = parse(admin_call(port, "GET", "/v1/status", "", kToken).body);
+        return s.at("colors").at("blue").at("upstreams").at(1).at("healthy").as_bool();
+    };
+    ASSERT_TRUE(eventually([&] { return !flaky_healthy(); }));
+    for (int i = 0; i < 6; ++i) {
+        EXPECT_EQ(color_of_next_request(proxy.port()), "good");
+    }
+    EXPECT_NE(admin_call(port, "GET", "/metrics")
+                  .body.find("bgswitch_upstream_healthy{color=\"blue\",upstream=\"127.0.0.1:" +
+                             std::to_string(flaky.port()) + "\"} 0"),
+              std::string::npos);
+    sick = false;
+    ASSERT_TRUE(eventually([&] { return flaky_healthy(); }));
+    std::set<std::string> seen;
+    for (int i = 0; i < 6; ++i) {
+        seen.insert(color_of_next_request(proxy.port()));
+    }
+    EXPECT_EQ(seen, (std::set<std::string>{"good", "flaky"}));
 }
 
 // --- durable state ---------------------------------------------------------

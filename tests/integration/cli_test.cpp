@@ -1,6 +1,7 @@
 // The bgswitch binary as users run it: exit codes, check-config's report,
 // `run` with SIGTERM, and `demo` serving its page, SSE stream and WebSocket.
 #include "proxy/http/ws_frame.hpp"
+#include "tests/support/proxy_fixture.hpp"
 #include "tests/support/scripted_upstream.hpp"
 
 #include <gtest/gtest.h>
@@ -22,6 +23,11 @@ struct Child {
 
     Child() = default;
     Child(Child&& o) noexcept : pid(std::exchange(o.pid, -1)), output(std::move(o.output)) {}
+    Child& operator=(Child&& o) noexcept {
+        pid = std::exchange(o.pid, -1);
+        output = std::move(o.output);
+        return *this;
+    }
 
     ~Child() {
         if (pid > 0) {
@@ -200,8 +206,161 @@ TEST(CliTest, DemoServesBluePageEventsAndWebSocket) {
     ws.send(ws::encode_frame(ws::kText, "ping?", true, std::array<std::uint8_t, 4>{1, 2, 3, 4}));
     EXPECT_NE(ws.read_exact(7).find("ping?"), std::string::npos);
 
+    // An open SSE stream is in-flight work that shutdown would wait for.
+    events.close();
     ::kill(child.pid, SIGINT);
     EXPECT_EQ(child.wait(), 0);
+}
+
+// `bgswitch run` with blue and green apps, a token from a file, and the admin
+// endpoint on a port of its own.
+struct RunningBinary {
+    RunningBinary(std::uint16_t blue, std::uint16_t green, const std::string& state)
+        : port(dead_port()), admin(dead_port()) {
+        const auto token_file = write_file("token", "cli-token\n");
+        config = write_file(
+            "cli.yaml", "listen: [{address: \"127.0.0.1:" + std::to_string(port) + "\"}]\n" +
+                            "admin: {address: \"127.0.0.1:" + std::to_string(admin) +
+                            "\", token_file: \"" + token_file + "\"}\n" +
+                            "colors:\n  blue: {upstreams: [\"127.0.0.1:" + std::to_string(blue) +
+                            "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(green) +
+                            "\"]}\n" + "state: {file: \"" + state +
+                            "\"}\nswitch: {drain_timeout: 1s}\nlog: {access: off}\n");
+        start();
+    }
+    void start() {
+        child = spawn({"run", "--config", config});
+        const bool up = eventually(
+            [&] {
+                try {
+                    return admin_call(admin, "GET", "/healthz").status == 200;
+                } catch (const std::exception&) {
+                    return false;
+                }
+            },
+            10s);
+        if (!up) {
+            throw std::runtime_error("bgswitch run did not start: " + child.output.read_some(1s));
+        }
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(admin); }
+    std::string color() const {
+        auto c = Socket::connect(port);
+        c.send("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        return read_response(c).body;
+    }
+
+    std::uint16_t port;
+    std::uint16_t admin;
+    std::string config;
+    Child child;
+};
+
+TEST(CliTest, ClientCommandsAndTheirExitCodes) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    RunningBinary bgs(blue.port(), green.port(), path_for("cli-state.json"));
+    const std::vector<std::string> auth{"--admin", bgs.url(), "--token", "cli-token"};
+    auto with = [&](std::vector<std::string> args) {
+        args.insert(args.end(), auth.begin(), auth.end());
+        return run(args);
+    };
+
+    auto [s0, status] = with({"status"});
+    EXPECT_EQ(s0, 0) << status;
+    EXPECT_NE(status.find("active   blue (version 1"), std::string::npos) << status;
+    EXPECT_NE(status.find("127.0.0.1:" + std::to_string(green.port())), std::string::npos);
+
+    auto [d0, dry] = with({"switch", "green", "--dry-run"});
+    EXPECT_EQ(d0, 0) << dry;
+    EXPECT_NE(dry.find("dry run passed"), std::string::npos) << dry;
+    EXPECT_EQ(bgs.color(), "blue");
+
+    auto [w0, sw] = with({"switch", "green", "--reason", "cli deploy", "--drain-timeout", "2s"});
+    EXPECT_EQ(w0, 0) << sw;
+    EXPECT_NE(sw.find("health gate: 1 healthy, need 1"), std::string::npos) << sw;
+    EXPECT_NE(sw.find("switched: blue -> green (version 2)"), std::string::npos) << sw;
+    EXPECT_EQ(bgs.color(), "green");
+
+    auto [a0, again] = with({"switch", "green"});
+    EXPECT_EQ(a0, 0);
+    EXPECT_NE(again.find("already active"), std::string::npos) << again;
+
+    auto [v1, stale] = with({"switch", "blue", "--expect-version", "1"});
+    EXPECT_EQ(v1, 1) << stale;
+    EXPECT_NE(stale.find("version mismatch"), std::string::npos) << stale;
+
+    auto [h0, hist] = with({"history"});
+    EXPECT_EQ(h0, 0);
+    EXPECT_NE(hist.find("cli deploy"), std::string::npos) << hist;
+    EXPECT_NE(hist.find("dry_run_passed"), std::string::npos) << hist;
+
+    auto [j0, json] = with({"status", "--json"});
+    EXPECT_EQ(j0, 0);
+    EXPECT_NE(json.find("\"active\":\"green\""), std::string::npos) << json;
+
+    auto [r0, rb] = with({"rollback", "--skip-smoke"});
+    EXPECT_EQ(r0, 0) << rb;
+    EXPECT_NE(rb.find("smoke gate: not run"), std::string::npos) << rb;
+    EXPECT_EQ(bgs.color(), "blue");
+
+    ::setenv("BGSWITCH_ADMIN_TOKEN", "cli-token", 1);
+    EXPECT_EQ(run({"status", "--admin", bgs.url()}).first, 0);
+    ::unsetenv("BGSWITCH_ADMIN_TOKEN");
+    auto [t2, wrong] = run({"status", "--admin", bgs.url(), "--token", "nope"});
+    EXPECT_EQ(t2, 2);
+    EXPECT_NE(wrong.find("invalid bearer token"), std::string::npos) << wrong;
+    auto [c2, unreachable] =
+        run({"status", "--admin", "http://127.0.0.1:" + std::to_string(dead_port())});
+    EXPECT_EQ(c2, 2);
+    EXPECT_NE(unreachable.find("cannot reach"), std::string::npos) << unreachable;
+    EXPECT_EQ(with({"switch", "purple"}).first, 2);
+    EXPECT_EQ(run({"switch", "--help"}).first, 0);
+}
+
+TEST(CliTest, AFailedGateExitsOneAndTrafficStays) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    RunningBinary bgs(blue.port(), dead_port(), path_for("gate-state.json"));
+    auto [code, out] = run({"switch", "green", "--admin", bgs.url(), "--token", "cli-token"});
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_NE(out.find("FAIL"), std::string::npos) << out;
+    EXPECT_NE(out.find("refused: gate failed"), std::string::npos) << out;
+    EXPECT_EQ(bgs.color(), "blue");
+}
+
+TEST(CliTest, KillDashNineRightAfterASwitchKeepsTheColor) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    const auto state = path_for("kill-state.json");
+    RunningBinary bgs(blue.port(), green.port(), state);
+    ASSERT_EQ(admin_call(bgs.admin, "POST", "/v1/switch", R"({"to":"green"})", "cli-token").status,
+              200);
+    ::kill(bgs.child.pid, SIGKILL);
+    EXPECT_EQ(bgs.child.wait(), 128 + SIGKILL);
+    bgs.start();  // same config (active: blue) and state file
+    EXPECT_EQ(bgs.color(), "green");
+    auto status = admin_call(bgs.admin, "GET", "/v1/status", "", "cli-token").body;
+    EXPECT_NE(status.find("\"version\":2"), std::string::npos) << status;
+    ::kill(bgs.child.pid, SIGTERM);
+    EXPECT_EQ(bgs.child.wait(), 0);
+}
+
+TEST(CliTest, RunRefusesACorruptStateFile) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    const auto state = path_for("corrupt-state.json");
+    std::ofstream(state) << "{garbage";
+    const auto path = write_file("corrupt.yaml",
+                                 "listen: [{address: \"127.0.0.1:0\"}]\n"
+                                 "admin: {address: \"127.0.0.1:0\"}\n"
+                                 "colors:\n  blue: {upstreams: [\"127.0.0.1:" +
+                                     std::to_string(blue.port()) +
+                                     "\"]}\n  green: {upstreams: [\"127.0.0.1:1\"]}\n"
+                                     "state: {file: \"" +
+                                     state + "\"}\n");
+    auto [code, out] = run({"run", "--config", path});
+    EXPECT_EQ(code, 1);
+    EXPECT_NE(out.find(state), std::string::npos) << out;
+    EXPECT_NE(out.find("corrupt"), std::string::npos) << out;
 }
 
 }  // namespace

@@ -1,0 +1,95 @@
+#include "admin/api.hpp"
+#include "admin/routes.hpp"
+
+#include <gtest/gtest.h>
+#include <boost/json.hpp>
+
+namespace bgs::admin {
+namespace {
+
+TEST(ApiTest, ParsesSwitchBodies) {
+    auto ok = parse_switch_body(
+        R"({"to":"green","drain_timeout":"30s","dry_run":true,"reason":"deploy v1.4.2","expect_version":6})",
+        false);
+    ASSERT_TRUE(std::holds_alternative<control::SwitchRequest>(ok)) << std::get<std::string>(ok);
+    const auto& r = std::get<control::SwitchRequest>(ok);
+    EXPECT_EQ(r.to, Color::Green);
+    EXPECT_EQ(r.drain_timeout, std::chrono::seconds(30));
+    EXPECT_TRUE(r.dry_run);
+    EXPECT_EQ(r.reason, "deploy v1.4.2");
+    EXPECT_EQ(r.expect_version, 6u);
+    EXPECT_FALSE(r.rollback);
+
+    auto rb = parse_switch_body("", true);
+    ASSERT_TRUE(std::holds_alternative<control::SwitchRequest>(rb));
+    EXPECT_TRUE(std::get<control::SwitchRequest>(rb).rollback);
+    auto skip = parse_switch_body(R"({"skip_smoke":true})", true);
+    EXPECT_TRUE(std::get<control::SwitchRequest>(skip).skip_smoke);
+}
+
+TEST(ApiTest, RejectsBadSwitchBodies) {
+    struct Case {
+        const char* body;
+        bool rollback;
+        const char* error;
+    };
+    const Case cases[] = {
+        {R"({"to":"purple"})", false, "unknown color \"purple\""},
+        {R"({"to":"green","extra":1})", false, "unknown field \"extra\""},
+        {R"({"to":1})", false, "\"to\" must be \"blue\" or \"green\""},
+        {R"({})", false, "\"to\" is required"},
+        {"", false, "the body must be a JSON object with \"to\""},
+        {"[1]", false, "the body must be a JSON object"},
+        {R"({"to":"green","drain_timeout":"2 s"})", false,
+         "\"drain_timeout\": \"2 s\" is not a duration"},
+        {R"({"to":"green","expect_version":-1})", false,
+         "\"expect_version\" must be a whole number"},
+        {R"({"to":"green"})", true, "unknown field \"to\""},
+        {R"({"skip_smoke":true})", false, "unknown field \"skip_smoke\""},
+    };
+    for (const auto& c : cases) {
+        auto r = parse_switch_body(c.body, c.rollback);
+        ASSERT_TRUE(std::holds_alternative<std::string>(r)) << c.body;
+        EXPECT_EQ(std::get<std::string>(r), c.error) << c.body;
+    }
+    auto malformed = parse_switch_body("{nope", false);
+    EXPECT_EQ(std::get<std::string>(malformed).rfind("malformed JSON", 0), 0u);
+}
+
+TEST(ApiTest, OutcomesMapToTheSpecsStatuses) {
+    control::SwitchOutcome o;
+    o.from = Color::Blue;
+    o.to = Color::Green;
+    o.version = 7;
+    const std::pair<control::Result, unsigned> cases[] = {
+        {control::Result::Switched, 200},        {control::Result::AlreadyActive, 200},
+        {control::Result::DryRunPassed, 200},    {control::Result::Busy, 409},
+        {control::Result::VersionMismatch, 409}, {control::Result::NoPrevious, 409},
+        {control::Result::GateFailed, 412},      {control::Result::PersistFailed, 500},
+    };
+    for (auto [result, status] : cases) {
+        o.result = result;
+        auto r = outcome_response(o);
+        EXPECT_EQ(r.status, status) << control::to_string(result);
+        auto body = boost::json::parse(r.body).as_object();
+        if (status == 200) {
+            EXPECT_EQ(body.at("result"), control::to_string(result));
+            EXPECT_EQ(body.at("version").to_number<int>(), 7);
+        } else {
+            EXPECT_TRUE(body.contains("error"));
+        }
+    }
+}
+
+TEST(ApiTest, TokenComparison) {
+    EXPECT_TRUE(token_matches("Bearer s3cret", "s3cret"));
+    EXPECT_TRUE(token_matches("bearer s3cret", "s3cret"));
+    EXPECT_FALSE(token_matches("Bearer s3cre", "s3cret"));
+    EXPECT_FALSE(token_matches("Bearer s3cret2", "s3cret"));
+    EXPECT_FALSE(token_matches("s3cret", "s3cret"));
+    EXPECT_FALSE(token_matches("", "s3cret"));
+    EXPECT_FALSE(token_matches("Basic s3cret", "s3cret"));
+}
+
+}  // namespace
+}  // namespace bgs::admin

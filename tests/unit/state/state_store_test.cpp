@@ -1,0 +1,102 @@
+#include "proxy/state/state_store.hpp"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+#include <filesystem>
+#include <fstream>
+
+namespace bgs::state {
+namespace {
+
+std::string temp_path(const std::string& name) {
+    auto p = ::testing::TempDir() + "/" + name + "-" + std::to_string(::getpid());
+    std::filesystem::remove_all(p);
+    return p;
+}
+
+TEST(StateStoreTest, MissingFileIsNoState) {
+    StateStore store(temp_path("missing.json"));
+    EXPECT_FALSE(store.load());
+}
+
+TEST(StateStoreTest, SaveThenLoadRoundTrips) {
+    const auto dir = temp_path("state-dir");
+    StateStore store(dir + "/nested/state.json");  // directories are created
+    SwitchState s;
+    s.active = Color::Green;
+    s.previous = Color::Blue;
+    s.version = 42;
+    HistoryEvent e;
+    e.time = std::chrono::system_clock::time_point(std::chrono::milliseconds(1795435200123));
+    e.action = "rollback";
+    e.from = Color::Blue;
+    e.to = Color::Green;
+    e.result = "switched";
+    e.source = "::1";
+    e.reason = "quote \" and newline \n";
+    e.version = 42;
+    e.health_ms = 1.5;
+    e.smoke_ms = 2.25;
+    s.record(e);
+    ASSERT_FALSE(store.save(s));
+    auto loaded = store.load();
+    ASSERT_TRUE(loaded);
+    EXPECT_EQ(loaded->active, Color::Green);
+    EXPECT_EQ(loaded->previous, Color::Blue);
+    EXPECT_EQ(loaded->version, 42u);
+    ASSERT_EQ(loaded->history.size(), 1u);
+    const auto& h = loaded->history.front();
+    EXPECT_EQ(h.time, e.time);
+    EXPECT_EQ(h.reason, e.reason);
+    EXPECT_EQ(h.source, "::1");
+    EXPECT_DOUBLE_EQ(h.smoke_ms, 2.25);
+    EXPECT_FALSE(std::filesystem::exists(store.path() + ".tmp"));
+    std::filesystem::remove_all(dir);
+}
+
+TEST(StateStoreTest, HistoryIsBounded) {
+    SwitchState s;
+    for (int i = 0; i < 500; ++i) {
+        HistoryEvent e;
+        e.version = static_cast<std::uint64_t>(i);
+        s.record(e);
+    }
+    EXPECT_EQ(s.history.size(), SwitchState::kHistoryLimit);
+    EXPECT_EQ(s.history.front().version, 499u);
+}
+
+TEST(StateStoreTest, CorruptFilesAreErrorsThatNameTheFile) {
+    const auto path = temp_path("corrupt.json");
+    const char* bad[] = {"",
+                         "{",
+                         "[]",
+                         R"({"active":"red","version":1})",
+                         R"({"active":"blue"})",
+                         R"({"active":"blue","version":"x"})",
+                         R"({"active":"blue","version":1,"history":[{"time":"yesterday"}]})"};
+    for (const char* text : bad) {
+        std::ofstream(path) << text;
+        StateStore store(path);
+        try {
+            store.load();
+            ADD_FAILURE() << "accepted: " << text;
+        } catch (const StateError& e) {
+            EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+        }
+    }
+    std::filesystem::remove(path);
+}
+
+TEST(StateStoreTest, UnwritableLocationIsReportedNotThrown) {
+    const auto blocker = temp_path("blocker");
+    std::ofstream(blocker) << "a file where a directory should be";
+    StateStore store(blocker + "/state.json");
+    auto err = store.save(SwitchState{});
+    ASSERT_TRUE(err);
+    EXPECT_NE(err->find(blocker), std::string::npos) << *err;
+    std::filesystem::remove(blocker);
+}
+
+}  // namespace
+}  // namespace bgs::state
