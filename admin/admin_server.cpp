@@ -1,6 +1,7 @@
 #include "admin/admin_server.hpp"
 
 #include "proxy/common/logging.hpp"
+#include "proxy/net/listen.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -126,17 +127,10 @@ AdminServer::AdminServer(asio::io_context& ioc, const config::Config& cfg, Route
                                  ": not an IP address");
     }
     const net::tcp::endpoint ep(address, cfg.admin.address.port);
-    auto& acc = impl_->acceptor;
-    acc.open(ep.protocol(), ec);
-    if (!ec) {
-        acc.set_option(asio::socket_base::reuse_address(true), ec);
-        acc.bind(ep, ec);
-    }
-    if (!ec) {
-        acc.listen(asio::socket_base::max_listen_connections, ec);
-    }
-    if (ec) {
-        throw std::runtime_error("admin " + cfg.admin.address.to_string() + ": " + ec.message());
+    const char* step = "";
+    if (auto bec = net::open_listener(impl_->acceptor, ep, /*reuse_port=*/false, &step)) {
+        throw std::runtime_error("admin " + cfg.admin.address.to_string() + ": " + step + ": " +
+                                 bec.message());
     }
 }
 

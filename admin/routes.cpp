@@ -2,6 +2,7 @@
 
 #include "proxy/common/logging.hpp"
 #include "proxy/metrics/access_log.hpp"
+#include "proxy/state/state_store.hpp"
 #include "proxy/worker/worker.hpp"
 
 #include <openssl/crypto.h>
@@ -162,21 +163,14 @@ std::string Routes::status_json() const {
 }
 
 std::string Routes::history_json() const {
-    json::array events;
+    std::string out = "{\"events\":[";
+    bool first = true;
     for (const auto& e : switcher_.state().history) {
-        events.push_back(json::object{
-            {"time", metrics::format_time(e.time)},
-            {"action", e.action},
-            {"from", to_string(e.from)},
-            {"to", to_string(e.to)},
-            {"result", e.result},
-            {"source", e.source},
-            {"reason", e.reason},
-            {"version", e.version},
-            {"gates", json::object{{"health_ms", e.health_ms}, {"smoke_ms", e.smoke_ms}}},
-        });
+        out += first ? "" : ",";
+        out += state::StateStore::event_json(e);
+        first = false;
     }
-    return json::serialize(json::object{{"events", std::move(events)}}) + "\n";
+    return out + "]}\n";
 }
 
 std::string Routes::metrics_text() const {

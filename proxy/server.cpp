@@ -5,6 +5,7 @@
 #include "proxy/common/logging.hpp"
 #include "proxy/control/switcher.hpp"
 #include "proxy/health/health_checker.hpp"
+#include "proxy/net/listen.hpp"
 #include "proxy/worker/worker.hpp"
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -13,14 +14,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/socket_base.hpp>
 
-#include <sys/socket.h>
-
 namespace bgs {
 namespace {
 
 namespace asio = net::asio;
 using tcp = net::tcp;
-using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 tcp::endpoint resolve(asio::io_context& ioc, const config::HostPort& hp, const char* what) {
     net::error_code ec;
@@ -36,29 +34,12 @@ tcp::endpoint resolve(asio::io_context& ioc, const config::HostPort& hp, const c
 
 tcp::acceptor bind_listener(asio::io_context& ioc, const tcp::endpoint& ep, const char* what) {
     tcp::acceptor acceptor(ioc);
-    net::error_code ec;
-    auto fail = [&](const char* step) {
-        throw StartupError(std::string(what) + " " + ep.address().to_string() + ":" +
-                           std::to_string(ep.port()) + ": " + step + ": " + ec.message());
-    };
-    acceptor.open(ep.protocol(), ec);
-    if (ec) {
-        fail("open");
-    }
-    acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    const char* step = "";
     // Every worker has its own acceptor on the same port; the kernel spreads
     // new connections across them.
-    acceptor.set_option(ReusePort(true), ec);
-    if (ec) {
-        fail("SO_REUSEPORT");
-    }
-    acceptor.bind(ep, ec);
-    if (ec) {
-        fail("bind");
-    }
-    acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) {
-        fail("listen");
+    if (auto ec = net::open_listener(acceptor, ep, /*reuse_port=*/true, &step)) {
+        throw StartupError(std::string(what) + " " + ep.address().to_string() + ":" +
+                           std::to_string(ep.port()) + ": " + step + ": " + ec.message());
     }
     return acceptor;
 }

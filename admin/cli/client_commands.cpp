@@ -247,13 +247,13 @@ int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback)
     return r.status == 400 ? kExitUsage : kExitRefused;
 }
 
-}  // namespace
-
-int status(const ClientOptions& opt) {
-    auto r = call(opt, "GET", "/v1/status");
-    json::value doc;
+// GETs `path` into `doc`. Returns an exit code when the command is done
+// already (an error, or --json printed the raw answer).
+std::optional<int> get_document(const ClientOptions& opt, const std::string& path,
+                                json::value& doc) {
+    auto r = call(opt, "GET", path);
     if (auto code = failure(r, doc)) {
-        return *code;
+        return code;
     }
     if (r.status != 200) {
         std::cerr << "bgswitch: " << r.body;
@@ -262,6 +262,16 @@ int status(const ClientOptions& opt) {
     if (opt.json) {
         std::cout << r.body;
         return kExitOk;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+int status(const ClientOptions& opt) {
+    json::value doc;
+    if (auto code = get_document(opt, "/v1/status", doc)) {
+        return *code;
     }
     const auto& o = doc.as_object();
     const auto active = str(o.if_contains("active"));
@@ -312,18 +322,9 @@ int rollback(const ClientOptions& opt, const SwitchOptions& sw) {
 }
 
 int history(const ClientOptions& opt) {
-    auto r = call(opt, "GET", "/v1/history");
     json::value doc;
-    if (auto code = failure(r, doc)) {
+    if (auto code = get_document(opt, "/v1/history", doc)) {
         return *code;
-    }
-    if (r.status != 200) {
-        std::cerr << "bgswitch: " << r.body;
-        return kExitUsage;
-    }
-    if (opt.json) {
-        std::cout << r.body;
-        return kExitOk;
     }
     const auto& events = doc.as_object().at("events").as_array();
     if (events.empty()) {

@@ -1,6 +1,7 @@
 #include "proxy/demo/demo_upstream.hpp"
 
 #include "proxy/common/logging.hpp"
+#include "proxy/net/listen.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -186,17 +187,10 @@ DemoUpstream::DemoUpstream(Color color, const std::string& host, std::uint16_t p
         throw std::runtime_error("demo upstream: bad address " + host + ": " + ec.message());
     }
     auto& acc = impl_->acceptor;
-    acc.open(ep.protocol(), ec);
-    if (!ec) {
-        acc.set_option(asio::socket_base::reuse_address(true), ec);
-        acc.bind(ep, ec);
-    }
-    if (!ec) {
-        acc.listen(asio::socket_base::max_listen_connections, ec);
-    }
-    if (ec) {
+    const char* step = "";
+    if (auto bec = net::open_listener(acc, ep, /*reuse_port=*/false, &step)) {
         throw std::runtime_error("demo upstream " + host + ":" + std::to_string(port) + ": " +
-                                 ec.message());
+                                 step + ": " + bec.message());
     }
     impl_->port = acc.local_endpoint().port();
     asio::co_spawn(impl_->ioc, impl_->accept_loop(), [](std::exception_ptr) {});

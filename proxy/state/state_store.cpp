@@ -60,20 +60,28 @@ bool write_all(int fd, const std::string& data) {
 
 }  // namespace
 
+static json::object event_object(const HistoryEvent& e) {
+    return json::object{
+        {"time", metrics::format_time(e.time)},
+        {"action", e.action},
+        {"from", to_string(e.from)},
+        {"to", to_string(e.to)},
+        {"result", e.result},
+        {"source", e.source},
+        {"reason", e.reason},
+        {"version", e.version},
+        {"gates", json::object{{"health_ms", e.health_ms}, {"smoke_ms", e.smoke_ms}}},
+    };
+}
+
+std::string StateStore::event_json(const HistoryEvent& e) {
+    return json::serialize(event_object(e));
+}
+
 std::string StateStore::to_json(const SwitchState& s) {
     json::array history;
     for (const auto& e : s.history) {
-        history.push_back(json::object{
-            {"time", metrics::format_time(e.time)},
-            {"action", e.action},
-            {"from", to_string(e.from)},
-            {"to", to_string(e.to)},
-            {"result", e.result},
-            {"source", e.source},
-            {"reason", e.reason},
-            {"version", e.version},
-            {"gates", json::object{{"health_ms", e.health_ms}, {"smoke_ms", e.smoke_ms}}},
-        });
+        history.push_back(event_object(e));
     }
     json::object o{
         {"format", 1},

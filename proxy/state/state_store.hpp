@@ -32,6 +32,9 @@ class StateStore {
 
     const std::string& path() const { return path_; }
 
+    /// One history event as JSON text (the file's and the admin API's form).
+    static std::string event_json(const HistoryEvent& e);
+
     /// JSON text of a state (the file's content) and its parser.
     static std::string to_json(const SwitchState& s);
     static SwitchState from_json(const std::string& text);  // throws std::runtime_error
