@@ -43,6 +43,7 @@ TEST(SwitchTest, FlippingUnderLoadFailsNoRequestAndMovesEveryLaterOne) {
 
     struct Sample {
         Clock::time_point sent;
+        Clock::time_point answered;
         std::string color;
     };
     struct Flip {
@@ -67,7 +68,7 @@ TEST(SwitchTest, FlippingUnderLoadFailsNoRequestAndMovesEveryLaterOne) {
                     if (res.status != 200) {
                         ++failures;
                     }
-                    mine.push_back({sent, res.body.substr(0, res.body.find('\n'))});
+                    mine.push_back({sent, Clock::now(), res.body.substr(0, res.body.find('\n'))});
                     ++completed;
                 }
             } catch (const std::exception&) {
@@ -95,13 +96,14 @@ TEST(SwitchTest, FlippingUnderLoadFailsNoRequestAndMovesEveryLaterOne) {
     }
     EXPECT_EQ(failures.load(), 0);
     ASSERT_GT(samples.size(), 100u);
-    // A request sent after a switch returned, and before the next one began,
-    // must be answered by that switch's color.
+    // A request sent after a switch returned, and answered before the next one
+    // began, must be answered by that switch's color. (One that overlaps the
+    // next admin call may be routed after that call published, legitimately.)
     int checked = 0;
     for (const auto& s : samples) {
         for (std::size_t k = 0; k < flips.size(); ++k) {
             const bool after = s.sent >= flips[k].returned;
-            const bool before_next = k + 1 == flips.size() || s.sent < flips[k + 1].called;
+            const bool before_next = k + 1 == flips.size() || s.answered < flips[k + 1].called;
             if (after && before_next) {
                 EXPECT_EQ(s.color, flips[k].color);
                 ++checked;
