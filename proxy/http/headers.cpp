@@ -4,6 +4,7 @@
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
+#include <boost/beast/http/status.hpp>
 
 #include <algorithm>
 #include <vector>
@@ -112,9 +113,36 @@ bool is_upgrade_request(const Fields& fields, unsigned version) {
            connection_has_token(fields, "upgrade");
 }
 
-void copy_end_to_end(const Fields& from, Fields& to, bool keep_upgrade) {
-    const auto named = list_tokens(from, bh::field::connection);
-    for (const auto& f : from) {
+namespace {
+
+void append(std::string& out, boost::beast::string_view s) {
+    out.append(s.data(), s.size());
+}
+
+void append_number(std::string& out, std::uint64_t n) {
+    char buf[24];
+    char* end = buf + sizeof buf;
+    char* p = end;
+    do {
+        *--p = static_cast<char>('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    out.append(p, static_cast<std::size_t>(end - p));
+}
+
+bool is_forwarding_field(boost::beast::string_view name) {
+    return iequals(name, "X-Forwarded-For") || iequals(name, "X-Forwarded-Proto") ||
+           iequals(name, "X-Forwarded-Host") || iequals(name, "X-Request-Id") ||
+           iequals(name, "X-Bgswitch-Color");
+}
+
+// The end-to-end fields of `in`, each as "Name: value\r\n". Hop-by-hop fields
+// (RFC 9110 §7.6.1) and those the Connection field names are left out, and so
+// are the framing fields, which the caller writes for what it actually sends.
+template <typename Skip>
+void append_end_to_end(std::string& out, const Fields& in, bool keep_upgrade, Skip&& skip) {
+    const auto named = list_tokens(in, bh::field::connection);
+    for (const auto& f : in) {
         switch (f.name()) {
             case bh::field::connection:
             case bh::field::keep_alive:
@@ -132,42 +160,109 @@ void copy_end_to_end(const Fields& from, Fields& to, bool keep_upgrade) {
             default:
                 break;
         }
-        const auto name = sv(f.name_string());
-        const bool listed = std::any_of(named.begin(), named.end(), [&](std::string_view t) {
-            return iequals(t, name) && !(keep_upgrade && iequals(t, "upgrade"));
-        });
-        if (listed) {
+        const auto name = f.name_string();
+        if (skip(f.name(), name)) {
             continue;
         }
-        if (f.name() == bh::field::unknown) {
-            to.insert(f.name_string(), f.value());
-        } else {
-            to.insert(f.name(), f.value());
+        if (!named.empty()) {
+            const bool listed = std::any_of(named.begin(), named.end(), [&](std::string_view t) {
+                return iequals(t, sv(name)) && !(keep_upgrade && iequals(t, "upgrade"));
+            });
+            if (listed) {
+                continue;
+            }
         }
+        append(out, name);
+        out += ": ";
+        append(out, f.value());
+        out += "\r\n";
     }
 }
 
-void add_forwarded(const Fields& in, Fields& out, const ForwardedInfo& info) {
-    std::string xff;
+void append_framing(std::string& out, Framing framing, std::uint64_t length) {
+    if (framing == Framing::Length) {
+        out += "Content-Length: ";
+        append_number(out, length);
+        out += "\r\n";
+    } else if (framing == Framing::Chunked) {
+        out += "Transfer-Encoding: chunked\r\n";
+    }
+}
+
+}  // namespace
+
+void write_upstream_request_head(std::string& out, const Fields& in, const UpstreamRequestHead& h) {
+    out.append(h.method);
+    out += ' ';
+    out.append(h.target);
+    out += " HTTP/1.1\r\n";
+    append_end_to_end(out, in, h.upgrade, [&](bh::field f, boost::beast::string_view name) {
+        if (f == bh::field::expect && h.drop_expect) {
+            return true;
+        }
+        if (f == bh::field::unknown && is_forwarding_field(name)) {
+            return true;
+        }
+        return false;
+    });
+    out += "X-Forwarded-For: ";
     for (auto it = in.find("X-Forwarded-For");
          it != in.end() && iequals(it->name_string(), "X-Forwarded-For"); ++it) {
-        if (!xff.empty()) {
-            xff += ", ";
-        }
-        xff += sv(it->value());
+        append(out, it->value());
+        out += ", ";
     }
-    if (!xff.empty()) {
-        xff += ", ";
-    }
-    xff += info.client_ip;
-    out.erase("X-Forwarded-For");
-    out.set("X-Forwarded-For", xff);
-    out.set("X-Forwarded-Proto", info.proto);
+    out.append(h.client_ip);
+    out += "\r\nX-Forwarded-Proto: http\r\n";
     if (auto host = in.find(bh::field::host); host != in.end()) {
-        out.set("X-Forwarded-Host", host->value());
-    } else {
-        out.erase("X-Forwarded-Host");
+        out += "X-Forwarded-Host: ";
+        append(out, host->value());
+        out += "\r\n";
+    } else if (!h.default_host.empty()) {
+        out += "Host: ";
+        out.append(h.default_host);
+        out += "\r\n";
     }
+    out += "X-Request-Id: ";
+    out.append(h.request_id);
+    out += "\r\n";
+    append_framing(out, h.framing, h.content_length);
+    if (h.upgrade) {
+        out += "Connection: upgrade\r\n";
+    }
+    out += "\r\n";
+}
+
+void write_client_response_head(std::string& out, const Fields& in, const ClientResponseHead& h) {
+    out += h.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    append_number(out, h.status);
+    out += ' ';
+    if (h.reason.empty()) {
+        append(out, bh::obsolete_reason(bh::int_to_status(h.status)));
+    } else {
+        out.append(h.reason);
+    }
+    out += "\r\n";
+    append_end_to_end(out, in, h.upgrade, [](bh::field f, boost::beast::string_view name) {
+        return f == bh::field::unknown &&
+               (iequals(name, "X-Request-Id") || iequals(name, "X-Bgswitch-Color"));
+    });
+    out += "X-Request-Id: ";
+    out.append(h.request_id);
+    out += "\r\n";
+    if (!h.color.empty()) {
+        out += "X-Bgswitch-Color: ";
+        out.append(h.color);
+        out += "\r\n";
+    }
+    append_framing(out, h.framing, h.content_length);
+    if (h.upgrade) {
+        out += "Connection: upgrade\r\n";
+    } else if (h.version == 10 && h.keep_alive) {
+        out += "Connection: keep-alive\r\n";
+    } else if (h.version != 10 && !h.keep_alive) {
+        out += "Connection: close\r\n";
+    }
+    out += "\r\n";
 }
 
 std::string request_id_for(const Fields& in) {

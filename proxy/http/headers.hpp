@@ -5,6 +5,7 @@
 
 #include <boost/beast/http/fields.hpp>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,21 +29,48 @@ bool is_upgrade_request(const Fields& fields, unsigned version);
 /// True when a Connection field lists `token` (case-insensitive).
 bool connection_has_token(const Fields& fields, std::string_view token);
 
-/// Copies every end-to-end field of `from` into `to`: drops Connection, the
-/// fields it names, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
-/// Upgrade and Content-Length (the caller sets the framing it sends). When
-/// `keep_upgrade` the Upgrade field is kept, for a tunnel handshake.
-void copy_end_to_end(const Fields& from, Fields& to, bool keep_upgrade);
+/// How a message body is delimited on the wire.
+enum class Framing { None, Length, Chunked, UntilClose };
 
-struct ForwardedInfo {
-    std::string_view client_ip;  // the TCP peer
-    std::string_view proto;      // "http"
+/// What the proxy puts into the request it sends upstream.
+struct UpstreamRequestHead {
+    std::string_view method;
+    std::string_view target;
+    std::string_view client_ip;     // appended to X-Forwarded-For
+    std::string_view request_id;    // X-Request-Id
+    std::string_view default_host;  // Host when the client sent none (HTTP/1.0)
+    bool upgrade = false;           // keep Upgrade, send Connection: upgrade
+    bool drop_expect = false;       // the proxy answered Expect: 100-continue itself
+    Framing framing = Framing::None;
+    std::uint64_t content_length = 0;
 };
 
-/// Adds X-Forwarded-For (appending the peer to what the client sent, as nginx's
-/// $proxy_add_x_forwarded_for does), X-Forwarded-Proto and X-Forwarded-Host
-/// (the client's Host) to `out`, replacing client-sent Proto and Host values.
-void add_forwarded(const Fields& in, Fields& out, const ForwardedInfo& info);
+/// Appends the upstream request head to `out` in one pass: the request line
+/// (always HTTP/1.1), every end-to-end field of `in` (hop-by-hop fields, the
+/// fields Connection names, Content-Length and the forwarding headers the proxy
+/// sets itself are left out), then X-Forwarded-For (the client's list plus the
+/// peer, as nginx's $proxy_add_x_forwarded_for), X-Forwarded-Proto,
+/// X-Forwarded-Host (the client's Host), X-Request-Id, the framing, and the
+/// blank line.
+void write_upstream_request_head(std::string& out, const Fields& in, const UpstreamRequestHead& h);
+
+/// What the proxy puts into the response it sends the client.
+struct ClientResponseHead {
+    unsigned version = 11;  // the client's
+    unsigned status = 200;
+    std::string_view reason;      // the upstream's; the standard one when empty
+    std::string_view request_id;  // echoed X-Request-Id
+    std::string_view color;       // X-Bgswitch-Color when not empty
+    bool keep_alive = true;
+    bool upgrade = false;  // a 101: keep Upgrade, send Connection: upgrade
+    Framing framing = Framing::None;
+    std::uint64_t content_length = 0;
+};
+
+/// Appends the client response head to `out`: the status line, the end-to-end
+/// fields of the upstream's response `in`, X-Request-Id, the color header, the
+/// framing and the connection decision.
+void write_client_response_head(std::string& out, const Fields& in, const ClientResponseHead& h);
 
 /// The request id to use: the client's X-Request-Id when it is a sane token
 /// (1..128 visible ASCII characters), a new one otherwise.

@@ -51,6 +51,10 @@ using drain::Activity;
 constexpr std::size_t kIoBufferSize = 16 * 1024;
 constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
 
+std::string_view to_sv(beast::string_view s) {
+    return {s.data(), s.size()};
+}
+
 bool is_benign_disconnect(const net::error_code& ec) {
     return ec == asio::error::eof || ec == bh::error::end_of_stream ||
            ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
@@ -238,32 +242,28 @@ class Session {
         }
 
         // --- 5. send ---------------------------------------------------------
-        bh::request<bh::buffer_body> out;
-        out.method_string(req.method_string());
-        out.target(req.target());
-        out.version(11);
-        copy_end_to_end(req, out, upgrade);
-        add_forwarded(req, out, {peer_ip_, "http"});
-        out.set("X-Request-Id", ex.rec.request_id);
-        if (req.count(bh::field::host) == 0) {
-            out.set(bh::field::host, worker_.shared().router.upstream(color, up->index).address);
-        }
-        if (upgrade) {
-            out.set(bh::field::connection, "upgrade");
-        }
-        if (expect_continue) {
-            out.erase(bh::field::expect);  // answered here, when the body is wanted
-        }
+        UpstreamRequestHead rh;
+        rh.method = to_sv(req.method_string());
+        rh.target = to_sv(req.target());
+        rh.client_ip = peer_ip_;
+        rh.request_id = ex.rec.request_id;
+        const auto& first_upstream = worker_.shared().router.upstream(color, up->index).address;
+        rh.default_host = req.count(bh::field::host) == 0 ? std::string_view(first_upstream) : "";
+        rh.upgrade = upgrade;
+        rh.drop_expect = expect_continue;  // answered here, when the body is wanted
         if (req.chunked()) {
-            out.chunked(true);
+            rh.framing = Framing::Chunked;
         } else if (auto len = parser.content_length()) {
-            out.content_length(*len);
+            rh.framing = Framing::Length;
+            rh.content_length = *len;
         }
+        head_.clear();
+        write_upstream_request_head(head_, req, rh);
 
         std::unique_ptr<net::ResponseParser> rp;
         for (int attempt = 0;; ++attempt) {
             ex.rec.upstream = worker_.shared().router.upstream(color, up->index).address;
-            auto sent = co_await send_request(ex, parser, out, *up, expect_continue);
+            auto sent = co_await send_request(ex, parser, rh.framing, *up, expect_continue);
             if (sent.client_failed) {
                 co_return finish(false);
             }
@@ -312,34 +312,34 @@ class Session {
         const bool until_close = body_expected && rp->need_eof();
         const bool client_v10 = req.version() == 10;
 
-        bh::response<bh::buffer_body> resp;
-        resp.result(code);
-        resp.reason(res.reason());
-        resp.version(client_v10 ? 10 : 11);
-        copy_end_to_end(res, resp, false);
-        resp.set("X-Request-Id", ex.rec.request_id);
+        ClientResponseHead h;
+        h.version = client_v10 ? 10 : 11;
+        h.status = code;
+        h.reason = to_sv(res.reason());
+        h.request_id = ex.rec.request_id;
         if (cfg_.proxy.expose_color_header) {
-            resp.set("X-Bgswitch-Color", ex.rec.color);
+            h.color = ex.rec.color;
         }
         bool streaming = false;
         if (auto len = rp->content_length(); len && (body_expected || head || code == 304)) {
-            resp.content_length(*len);
+            h.framing = Framing::Length;
+            h.content_length = *len;
         } else if (body_expected) {
             streaming = true;
-            if (!client_v10) {
-                resp.chunked(true);
-            }
+            h.framing = client_v10 ? Framing::UntilClose : Framing::Chunked;
         }
-        const bool keep_alive = client_keep_alive && !stop_requested_ &&
-                                !worker_.shared().shutting_down.load(std::memory_order_relaxed) &&
-                                !(client_v10 && streaming);
-        resp.keep_alive(keep_alive);
+        h.keep_alive = client_keep_alive && !stop_requested_ &&
+                       !worker_.shared().shutting_down.load(std::memory_order_relaxed) &&
+                       h.framing != Framing::UntilClose;
+        const bool keep_alive = h.keep_alive;
         if (streaming) {
             tracked_.set(Activity::Stream, color);
         }
         ex.rec.status = code;
+        head_.clear();
+        write_client_response_head(head_, res, h);
 
-        const bool relayed = co_await relay_response(ex, *rp, resp, *up, body_expected);
+        const bool relayed = co_await relay_response(ex, *rp, *up, body_expected, h.framing);
         if (!relayed) {
             co_return finish(false);
         }
@@ -398,26 +398,17 @@ class Session {
         bool client_failed = false;  // the client went away; just close
     };
 
-    net::Task<SendResult> send_request(Exchange& ex, net::RequestParser& parser,
-                                       bh::request<bh::buffer_body>& out, upstream::Connection& up,
-                                       bool expect_continue) {
-        net::RequestSerializer sr(out);
-        if (parser.is_done()) {
-            out.body().data = nullptr;
-            out.body().more = false;
-            up.stream.expires_after(cfg_.timeouts.upstream_response);
-            if (auto ec = co_await net::write(up.stream, sr)) {
-                co_return SendResult{502,
-                                     "sending the request to the upstream failed: " + ec.message()};
-            }
-            co_return SendResult{};
-        }
-        // The header goes first so that the upstream can start working while the
-        // body is still arriving.
+    net::Task<SendResult> send_request(Exchange& ex, net::RequestParser& parser, Framing framing,
+                                       upstream::Connection& up, bool expect_continue) {
+        // The head goes first, alone, so that the upstream can start working while
+        // the body is still arriving.
         up.stream.expires_after(cfg_.timeouts.upstream_response);
-        if (auto ec = co_await net::write_header(up.stream, sr)) {
+        if (auto ec = co_await net::write_all(up.stream, asio::buffer(head_))) {
             co_return SendResult{502,
                                  "sending the request to the upstream failed: " + ec.message()};
+        }
+        if (parser.is_done()) {
+            co_return SendResult{};
         }
         if (expect_continue) {
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -447,20 +438,40 @@ class Session {
             }
             const std::size_t n = kIoBufferSize - parser.get().body().size;
             if (n == 0 && !parser.is_done()) {
-                continue;  // only framing was read; an empty chunk would end the body
+                continue;  // only chunk framing was read
             }
-            // An empty last piece is sent as "no buffer" so that the serializer
-            // writes just the terminating chunk.
-            out.body().data = n > 0 ? io : nullptr;
-            out.body().size = n;
-            out.body().more = !parser.is_done();
             up.stream.expires_after(cfg_.timeouts.idle);
-            if (auto ec = co_await net::write(up.stream, sr)) {
+            if (auto ec = co_await write_piece(up.stream, {}, framing, io, n, parser.is_done())) {
                 co_return SendResult{
                     502, "upstream failed while receiving the request body: " + ec.message()};
             }
         }
         co_return SendResult{};
+    }
+
+    // Writes one piece of a body in `framing` (as a chunk when chunked; the
+    // terminating chunk too when `last`), preceded by `head` when not empty, in
+    // one gathered write.
+    static net::Task<net::error_code> write_piece(net::Stream& s, std::string_view head,
+                                                  Framing framing, const char* data, std::size_t n,
+                                                  bool last) {
+        static constexpr std::string_view kCrlf = "\r\n";
+        static constexpr std::string_view kLastChunk = "0\r\n\r\n";
+        char size_line[24];
+        std::size_t size_len = 0;
+        const bool chunked = framing == Framing::Chunked;
+        if (chunked && n > 0) {
+            size_len =
+                static_cast<std::size_t>(std::snprintf(size_line, sizeof size_line, "%zx\r\n", n));
+        }
+        const std::array<asio::const_buffer, 5> bufs{
+            asio::buffer(head),
+            asio::buffer(size_line, size_len),
+            asio::buffer(data, n),
+            asio::buffer(chunked && n > 0 ? kCrlf : std::string_view{}),
+            asio::buffer(chunked && last ? kLastChunk : std::string_view{}),
+        };
+        co_return co_await net::write_all(s, bufs);
     }
 
     struct AwaitResult {
@@ -504,33 +515,28 @@ class Session {
         }
     }
 
-    /// Sends the response header at once, then streams the body. False when the
-    /// exchange broke (the client connection must close).
-    net::Task<bool> relay_response(Exchange& ex, net::ResponseParser& rp,
-                                   bh::response<bh::buffer_body>& resp, upstream::Connection& up,
-                                   bool body_expected) {
-        net::ResponseSerializer sr(resp);
+    /// Sends the response head (at once when no body is buffered yet), then
+    /// streams the body piece by piece. False when the exchange broke (the
+    /// client connection must close).
+    net::Task<bool> relay_response(Exchange& ex, net::ResponseParser& rp, upstream::Connection& up,
+                                   bool body_expected, Framing framing) {
+        client_.expires_after(cfg_.timeouts.idle);
         if (!body_expected) {
-            resp.body().data = nullptr;
-            resp.body().more = false;
-            client_.expires_after(cfg_.timeouts.idle);
-            if (co_await net::write_header(client_, sr)) {
-                co_return false;
-            }
-            co_return true;
+            co_return !co_await net::write_all(client_, asio::buffer(head_));
         }
-        // With nothing of the body buffered yet (SSE, slow generators), the header
-        // is flushed alone so the client sees the response start immediately.
+        bool head_sent = false;
+        // With nothing of the body buffered yet (SSE, slow generators), the head
+        // goes alone so the client sees the response start immediately.
         if (up.buffer.size() == 0 && !rp.is_done()) {
-            client_.expires_after(cfg_.timeouts.idle);
-            if (co_await net::write_header(client_, sr)) {
+            if (co_await net::write_all(client_, asio::buffer(head_))) {
                 co_return false;
             }
+            head_sent = true;
         }
         char* io = io_buffer();
         do {
             if (end_stream_) {
-                co_return co_await end_stream_for_drain(ex, sr, resp);
+                co_return co_await end_stream_for_drain(ex, framing, head_sent);
             }
             std::size_t n = 0;
             if (!rp.is_done()) {
@@ -539,7 +545,7 @@ class Session {
                 up.stream.expires_after(cfg_.timeouts.idle);
                 if (auto ec = co_await net::read_body(up.stream, up.buffer, rp)) {
                     if (end_stream_) {
-                        co_return co_await end_stream_for_drain(ex, sr, resp);
+                        co_return co_await end_stream_for_drain(ex, framing, head_sent);
                     }
                     log().warn("upstream {} failed mid-response to {} (request {}): {}",
                                ex.rec.upstream, peer_, ex.rec.request_id, ec.message());
@@ -549,35 +555,31 @@ class Session {
                 }
                 n = kIoBufferSize - rp.get().body().size;
                 if (n == 0 && !rp.is_done()) {
-                    continue;  // only framing was read; an empty chunk would end the body
+                    continue;  // only chunk framing was read
                 }
             }
-            resp.body().data = n > 0 ? io : nullptr;
-            resp.body().size = n;
-            resp.body().more = !rp.is_done();
             client_.expires_after(cfg_.timeouts.idle);
-            if (auto ec = co_await net::write(client_, sr)) {
+            const std::string_view head = head_sent ? std::string_view{} : std::string_view(head_);
+            if (auto ec = co_await write_piece(client_, head, framing, io, n, rp.is_done())) {
                 log().info("client {} left during the response (request {}): {}", peer_,
                            ex.rec.request_id, ec.message());
                 log_access(ex);
                 co_return false;
             }
+            head_sent = true;
             ex.rec.bytes_sent += n;
-        } while (!rp.is_done() || !sr.is_done());
+        } while (!rp.is_done());
         co_return true;
     }
 
     // The drain window is over: the response ends here, cleanly (a terminating
     // chunk when chunked), and the client connection closes so it reconnects to
     // the active color.
-    net::Task<bool> end_stream_for_drain(Exchange& ex, net::ResponseSerializer& sr,
-                                         bh::response<bh::buffer_body>& resp) {
-        if (resp.chunked()) {
-            resp.body().data = nullptr;
-            resp.body().size = 0;
-            resp.body().more = false;
+    net::Task<bool> end_stream_for_drain(Exchange& ex, Framing framing, bool head_sent) {
+        if (framing == Framing::Chunked) {
             client_.expires_after(std::chrono::seconds(2));
-            co_await net::write(client_, sr);
+            const std::string_view head = head_sent ? std::string_view{} : std::string_view(head_);
+            co_await write_piece(client_, head, framing, nullptr, 0, /*last=*/true);
         }
         log().info("stream to {} ended by the drain of {} (request {})", peer_, ex.rec.color,
                    ex.rec.request_id);
@@ -588,17 +590,17 @@ class Session {
 
     net::Task<void> tunnel(Exchange& ex, bh::response<bh::buffer_body>& res,
                            upstream::Connection& up, Color color, bool websocket) {
-        bh::response<bh::empty_body> resp;
-        resp.result(bh::status::switching_protocols);
-        resp.reason(res.reason());
-        resp.version(11);
-        copy_end_to_end(res, resp, true);
-        resp.set(bh::field::connection, "upgrade");
-        resp.set("X-Request-Id", ex.rec.request_id);
+        ClientResponseHead h;
+        h.status = 101;
+        h.reason = to_sv(res.reason());
+        h.request_id = ex.rec.request_id;
         if (cfg_.proxy.expose_color_header) {
-            resp.set("X-Bgswitch-Color", ex.rec.color);
+            h.color = ex.rec.color;
         }
-        const std::string head = header_text(resp);
+        h.upgrade = true;
+        head_.clear();
+        write_client_response_head(head_, res, h);
+        const std::string_view head = head_;
         client_.expires_after(cfg_.timeouts.idle);
         if (co_await net::write_all(client_, asio::buffer(head))) {
             co_return;
@@ -612,25 +614,6 @@ class Session {
             tunnel_.request_close();  // stopped during the handshake: close right away
         }
         co_await run_tunnel(client_, buf_, up.stream, up.buffer, cfg_.timeouts.idle, tunnel_);
-    }
-
-    static std::string header_text(const bh::response<bh::empty_body>& resp) {
-        std::string out = "HTTP/1.1 ";
-        out += std::to_string(resp.result_int());
-        out += ' ';
-        const auto reason = resp.reason();
-        out.append(reason.data(), reason.size());
-        out += "\r\n";
-        for (const auto& f : resp) {
-            const auto name = f.name_string();
-            const auto value = f.value();
-            out.append(name.data(), name.size());
-            out += ": ";
-            out.append(value.data(), value.size());
-            out += "\r\n";
-        }
-        out += "\r\n";
-        return out;
     }
 
     /// The proxy's own answer: a short plain-text body, a log line that says why.
@@ -698,6 +681,7 @@ class Session {
     std::string peer_ip_;
     std::string peer_;
     std::unique_ptr<char[]> io_;
+    std::string head_;  // the outgoing head being sent; reused across requests
     net::CancelDeadline header_deadline_{client_.get_executor()};
     Phase phase_ = Phase::Read;
     bool stop_requested_ = false;

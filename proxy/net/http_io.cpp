@@ -5,7 +5,6 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
-#include <boost/beast/http/write.hpp>
 
 namespace bgs::net {
 namespace {
@@ -38,27 +37,12 @@ Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, ResponseParser& p
     co_return ignore_need_buffer(ec);
 }
 
-Task<error_code> write(Stream& s, RequestSerializer& sr) {
-    auto [ec, n] = co_await http::async_write(s, sr, kNoThrow);
-    co_return ignore_need_buffer(ec);
-}
-
-Task<error_code> write(Stream& s, ResponseSerializer& sr) {
-    auto [ec, n] = co_await http::async_write(s, sr, kNoThrow);
-    co_return ignore_need_buffer(ec);
-}
-
-Task<error_code> write_header(Stream& s, RequestSerializer& sr) {
-    auto [ec, n] = co_await http::async_write_header(s, sr, kNoThrow);
-    co_return ec;
-}
-
-Task<error_code> write_header(Stream& s, ResponseSerializer& sr) {
-    auto [ec, n] = co_await http::async_write_header(s, sr, kNoThrow);
-    co_return ec;
-}
-
 Task<error_code> write_all(Stream& s, asio::const_buffer data) {
+    auto [ec, n] = co_await asio::async_write(s, data, kNoThrow);
+    co_return ec;
+}
+
+Task<error_code> write_all(Stream& s, const std::array<asio::const_buffer, 5>& data) {
     auto [ec, n] = co_await asio::async_write(s, data, kNoThrow);
     co_return ec;
 }

@@ -12,9 +12,9 @@
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/serializer.hpp>
 #include <boost/system/error_code.hpp>
 
+#include <array>
 #include <cstddef>
 #include <utility>
 
@@ -32,8 +32,6 @@ using Task = asio::awaitable<T>;
 
 using RequestParser = http::request_parser<http::buffer_body>;
 using ResponseParser = http::response_parser<http::buffer_body>;
-using RequestSerializer = http::request_serializer<http::buffer_body>;
-using ResponseSerializer = http::response_serializer<http::buffer_body>;
 
 /// Reads until the parser has a complete header.
 Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, RequestParser& p);
@@ -44,16 +42,10 @@ Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, ResponseParser&
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, RequestParser& p);
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, ResponseParser& p);
 
-/// Writes what the serializer has (header and/or the current body window).
-/// need_buffer (more body to come) is reported as success.
-Task<error_code> write(Stream& s, RequestSerializer& sr);
-Task<error_code> write(Stream& s, ResponseSerializer& sr);
-/// Writes only the header (the body follows with write()).
-Task<error_code> write_header(Stream& s, RequestSerializer& sr);
-Task<error_code> write_header(Stream& s, ResponseSerializer& sr);
-
 /// Writes all of `data`.
 Task<error_code> write_all(Stream& s, asio::const_buffer data);
+/// Writes all of several buffers in one gathered write (empty ones are fine).
+Task<error_code> write_all(Stream& s, const std::array<asio::const_buffer, 5>& data);
 
 /// Reads at least one byte into `into`; returns the count.
 Task<std::pair<error_code, std::size_t>> read_some(Stream& s, asio::mutable_buffer into);

@@ -16,6 +16,8 @@ bool still_open(Connection& c) {
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+constexpr auto kProbeAfter = std::chrono::seconds(1);
+
 }  // namespace
 
 Pool::Pool(const Endpoints& endpoints, std::size_t max_idle, Duration idle_timeout)
@@ -31,7 +33,11 @@ std::unique_ptr<Connection> Pool::take(Color color, std::size_t i) {
     while (!q.empty()) {
         auto conn = std::move(q.back());
         q.pop_back();
-        if (now - conn->idle_since < idle_timeout_ && still_open(*conn)) {
+        const auto idle = now - conn->idle_since;
+        // A socket idle for milliseconds (the keep-alive hot path) is not probed:
+        // the probe is a syscall per request, and a bodiless request that meets a
+        // closed one is retried on a fresh connection anyway.
+        if (idle < idle_timeout_ && (idle < kProbeAfter || still_open(*conn))) {
             conn->reused = true;
             return conn;
         }

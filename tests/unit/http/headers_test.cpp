@@ -75,7 +75,16 @@ TEST(FramingTest, TableOfRequestFramings) {
     }
 }
 
-TEST(HeaderRewriteTest, DropsHopByHopAndTheFieldsConnectionNames) {
+UpstreamRequestHead basic_request() {
+    UpstreamRequestHead h;
+    h.method = "GET";
+    h.target = "/p?q=1";
+    h.client_ip = "127.0.0.1";
+    h.request_id = "rid";
+    return h;
+}
+
+TEST(HeaderRewriteTest, RequestHeadDropsHopByHopAndTheFieldsConnectionNames) {
     auto in = make({{"Host", "a"},
                     {"Connection", "keep-alive, X-Secret"},
                     {"X-Secret", "1"},
@@ -89,40 +98,94 @@ TEST(HeaderRewriteTest, DropsHopByHopAndTheFieldsConnectionNames) {
                     {"X-Keep", "yes"},
                     {"Accept", "a"},
                     {"Accept", "b"}});
-    Fields out;
-    copy_end_to_end(in, out, false);
-    std::vector<std::string> names;
-    for (const auto& f : out) {
-        names.emplace_back(f.name_string());
-    }
-    EXPECT_EQ(names, (std::vector<std::string>{"Host", "X-Keep", "Accept", "Accept"}));
+    auto h = basic_request();
+    h.framing = Framing::Chunked;
+    std::string out;
+    write_upstream_request_head(out, in, h);
+    EXPECT_EQ(out,
+              "GET /p?q=1 HTTP/1.1\r\n"
+              "Host: a\r\nX-Keep: yes\r\nAccept: a\r\nAccept: b\r\n"
+              "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\n"
+              "X-Request-Id: rid\r\nTransfer-Encoding: chunked\r\n\r\n");
 }
 
-TEST(HeaderRewriteTest, KeepsUpgradeForTunnels) {
+TEST(HeaderRewriteTest, RequestHeadForwardingHeaders) {
+    auto in = make({{"Host", "example.com"},
+                    {"X-Forwarded-For", "203.0.113.9"},
+                    {"X-Forwarded-For", "198.51.100.1"},
+                    {"X-Forwarded-Proto", "https"},
+                    {"X-Forwarded-Host", "evil"},
+                    {"X-Request-Id", "client-id"},
+                    {"Expect", "100-continue"}});
+    auto h = basic_request();
+    h.request_id = "client-id";
+    h.drop_expect = true;
+    h.framing = Framing::Length;
+    h.content_length = 42;
+    std::string out;
+    write_upstream_request_head(out, in, h);
+    EXPECT_EQ(out,
+              "GET /p?q=1 HTTP/1.1\r\nHost: example.com\r\n"
+              "X-Forwarded-For: 203.0.113.9, 198.51.100.1, 127.0.0.1\r\n"
+              "X-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\n"
+              "X-Request-Id: client-id\r\nContent-Length: 42\r\n\r\n");
+}
+
+TEST(HeaderRewriteTest, RequestHeadForTunnelsAndHostlessClients) {
     auto in =
         make({{"Connection", "Upgrade"}, {"Upgrade", "websocket"}, {"Sec-WebSocket-Key", "k"}});
-    Fields out;
-    copy_end_to_end(in, out, true);
-    EXPECT_EQ(out["Upgrade"], "websocket");
-    EXPECT_EQ(out["Sec-WebSocket-Key"], "k");
-    EXPECT_EQ(out.count("Connection"), 0u);
+    auto h = basic_request();
+    h.upgrade = true;
+    h.default_host = "10.0.0.1:9001";
+    std::string out;
+    write_upstream_request_head(out, in, h);
+    EXPECT_EQ(out,
+              "GET /p?q=1 HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n"
+              "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nHost: 10.0.0.1:9001\r\n"
+              "X-Request-Id: rid\r\nConnection: upgrade\r\n\r\n");
     EXPECT_TRUE(is_upgrade_request(in, 11));
     EXPECT_FALSE(is_upgrade_request(in, 10));
     EXPECT_FALSE(is_upgrade_request(make({{"Upgrade", "websocket"}}), 11));
 }
 
-TEST(HeaderRewriteTest, ForwardedHeaders) {
-    auto in = make({{"Host", "example.com"},
-                    {"X-Forwarded-For", "203.0.113.9"},
-                    {"X-Forwarded-Proto", "https"},
-                    {"X-Forwarded-Host", "evil"}});
-    Fields out;
-    copy_end_to_end(in, out, false);
-    add_forwarded(in, out, {"127.0.0.1", "http"});
-    EXPECT_EQ(out["X-Forwarded-For"], "203.0.113.9, 127.0.0.1");
-    EXPECT_EQ(out.count("X-Forwarded-For"), 1u);
-    EXPECT_EQ(out["X-Forwarded-Proto"], "http");
-    EXPECT_EQ(out["X-Forwarded-Host"], "example.com");
+TEST(HeaderRewriteTest, ResponseHeadFramingAndConnection) {
+    auto in = make({{"Content-Type", "text/plain"},
+                    {"Connection", "close, X-Private"},
+                    {"X-Private", "1"},
+                    {"Transfer-Encoding", "chunked"},
+                    {"X-Request-Id", "upstream-made-this-up"}});
+    struct Case {
+        ClientResponseHead h;
+        std::string expected;
+    };
+    ClientResponseHead chunked;
+    chunked.request_id = "rid";
+    chunked.framing = Framing::Chunked;
+    ClientResponseHead http10 = chunked;
+    http10.version = 10;
+    http10.framing = Framing::Length;
+    http10.content_length = 5;
+    ClientResponseHead closing = chunked;
+    closing.keep_alive = false;
+    closing.status = 404;
+    closing.reason = "Gone Fishing";
+    closing.color = "green";
+    const Case cases[] = {
+        {chunked,
+         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Request-Id: rid\r\n"
+         "Transfer-Encoding: chunked\r\n\r\n"},
+        {http10,
+         "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nX-Request-Id: rid\r\n"
+         "Content-Length: 5\r\nConnection: keep-alive\r\n\r\n"},
+        {closing,
+         "HTTP/1.1 404 Gone Fishing\r\nContent-Type: text/plain\r\nX-Request-Id: rid\r\n"
+         "X-Bgswitch-Color: green\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"},
+    };
+    for (const auto& c : cases) {
+        std::string out;
+        write_client_response_head(out, in, c.h);
+        EXPECT_EQ(out, c.expected);
+    }
 }
 
 TEST(HeaderRewriteTest, RequestIdKeptWhenSaneElseGenerated) {
