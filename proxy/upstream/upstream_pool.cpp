@@ -95,14 +95,4 @@ void Pool::close_all() {
     }
 }
 
-std::size_t Pool::idle_count() const {
-    std::size_t n = 0;
-    for (const auto& per_color : idle_) {
-        for (const auto& q : per_color) {
-            n += q.size();
-        }
-    }
-    return n;
-}
-
 }  // namespace bgs::upstream

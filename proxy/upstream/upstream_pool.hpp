@@ -53,7 +53,6 @@ class Pool {
     void close_all();
     /// While a color drains, connections of it are closed instead of pooled.
     void set_pooling(Color color, bool on) { pooling_[index(color)] = on; }
-    std::size_t idle_count() const;
 
     const net::tcp::endpoint& endpoint(Color c, std::size_t i) const {
         return endpoints_[index(c)][i];
