@@ -6,6 +6,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -50,7 +51,7 @@ struct AdminServer::Impl {
     }
 
     net::Task<void> serve(net::tcp::socket socket) {
-        net::Stream stream(std::move(socket));
+        net::beast::tcp_stream stream(std::move(socket));
         net::error_code ec;
         const auto peer = stream.socket().remote_endpoint(ec);
         if (ec) {
@@ -100,7 +101,7 @@ struct AdminServer::Impl {
         }
     }
 
-    static net::Task<bool> send(net::Stream& stream, ApiResponse r, bool keep_alive,
+    static net::Task<bool> send(net::beast::tcp_stream& stream, ApiResponse r, bool keep_alive,
                                 unsigned version) {
         http::response<http::string_body> res{http::int_to_status(r.status), version};
         res.set(http::field::content_type, r.content_type);

@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -24,7 +25,7 @@ net::Task<ProbeResult> probe(net::tcp::endpoint ep, ProbeRequest req, Duration t
     ProbeResult result;
     const auto start = std::chrono::steady_clock::now();
     const auto deadline = start + timeout;
-    net::Stream stream(co_await asio::this_coro::executor);
+    net::beast::tcp_stream stream(co_await asio::this_coro::executor);
 
     stream.expires_at(deadline);
     if (auto [ec] = co_await stream.async_connect(ep, kNoThrow); ec) {

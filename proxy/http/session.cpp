@@ -28,7 +28,6 @@
 #include "proxy/http/headers.hpp"
 #include "proxy/http/tunnel.hpp"
 #include "proxy/metrics/access_log.hpp"
-#include "proxy/net/deadline.hpp"
 #include "proxy/worker/worker.hpp"
 
 #include <boost/beast/http/error.hpp>
@@ -195,14 +194,10 @@ class Session {
         net::RequestParser parser;
         parser.header_limit(static_cast<std::uint32_t>(cfg_.limits.max_header_bytes));
         parser.body_limit(cfg_.limits.max_body_bytes);
-        // tcp_stream's own timeout would close the socket; a cancelling deadline
-        // leaves it open for the 408.
-        client_.expires_never();
-        header_deadline_.arm(client_.socket(), cfg_.timeouts.header_read);
-        auto read_ec = co_await net::read_header(client_, buf_, parser);
-        header_deadline_.disarm();
-        if (auto ec = read_ec) {
-            const auto status = header_deadline_.fired() ? 408u : status_for_request_error(ec);
+        // The deadline leaves the socket open, so a 408 can still be sent.
+        client_.expires_after(cfg_.timeouts.header_read);
+        if (auto ec = co_await net::read_header(client_, buf_, parser)) {
+            const auto status = status_for_request_error(ec);
             if (status == 0 || (status == 408 && buf_.size() == 0 && requests_ > 0)) {
                 co_return false;
             }
@@ -682,7 +677,6 @@ class Session {
     std::string peer_;
     std::unique_ptr<char[]> io_;
     std::string head_;  // the outgoing head being sent; reused across requests
-    net::CancelDeadline header_deadline_{client_.get_executor()};
     Phase phase_ = Phase::Read;
     bool stop_requested_ = false;
     bool needs_linger_ = false;

@@ -3,58 +3,193 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/read.hpp>
+
+#include <algorithm>
+#include <memory>
 
 namespace bgs::net {
 namespace {
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+constexpr std::size_t kMinRead = 4096;
+constexpr std::size_t kMaxRead = 64 * 1024;
 
-error_code ignore_need_buffer(error_code ec) {
-    return ec == http::error::need_buffer ? error_code{} : ec;
+// An operation that failed because the stream's deadline cancelled it reports
+// the timeout, not the cancellation.
+error_code timed(Stream& s, error_code ec) {
+    return ec && s.expired() ? error_code(beast::error::timeout) : ec;
+}
+
+std::size_t read_size(const beast::flat_buffer& buf) {
+    return std::clamp(buf.capacity() - buf.size(), kMinRead, kMaxRead);
+}
+
+// One step of a parser: feeds what is buffered and reads more only while the
+// parser needs more to make progress (the contract of http::async_read_some).
+template <bool IsRequest>
+Task<error_code> parse_step(Stream& s, beast::flat_buffer& buf,
+                            http::parser<IsRequest, http::buffer_body>& p) {
+    error_code ec;
+    if (buf.size() > 0) {
+        buf.consume(p.put(buf.data(), ec));
+        if (ec != http::error::need_more) {
+            co_return ec;
+        }
+    }
+    for (;;) {
+        auto [rec, n] = co_await read_some(s, buf.prepare(read_size(buf)));
+        if (rec == asio::error::eof) {
+            ec = {};
+            if (p.got_some()) {
+                p.put_eof(ec);
+            } else {
+                ec = http::error::end_of_stream;
+            }
+            co_return ec;
+        }
+        if (rec) {
+            co_return rec;
+        }
+        buf.commit(n);
+        buf.consume(p.put(buf.data(), ec));
+        if (ec != http::error::need_more) {
+            co_return ec;
+        }
+    }
+}
+
+template <bool IsRequest>
+Task<error_code> read_header_of(Stream& s, beast::flat_buffer& buf,
+                                http::parser<IsRequest, http::buffer_body>& p) {
+    while (!p.is_header_done()) {
+        if (auto ec = co_await parse_step(s, buf, p)) {
+            co_return ec;
+        }
+    }
+    co_return error_code{};
+}
+
+template <bool IsRequest>
+Task<error_code> read_body_of(Stream& s, beast::flat_buffer& buf,
+                              http::parser<IsRequest, http::buffer_body>& p) {
+    const auto ec = co_await parse_step(s, buf, p);
+    co_return ec == http::error::need_buffer ? error_code{} : ec;
+}
+
+// Writes go to the kernel directly: a response that fits the socket buffer (the
+// usual case) costs one sendmsg and no trip through the reactor. Only the rest
+// of a write the kernel did not take waits for room.
+template <typename Buffers>
+Task<error_code> write_buffers(Stream& s, Buffers data, bool copy_rest = false) {
+    auto& sock = s.socket();
+    error_code ec;
+    if (!sock.non_blocking()) {
+        sock.non_blocking(true, ec);
+        if (ec) {
+            co_return ec;
+        }
+    }
+    const std::size_t total = asio::buffer_size(data);
+    const std::size_t sent = sock.send(data, 0, ec);
+    if (!ec && sent == total) {
+        co_return error_code{};
+    }
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+        co_return ec;
+    }
+    if (s.expired()) {
+        co_return error_code(beast::error::timeout);
+    }
+    beast::buffers_suffix<Buffers> rest(data);
+    rest.consume(sent);
+    std::unique_ptr<char[]> copy;
+    asio::const_buffer owned;
+    if (copy_rest) {
+        const auto left = asio::buffer_size(rest);
+        copy = std::make_unique_for_overwrite<char[]>(left);
+        owned = asio::buffer(copy.get(), asio::buffer_copy(asio::buffer(copy.get(), left), rest));
+    }
+    s.begin_wait();
+    auto [wec, n] = copy_rest ? co_await asio::async_write(sock, owned, kNoThrow)
+                              : co_await asio::async_write(sock, rest, kNoThrow);
+    s.end_wait();
+    co_return timed(s, wec);
 }
 
 }  // namespace
 
 Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, RequestParser& p) {
-    auto [ec, n] = co_await http::async_read_header(s, buf, p, kNoThrow);
-    co_return ec;
+    return read_header_of(s, buf, p);
 }
 
 Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, ResponseParser& p) {
-    auto [ec, n] = co_await http::async_read_header(s, buf, p, kNoThrow);
-    co_return ec;
+    return read_header_of(s, buf, p);
 }
 
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, RequestParser& p) {
-    auto [ec, n] = co_await http::async_read_some(s, buf, p, kNoThrow);
-    co_return ignore_need_buffer(ec);
+    return read_body_of(s, buf, p);
 }
 
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, ResponseParser& p) {
-    auto [ec, n] = co_await http::async_read_some(s, buf, p, kNoThrow);
-    co_return ignore_need_buffer(ec);
+    return read_body_of(s, buf, p);
 }
 
 Task<error_code> write_all(Stream& s, asio::const_buffer data) {
-    auto [ec, n] = co_await asio::async_write(s, data, kNoThrow);
-    co_return ec;
+    return write_buffers(s, data);
 }
 
 Task<error_code> write_all(Stream& s, const std::array<asio::const_buffer, 5>& data) {
-    auto [ec, n] = co_await asio::async_write(s, data, kNoThrow);
-    co_return ec;
+    return write_buffers(s, data);
+}
+
+Task<error_code> write_copying(Stream& s, asio::const_buffer data) {
+    return write_buffers(s, data, /*copy_rest=*/true);
+}
+
+Task<std::pair<error_code, std::size_t>> read_ready(Stream& s, asio::mutable_buffer into) {
+    auto& sock = s.socket();
+    for (;;) {
+        error_code ec;
+        const std::size_t n = sock.receive(into, 0, ec);
+        if (ec != asio::error::would_block && ec != asio::error::try_again) {
+            co_return std::pair{ec, n};
+        }
+        if (s.expired()) {
+            co_return std::pair{error_code(beast::error::timeout), std::size_t{0}};
+        }
+        s.begin_wait();
+        auto [wec] = co_await sock.async_wait(tcp::socket::wait_read, kNoThrow);
+        s.end_wait();
+        if (wec) {
+            co_return std::pair{timed(s, wec), std::size_t{0}};
+        }
+    }
 }
 
 Task<std::pair<error_code, std::size_t>> read_some(Stream& s, asio::mutable_buffer into) {
-    auto [ec, n] = co_await s.async_read_some(into, kNoThrow);
-    co_return std::pair{ec, n};
+    if (s.expired()) {
+        co_return std::pair{error_code(beast::error::timeout), std::size_t{0}};
+    }
+    s.begin_wait();
+    auto [ec, n] = co_await s.socket().async_read_some(into, kNoThrow);
+    s.end_wait();
+    co_return std::pair{timed(s, ec), n};
 }
 
 Task<error_code> connect(Stream& s, const tcp::endpoint& ep) {
-    auto [ec] = co_await s.async_connect(ep, kNoThrow);
-    co_return ec;
+    if (s.expired()) {
+        co_return error_code(beast::error::timeout);
+    }
+    s.begin_wait();
+    auto [ec] = co_await s.socket().async_connect(ep, kNoThrow);
+    s.end_wait();
+    if (!ec) {
+        s.socket().non_blocking(true, ec);
+    }
+    co_return timed(s, ec);
 }
 
 }  // namespace bgs::net

@@ -1,14 +1,16 @@
-// Non-template funnels for every HTTP read and write on the data path. Beast's
-// composed operations are instantiated here once instead of in every caller, which
-// keeps rebuilds of the session code fast. All functions are coroutines on the
-// calling worker's executor; none throws; deadlines are set by the caller on the
-// tcp_stream (expires_after) before the call.
+// Non-template funnels for every HTTP read and write on the data path. Messages
+// are parsed with Beast's parsers fed straight from the socket; writes go to the
+// kernel at once and only wait when its buffer is full. All functions are
+// coroutines on the calling worker's executor; none throws; deadlines are set by
+// the caller on the stream (expires_after) before the call, and an operation the
+// deadline cut fails with beast::error::timeout.
 #pragma once
+
+#include "proxy/net/stream.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -25,7 +27,6 @@ namespace beast = boost::beast;
 namespace http = boost::beast::http;
 using boost::system::error_code;
 using tcp = asio::ip::tcp;
-using Stream = beast::tcp_stream;
 
 template <typename T>
 using Task = asio::awaitable<T>;
@@ -33,7 +34,8 @@ using Task = asio::awaitable<T>;
 using RequestParser = http::request_parser<http::buffer_body>;
 using ResponseParser = http::response_parser<http::buffer_body>;
 
-/// Reads until the parser has a complete header.
+/// Reads until the parser has a complete header. A client that closes before
+/// sending anything gives http::error::end_of_stream.
 Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, RequestParser& p);
 Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, ResponseParser& p);
 
@@ -49,6 +51,15 @@ Task<error_code> write_all(Stream& s, const std::array<asio::const_buffer, 5>& d
 
 /// Reads at least one byte into `into`; returns the count.
 Task<std::pair<error_code, std::size_t>> read_some(Stream& s, asio::mutable_buffer into);
+
+/// Writes all of `data`, which the caller may reuse as soon as this suspends:
+/// what the kernel does not take at once is copied first.
+Task<error_code> write_copying(Stream& s, asio::const_buffer data);
+
+/// Waits until `s` is readable without holding a buffer, then reads what is
+/// there (at least one byte) into `into`, which may be shared by coroutines of
+/// the same thread: it is written only after the wait.
+Task<std::pair<error_code, std::size_t>> read_ready(Stream& s, asio::mutable_buffer into);
 
 /// Connects to `ep`.
 Task<error_code> connect(Stream& s, const tcp::endpoint& ep);

@@ -54,6 +54,7 @@ void Pool::give_back(std::unique_ptr<Connection> conn) {
         q.pop_front();  // the coldest one goes
     }
     conn->idle_since = std::chrono::steady_clock::now();
+    conn->stream.expires_never();  // idle time is the pool's to bound
     q.push_back(std::move(conn));
 }
 
