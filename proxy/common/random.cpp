@@ -13,9 +13,11 @@ namespace {
 
 constexpr char kHex[] = "0123456789abcdef";
 
-void append_hex(std::string& out, std::uint64_t value) {
-    for (int shift = 60; shift >= 0; shift -= 4) {
-        out.push_back(kHex[(value >> shift) & 0xf]);
+// Writes `value` as 16 hex digits at `out`.
+void put_hex(char* out, std::uint64_t value) {
+    for (int i = 15; i >= 0; --i) {
+        out[i] = kHex[value & 0xf];
+        value >>= 4;
     }
 }
 
@@ -59,10 +61,9 @@ std::uint32_t random_u32() {
 
 std::string make_request_id() {
     auto& rng = thread_rng();
-    std::string id;
-    id.reserve(32);
-    append_hex(id, rng.next());
-    append_hex(id, rng.next());
+    std::string id(32, '0');
+    put_hex(id.data(), rng.next());
+    put_hex(id.data() + 16, rng.next());
     return id;
 }
 

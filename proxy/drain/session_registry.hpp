@@ -4,6 +4,7 @@
 #pragma once
 
 #include "proxy/common/color.hpp"
+#include "proxy/common/shards.hpp"
 
 #include <array>
 #include <atomic>
@@ -26,16 +27,23 @@ class ActivityCounts {
   public:
     void add(Color c, Activity a, std::int64_t delta) {
         if (a != Activity::Idle) {
-            counts_[index(c)][slot(a)].fetch_add(delta, std::memory_order_relaxed);
+            counts_.local()[index(c)][slot(a)].fetch_add(delta, std::memory_order_relaxed);
         }
     }
     std::int64_t get(Color c, Activity a) const {
-        return a == Activity::Idle ? 0 : counts_[index(c)][slot(a)].load(std::memory_order_relaxed);
+        std::int64_t sum = 0;
+        if (a != Activity::Idle) {
+            counts_.for_each([&](const Counts& counts) {
+                sum += counts[index(c)][slot(a)].load(std::memory_order_relaxed);
+            });
+        }
+        return sum;
     }
 
   private:
     static std::size_t slot(Activity a) { return static_cast<std::size_t>(a) - 1; }
-    std::array<std::array<std::atomic<std::int64_t>, 3>, 2> counts_{};
+    using Counts = std::array<std::array<std::atomic<std::int64_t>, 3>, 2>;
+    Sharded<Counts> counts_;
 };
 
 /// Why a session is asked to end.

@@ -36,6 +36,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace bgs::http {
@@ -255,7 +256,7 @@ class Session {
         head_.clear();
         write_upstream_request_head(head_, req, rh);
 
-        std::unique_ptr<net::ResponseParser> rp;
+        net::ResponseParser* rp = nullptr;
         for (int attempt = 0;; ++attempt) {
             ex.rec.upstream = worker_.shared().router.upstream(color, up->index).address;
             auto sent = co_await send_request(ex, parser, rh.framing, *up, expect_continue);
@@ -269,8 +270,8 @@ class Session {
 
             // --- 6. await ----------------------------------------------------
             auto got = co_await await_response(req.method() == bh::verb::head, *up);
-            if (got.parser) {
-                rp = std::move(got.parser);
+            if (got.parser != nullptr) {
+                rp = got.parser;
                 break;
             }
             // A pooled connection the upstream had already closed: nothing was
@@ -350,6 +351,7 @@ class Session {
     // Back to idle for the registry; passes `keep_alive` through.
     bool finish(bool keep_alive) {
         active_upstream_ = nullptr;
+        rp_.reset();  // an idle connection keeps no upstream header
         tracked_.set(Activity::Idle, tracked_.color());
         return keep_alive;
     }
@@ -470,7 +472,7 @@ class Session {
     }
 
     struct AwaitResult {
-        std::unique_ptr<net::ResponseParser> parser;  // set on success
+        net::ResponseParser* parser = nullptr;  // set on success: the session's rp_
         unsigned status = 502;
         std::string why;
         bool nothing_received = false;
@@ -479,7 +481,7 @@ class Session {
     net::Task<AwaitResult> await_response(bool head, upstream::Connection& up) {
         AwaitResult result;
         for (;;) {
-            auto parser = std::make_unique<net::ResponseParser>();
+            auto* parser = &rp_.emplace();  // parsers are single-use; the storage is not
             parser->header_limit(kUpstreamHeaderLimit);
             parser->body_limit(boost::none);
             if (head) {
@@ -505,7 +507,7 @@ class Session {
             if (code >= 100 && code < 200 && code != 101) {
                 continue;
             }
-            result.parser = std::move(parser);
+            result.parser = parser;
             co_return result;
         }
     }
@@ -677,6 +679,7 @@ class Session {
     std::string peer_;
     std::unique_ptr<char[]> io_;
     std::string head_;  // the outgoing head being sent; reused across requests
+    std::optional<net::ResponseParser> rp_;  // the current upstream response
     Phase phase_ = Phase::Read;
     bool stop_requested_ = false;
     bool needs_linger_ = false;

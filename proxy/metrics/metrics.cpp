@@ -6,8 +6,9 @@ namespace bgs::metrics {
 
 void Metrics::observe(Color color, unsigned status, double seconds) {
     const unsigned cls = status >= 100 && status < 600 ? status / 100 : 5;
-    requests_[index(color)][cls].fetch_add(1, std::memory_order_relaxed);
-    auto& h = durations_[index(color)];
+    auto& shard = shards_.local();
+    shard.requests[index(color)][cls].fetch_add(1, std::memory_order_relaxed);
+    auto& h = shard.durations[index(color)];
     for (std::size_t i = 0; i < kBuckets.size(); ++i) {
         if (seconds <= kBuckets[i]) {
             h.buckets[i].fetch_add(1, std::memory_order_relaxed);
@@ -16,6 +17,16 @@ void Metrics::observe(Color color, unsigned status, double seconds) {
     }
     h.count.fetch_add(1, std::memory_order_relaxed);
     h.sum_us.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+}
+
+std::uint64_t Metrics::requests(Color c, unsigned status_class) const {
+    return sum([&](const Shard& s) -> const auto& { return s.requests[index(c)][status_class]; });
+}
+
+std::uint64_t Metrics::drain_closed_count(DrainKind kind) const {
+    return sum([&](const Shard& s) -> const auto& {
+        return s.drain_closed[static_cast<std::size_t>(kind)];
+    });
 }
 
 std::string Metrics::render(const Gauges& g) const {
@@ -49,18 +60,22 @@ std::string Metrics::render(const Gauges& g) const {
         "# HELP bgswitch_request_duration_seconds Time from request header to response end.\n"
         "# TYPE bgswitch_request_duration_seconds histogram\n";
     for (Color c : kColors) {
-        const auto& h = durations_[index(c)];
+        const auto ci = index(c);
         std::uint64_t cumulative = 0;
         for (std::size_t i = 0; i < kBuckets.size(); ++i) {
-            cumulative += h.buckets[i].load(std::memory_order_relaxed);
+            cumulative +=
+                sum([&](const Shard& s) -> const auto& { return s.durations[ci].buckets[i]; });
             add("bgswitch_request_duration_seconds_bucket{color=\"%s\",le=\"%g\"} %llu\n",
                 to_string(c).data(), kBuckets[i], static_cast<unsigned long long>(cumulative));
         }
-        const auto count = h.count.load(std::memory_order_relaxed);
+        const auto count =
+            sum([&](const Shard& s) -> const auto& { return s.durations[ci].count; });
+        const auto sum_us =
+            sum([&](const Shard& s) -> const auto& { return s.durations[ci].sum_us; });
         add("bgswitch_request_duration_seconds_bucket{color=\"%s\",le=\"+Inf\"} %llu\n",
             to_string(c).data(), static_cast<unsigned long long>(count));
         add("bgswitch_request_duration_seconds_sum{color=\"%s\"} %.6f\n", to_string(c).data(),
-            static_cast<double>(h.sum_us.load(std::memory_order_relaxed)) / 1e6);
+            static_cast<double>(sum_us) / 1e6);
         add("bgswitch_request_duration_seconds_count{color=\"%s\"} %llu\n", to_string(c).data(),
             static_cast<unsigned long long>(count));
     }
@@ -94,7 +109,7 @@ std::string Metrics::render(const Gauges& g) const {
     static constexpr const char* kDrainKinds[] = {"websocket", "stream", "other"};
     for (std::size_t k = 0; k < 3; ++k) {
         add("bgswitch_drain_closed_total{kind=\"%s\"} %llu\n", kDrainKinds[k],
-            static_cast<unsigned long long>(drain_closed_[k].load(std::memory_order_relaxed)));
+            static_cast<unsigned long long>(drain_closed_count(static_cast<DrainKind>(k))));
     }
     return out;
 }

@@ -1,8 +1,10 @@
-// Process-wide counters and histograms of the data plane (relaxed atomics, any
-// thread) and their Prometheus text rendering (control thread).
+// Process-wide counters and histograms of the data plane (relaxed atomics in
+// per-thread shards, any thread) and their Prometheus text rendering (control
+// thread).
 #pragma once
 
 #include "proxy/common/color.hpp"
+#include "proxy/common/shards.hpp"
 
 #include <array>
 #include <atomic>
@@ -22,14 +24,13 @@ class Metrics {
 
     /// One request answered for `color` (routed requests only).
     void observe(Color color, unsigned status, double seconds);
-    void drain_closed(DrainKind kind) { drain_closed_[static_cast<std::size_t>(kind)]++; }
+    void drain_closed(DrainKind kind) {
+        shards_.local().drain_closed[static_cast<std::size_t>(kind)].fetch_add(
+            1, std::memory_order_relaxed);
+    }
 
-    std::uint64_t requests(Color c, unsigned status_class) const {
-        return requests_[index(c)][status_class].load(std::memory_order_relaxed);
-    }
-    std::uint64_t drain_closed_count(DrainKind kind) const {
-        return drain_closed_[static_cast<std::size_t>(kind)].load(std::memory_order_relaxed);
-    }
+    std::uint64_t requests(Color c, unsigned status_class) const;
+    std::uint64_t drain_closed_count(DrainKind kind) const;
 
     /// Values owned elsewhere that the exposition includes.
     struct Gauges {
@@ -55,9 +56,19 @@ class Metrics {
         std::atomic<std::uint64_t> count{0};
         std::atomic<std::uint64_t> sum_us{0};
     };
-    std::array<std::array<std::atomic<std::uint64_t>, 6>, 2> requests_{};  // [color][1xx..5xx]
-    std::array<Histogram, 2> durations_{};
-    std::array<std::atomic<std::uint64_t>, 3> drain_closed_{};
+    struct Shard {
+        std::array<std::array<std::atomic<std::uint64_t>, 6>, 2> requests{};  // [color][1xx..5xx]
+        std::array<Histogram, 2> durations{};
+        std::array<std::atomic<std::uint64_t>, 3> drain_closed{};
+    };
+    template <typename F>
+    std::uint64_t sum(F&& field) const {
+        std::uint64_t total = 0;
+        shards_.for_each(
+            [&](const Shard& s) { total += field(s).load(std::memory_order_relaxed); });
+        return total;
+    }
+    Sharded<Shard> shards_;
 };
 
 }  // namespace bgs::metrics

@@ -69,6 +69,7 @@ void Worker::add_listener(net::tcp::acceptor acceptor, routing::Audience audienc
 }
 
 void Worker::run() {
+    set_this_thread_shard(id_ + 1);  // shard 0 is for threads that are not workers
     for (auto& [acceptor, audience] : acceptors_) {
         asio::co_spawn(ioc_, accept_loop(*acceptor, audience),
                        [](std::exception_ptr e) { log_coroutine_exit("accept loop", e); });
