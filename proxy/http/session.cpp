@@ -48,8 +48,9 @@ namespace bh = net::http;
 using Clock = std::chrono::steady_clock;
 using drain::Activity;
 
-constexpr std::size_t kIoBufferSize = 16 * 1024;
 constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
+// The read buffer an idle client connection may keep between requests.
+constexpr std::size_t kKeptBuffer = 8 * 1024;
 
 std::string_view to_sv(beast::string_view s) {
     return {s.data(), s.size()};
@@ -164,13 +165,6 @@ class Session {
                 }
                 break;
         }
-    }
-
-    char* io_buffer() {
-        if (!io_) {
-            io_ = std::make_unique<char[]>(kIoBufferSize);
-        }
-        return io_.get();
     }
 
     net::Task<bool> serve_one() {
@@ -352,6 +346,9 @@ class Session {
     bool finish(bool keep_alive) {
         active_upstream_ = nullptr;
         rp_.reset();  // an idle connection keeps no upstream header
+        if (buf_.size() == 0 && buf_.capacity() > kKeptBuffer) {
+            buf_.shrink_to_fit();  // nor the room a large header needed
+        }
         tracked_.set(Activity::Idle, tracked_.color());
         return keep_alive;
     }
@@ -414,10 +411,14 @@ class Session {
                 co_return SendResult{0, {}, true};
             }
         }
-        char* io = io_buffer();
+        // Body pieces pass through the worker's scratch buffer: the parser fills
+        // it only when it runs (after any wait), and write_piece copies what the
+        // kernel does not take at once, so no other session can see it half-used.
+        const auto window = net::thread_scratch();
+        char* io = static_cast<char*>(window.data());
         while (!parser.is_done()) {
             parser.get().body().data = io;
-            parser.get().body().size = kIoBufferSize;
+            parser.get().body().size = window.size();
             client_.expires_after(cfg_.timeouts.idle);
             if (auto ec = co_await net::read_body(client_, buf_, parser)) {
                 if (ec == bh::error::body_limit) {
@@ -433,7 +434,7 @@ class Session {
                            ec.message());
                 co_return SendResult{0, {}, true};
             }
-            const std::size_t n = kIoBufferSize - parser.get().body().size;
+            const std::size_t n = window.size() - parser.get().body().size;
             if (n == 0 && !parser.is_done()) {
                 continue;  // only chunk framing was read
             }
@@ -468,7 +469,7 @@ class Session {
             asio::buffer(chunked && n > 0 ? kCrlf : std::string_view{}),
             asio::buffer(chunked && last ? kLastChunk : std::string_view{}),
         };
-        co_return co_await net::write_all(s, bufs);
+        co_return co_await net::write_copying(s, bufs);
     }
 
     struct AwaitResult {
@@ -530,7 +531,8 @@ class Session {
             }
             head_sent = true;
         }
-        char* io = io_buffer();
+        const auto window = net::thread_scratch();  // see send_request
+        char* io = static_cast<char*>(window.data());
         do {
             if (end_stream_) {
                 co_return co_await end_stream_for_drain(ex, framing, head_sent);
@@ -538,7 +540,7 @@ class Session {
             std::size_t n = 0;
             if (!rp.is_done()) {
                 rp.get().body().data = io;
-                rp.get().body().size = kIoBufferSize;
+                rp.get().body().size = window.size();
                 up.stream.expires_after(cfg_.timeouts.idle);
                 if (auto ec = co_await net::read_body(up.stream, up.buffer, rp)) {
                     if (end_stream_) {
@@ -550,7 +552,7 @@ class Session {
                     log_access(ex);
                     co_return false;
                 }
-                n = kIoBufferSize - rp.get().body().size;
+                n = window.size() - rp.get().body().size;
                 if (n == 0 && !rp.is_done()) {
                     continue;  // only chunk framing was read
                 }
@@ -645,11 +647,10 @@ class Session {
     net::Task<void> linger_close() {
         net::error_code ec;
         client_.socket().shutdown(net::tcp::socket::shutdown_send, ec);
-        char* io = io_buffer();
         std::size_t drained = 0;
         client_.expires_after(std::chrono::seconds(2));
         while (drained < 1024 * 1024) {
-            auto [rec, n] = co_await net::read_some(client_, asio::buffer(io, kIoBufferSize));
+            auto [rec, n] = co_await net::read_ready(client_, net::thread_scratch());
             if (rec) {
                 break;
             }
@@ -677,8 +678,7 @@ class Session {
     drain::TrackedSession tracked_;
     std::string peer_ip_;
     std::string peer_;
-    std::unique_ptr<char[]> io_;
-    std::string head_;  // the outgoing head being sent; reused across requests
+    std::string head_;                       // the outgoing head being sent; reused across requests
     std::optional<net::ResponseParser> rp_;  // the current upstream response
     Phase phase_ = Phase::Read;
     bool stop_requested_ = false;

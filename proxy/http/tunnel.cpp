@@ -19,10 +19,9 @@ using Clock = std::chrono::steady_clock;
 using namespace asio::experimental::awaitable_operators;
 
 // Tunnels own no read buffers: a direction waits for readability, then reads
-// into this per-thread buffer and writes straight out of it, copying only what
-// the other side's socket buffer cannot take at once. Idle tunnels thus cost
-// sockets and coroutine frames, not 2 x 16 KiB.
-thread_local std::array<char, 16 * 1024> scratch;
+// into the worker's scratch buffer and writes straight out of it, copying only
+// what the other side's socket buffer cannot take at once. Idle tunnels thus
+// cost sockets and coroutine frames, not 2 x 16 KiB.
 // How long a side may take to finish the frame it is in the middle of, and to
 // answer our Close, once the tunnel is being closed.
 constexpr auto kCloseGrace = std::chrono::seconds(2);
@@ -107,7 +106,8 @@ net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer
         }
         // The bytes land in the worker's scratch buffer only once they are there,
         // and leave it before this coroutine suspends again.
-        auto [rec, n] = co_await net::read_ready(from, asio::buffer(scratch));
+        const auto scratch = net::thread_scratch();
+        auto [rec, n] = co_await net::read_ready(from, scratch);
         if (rec) {
             if (control.close_requested() && rec == asio::error::operation_aborted) {
                 continue;  // woken by request_close; the loop top decides
@@ -122,7 +122,7 @@ net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer
             co_return;
         }
         std::size_t forward = n;
-        const auto* bytes = reinterpret_cast<const std::uint8_t*>(scratch.data());
+        const auto* bytes = static_cast<const std::uint8_t*>(scratch.data());
         if (control.websocket) {
             if (control.close_requested()) {
                 forward = frames.consume_to_boundary(bytes, n);  // the next frame is not sent
@@ -159,7 +159,7 @@ net::Task<void> watch(net::Stream& a, net::Stream& b, Duration idle, TunnelState
 net::Task<void> discard_until_closed(net::Stream& s) {
     s.expires_after(kCloseGrace);
     for (;;) {
-        auto [ec, n] = co_await net::read_ready(s, asio::buffer(scratch));
+        auto [ec, n] = co_await net::read_ready(s, net::thread_scratch());
         if (ec) {
             co_return;
         }

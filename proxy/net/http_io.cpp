@@ -149,6 +149,15 @@ Task<error_code> write_copying(Stream& s, asio::const_buffer data) {
     return write_buffers(s, data, /*copy_rest=*/true);
 }
 
+Task<error_code> write_copying(Stream& s, const std::array<asio::const_buffer, 5>& data) {
+    return write_buffers(s, data, /*copy_rest=*/true);
+}
+
+asio::mutable_buffer thread_scratch() {
+    thread_local std::array<char, 16 * 1024> scratch;
+    return asio::buffer(scratch);
+}
+
 Task<std::pair<error_code, std::size_t>> read_ready(Stream& s, asio::mutable_buffer into) {
     auto& sock = s.socket();
     for (;;) {

@@ -55,6 +55,12 @@ Task<std::pair<error_code, std::size_t>> read_some(Stream& s, asio::mutable_buff
 /// Writes all of `data`, which the caller may reuse as soon as this suspends:
 /// what the kernel does not take at once is copied first.
 Task<error_code> write_copying(Stream& s, asio::const_buffer data);
+Task<error_code> write_copying(Stream& s, const std::array<asio::const_buffer, 5>& data);
+
+/// This thread's 16 KiB scratch buffer, for bytes that pass through without
+/// waiting: fill it and hand it to write_copying or read_ready without a
+/// suspension in between.
+asio::mutable_buffer thread_scratch();
 
 /// Waits until `s` is readable without holding a buffer, then reads what is
 /// there (at least one byte) into `into`, which may be shared by coroutines of

@@ -1,0 +1,646 @@
+// bgs-bench: the upstream and the load generators behind bench/run.sh, for the
+// measurements wrk cannot make (event delay, idle connections, per-interval
+// throughput around color switches, startup time).
+//
+//   serve   --port P                          upstream: "hello" (keep-alive),
+//                                             /sse (timestamped events), WebSocket upgrades
+//   sse     --port P --clients N --seconds S  subscribe to /sse, report event delays
+//   hold    --port P --keepalive K --websockets W --seconds S
+//                                             open idle connections and keep them
+//   load    --port P --connections C --seconds S [--admin A --token T --switches N]
+//                                             keep-alive load in 100 ms buckets, optional
+//                                             color switches through the admin API
+//   startup --port P -- command...            time from spawn to the first 200
+//
+// Every mode prints one line of key=value results on stdout.
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
+using boost::system::error_code;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+        .count();
+}
+
+tcp::endpoint loopback(unsigned short port) {
+    return {asio::ip::address_v4::loopback(), port};
+}
+
+double percentile(std::vector<double>& v, double p) {
+    if (v.empty()) {
+        return 0;
+    }
+    const auto k = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1));
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+    return v[k];
+}
+
+std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+}
+
+// The value of header `name` (lower case) in a raw head, or "".
+std::string header_value(const std::string& head, const std::string& name) {
+    const auto l = lower(head);
+    const auto at = l.find("\r\n" + name + ":");
+    if (at == std::string::npos) {
+        return {};
+    }
+    auto start = at + 3 + name.size();
+    const auto end = head.find("\r\n", start);
+    while (start < end && head[start] == ' ') {
+        ++start;
+    }
+    return head.substr(start, end - start);
+}
+
+std::string websocket_accept(const std::string& key) {
+    const std::string in = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(in.data()), in.size(), digest);
+    unsigned char out[64];
+    const int n = EVP_EncodeBlock(out, digest, SHA_DIGEST_LENGTH);
+    return {reinterpret_cast<char*>(out), static_cast<std::size_t>(n)};
+}
+
+// ---------------------------------------------------------------- serve ----
+
+constexpr std::string_view kHello =
+    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n\r\n"
+    "hello from upstream\n";
+
+asio::awaitable<void> serve_sse(tcp::socket& s, std::chrono::milliseconds interval) {
+    constexpr std::string_view head =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n";
+    if (auto [ec, n] = co_await asio::async_write(s, asio::buffer(head), kNoThrow); ec) {
+        co_return;
+    }
+    asio::steady_timer timer(s.get_executor());
+    for (;;) {
+        timer.expires_after(interval);
+        co_await timer.async_wait(kNoThrow);
+        char event[64];
+        const int len =
+            std::snprintf(event, sizeof event, "data: %lld\n\n", static_cast<long long>(now_ns()));
+        char chunk[96];
+        const int clen = std::snprintf(chunk, sizeof chunk, "%x\r\n%s\r\n", len, event);
+        auto [ec, n] = co_await asio::async_write(
+            s, asio::buffer(chunk, static_cast<std::size_t>(clen)), kNoThrow);
+        if (ec) {
+            co_return;
+        }
+    }
+}
+
+asio::awaitable<void> serve_connection(tcp::socket s, std::chrono::milliseconds interval) {
+    s.set_option(tcp::no_delay(true));
+    std::string buf;
+    for (;;) {
+        auto [ec, n] =
+            co_await asio::async_read_until(s, asio::dynamic_buffer(buf), "\r\n\r\n", kNoThrow);
+        if (ec) {
+            co_return;
+        }
+        const std::string head = buf.substr(0, n);
+        buf.erase(0, n);
+        const auto target_start = head.find(' ') + 1;
+        const auto target = head.substr(target_start, head.find(' ', target_start) - target_start);
+        if (lower(header_value(head, "upgrade")) == "websocket") {
+            const std::string reply =
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Accept: " +
+                websocket_accept(header_value(head, "sec-websocket-key")) + "\r\n\r\n";
+            if (auto [wec, wn] = co_await asio::async_write(s, asio::buffer(reply), kNoThrow);
+                wec) {
+                co_return;
+            }
+            char sink[512];  // held open; whatever arrives is discarded
+            for (;;) {
+                auto [rec, rn] = co_await s.async_read_some(asio::buffer(sink), kNoThrow);
+                if (rec) {
+                    co_return;
+                }
+            }
+        }
+        if (target == "/sse") {
+            co_await serve_sse(s, interval);
+            co_return;
+        }
+        if (auto [wec, wn] = co_await asio::async_write(s, asio::buffer(kHello), kNoThrow); wec) {
+            co_return;
+        }
+    }
+}
+
+asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, std::chrono::milliseconds interval) {
+    for (;;) {
+        auto [ec, s] = co_await acceptor.async_accept(kNoThrow);
+        if (ec) {
+            if (ec == asio::error::operation_aborted) {
+                co_return;
+            }
+            continue;
+        }
+        asio::co_spawn(acceptor.get_executor(), serve_connection(std::move(s), interval),
+                       asio::detached);
+    }
+}
+
+int run_serve(unsigned short port, int interval_ms, int threads) {
+    std::vector<std::unique_ptr<asio::io_context>> ctxs;
+    std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+    for (int i = 0; i < threads; ++i) {
+        ctxs.push_back(std::make_unique<asio::io_context>(1));
+        auto a = std::make_unique<tcp::acceptor>(*ctxs.back());
+        a->open(tcp::v4());
+        a->set_option(tcp::acceptor::reuse_address(true));
+        const int one = 1;
+        ::setsockopt(a->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+        a->bind(loopback(port));
+        a->listen(4096);
+        asio::co_spawn(*ctxs.back(), accept_loop(*a, std::chrono::milliseconds(interval_ms)),
+                       asio::detached);
+        acceptors.push_back(std::move(a));
+    }
+    std::vector<std::thread> pool;
+    for (auto& c : ctxs) {
+        pool.emplace_back([&c] { c->run(); });
+    }
+    std::printf("serving port=%u\n", port);
+    std::fflush(stdout);
+    for (auto& t : pool) {
+        t.join();
+    }
+    return 0;
+}
+
+// ------------------------------------------------------------ responses ----
+
+// Reads one response with Content-Length; returns the status (0 on failure).
+asio::awaitable<unsigned> read_response(tcp::socket& s, std::string& buf) {
+    auto [ec, n] =
+        co_await asio::async_read_until(s, asio::dynamic_buffer(buf), "\r\n\r\n", kNoThrow);
+    if (ec || buf.size() < 12) {
+        co_return 0;
+    }
+    const std::string head = buf.substr(0, n);
+    buf.erase(0, n);
+    const unsigned status = static_cast<unsigned>(std::atoi(head.c_str() + 9));
+    const auto len_text = header_value(head, "content-length");
+    if (len_text.empty()) {
+        co_return status == 101 ? status : 0u;
+    }
+    const auto len = static_cast<std::size_t>(std::stoull(len_text));
+    if (buf.size() < len) {
+        auto [bec, bn] = co_await asio::async_read(
+            s, asio::dynamic_buffer(buf), asio::transfer_exactly(len - buf.size()), kNoThrow);
+        if (bec) {
+            co_return 0;
+        }
+    }
+    buf.erase(0, len);
+    co_return status;
+}
+
+// ------------------------------------------------------------------ sse ----
+
+struct SseState {
+    std::mutex mu;
+    std::vector<double> delays_us;
+    std::atomic<int> connected{0};
+    std::atomic<int> failed{0};
+};
+
+asio::awaitable<void> sse_client(unsigned short port, Clock::time_point until, SseState& st) {
+    tcp::socket s(co_await asio::this_coro::executor);
+    if (auto [ec] = co_await s.async_connect(loopback(port), kNoThrow); ec) {
+        ++st.failed;
+        co_return;
+    }
+    s.set_option(tcp::no_delay(true));
+    constexpr std::string_view req =
+        "GET /sse HTTP/1.1\r\nHost: bench\r\nAccept: text/event-stream\r\n\r\n";
+    co_await asio::async_write(s, asio::buffer(req), kNoThrow);
+    std::string buf;
+    auto [ec, n] =
+        co_await asio::async_read_until(s, asio::dynamic_buffer(buf), "\r\n\r\n", kNoThrow);
+    if (ec) {
+        ++st.failed;
+        co_return;
+    }
+    buf.erase(0, n);
+    ++st.connected;
+    std::vector<double> local;
+    const auto counted_from = now_ns() + 1'000'000'000;  // the first second warms up
+    // The body is chunked; event lines never contain CRLF, so the chunk framing
+    // lines are simply skipped and "data: N" lines read.
+    char tmp[4096];
+    std::string line;
+    bool have_unparsed = !buf.empty();  // bytes that came with the response head
+    while (Clock::now() < until) {
+        if (!have_unparsed) {
+            auto [rec, rn] = co_await s.async_read_some(asio::buffer(tmp), kNoThrow);
+            if (rec) {
+                break;
+            }
+            buf.append(tmp, rn);
+        }
+        have_unparsed = false;
+        const auto arrived = now_ns();
+        std::size_t pos;
+        while ((pos = buf.find('\n')) != std::string::npos) {
+            line = buf.substr(0, pos);
+            buf.erase(0, pos + 1);
+            if (line.rfind("data: ", 0) == 0 && arrived >= counted_from) {
+                const auto sent = std::stoll(line.substr(6));
+                local.push_back(static_cast<double>(arrived - sent) / 1000.0);
+            }
+        }
+    }
+    std::lock_guard lock(st.mu);
+    st.delays_us.insert(st.delays_us.end(), local.begin(), local.end());
+}
+
+int run_sse(unsigned short port, int clients, double seconds) {
+    asio::io_context ctx(1);
+    SseState st;
+    const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(seconds));
+    for (int i = 0; i < clients; ++i) {
+        asio::co_spawn(ctx, sse_client(port, until, st), asio::detached);
+    }
+    // The run ends when every stream has seen its deadline pass at an event.
+    std::thread watchdog([&] {
+        std::this_thread::sleep_until(until + std::chrono::seconds(2));
+        ctx.stop();
+    });
+    ctx.run();
+    watchdog.join();
+    auto& d = st.delays_us;
+    std::printf("events=%zu clients=%d failed=%d p50_us=%.0f p99_us=%.0f max_us=%.0f\n", d.size(),
+                st.connected.load(), st.failed.load(), percentile(d, 0.50), percentile(d, 0.99),
+                d.empty() ? 0.0 : *std::max_element(d.begin(), d.end()));
+    return st.failed.load() == 0 ? 0 : 1;
+}
+
+// ----------------------------------------------------------------- hold ----
+
+struct HoldState {
+    std::atomic<int> keepalive{0};
+    std::atomic<int> websockets{0};
+    std::atomic<int> failed{0};
+};
+
+asio::awaitable<void> hold_one(unsigned short port, bool websocket, HoldState& st,
+                               std::vector<tcp::socket>& keep, std::mutex& mu) {
+    tcp::socket s(co_await asio::this_coro::executor);
+    if (auto [ec] = co_await s.async_connect(loopback(port), kNoThrow); ec) {
+        ++st.failed;
+        co_return;
+    }
+    const std::string req =
+        websocket
+            ? "GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            : "GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+    if (auto [ec, n] = co_await asio::async_write(s, asio::buffer(req), kNoThrow); ec) {
+        ++st.failed;
+        co_return;
+    }
+    std::string buf;
+    const unsigned status = co_await read_response(s, buf);
+    if (status != (websocket ? 101u : 200u)) {
+        ++st.failed;
+        co_return;
+    }
+    ++(websocket ? st.websockets : st.keepalive);
+    std::lock_guard lock(mu);
+    keep.push_back(std::move(s));
+}
+
+asio::awaitable<void> hold_batch(unsigned short port, int count, bool websocket, HoldState& st,
+                                 std::vector<tcp::socket>& keep, std::mutex& mu) {
+    for (int i = 0; i < count; ++i) {
+        co_await hold_one(port, websocket, st, keep, mu);
+    }
+}
+
+int run_hold(unsigned short port, int keepalive, int websockets, double seconds) {
+    asio::io_context ctx(1);
+    HoldState st;
+    std::vector<tcp::socket> keep;
+    std::mutex mu;
+    // 64 openers at a time keep the listen backlog from overflowing.
+    constexpr int kOpeners = 64;
+    for (int i = 0; i < kOpeners; ++i) {
+        const int k = keepalive / kOpeners + (i < keepalive % kOpeners ? 1 : 0);
+        const int w = websockets / kOpeners + (i < websockets % kOpeners ? 1 : 0);
+        asio::co_spawn(ctx, hold_batch(port, k, false, st, keep, mu), asio::detached);
+        asio::co_spawn(ctx, hold_batch(port, w, true, st, keep, mu), asio::detached);
+    }
+    ctx.run();
+    std::printf("ready keepalive=%d websockets=%d failed=%d\n", st.keepalive.load(),
+                st.websockets.load(), st.failed.load());
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    // Still open? A socket the proxy closed meanwhile reads EOF at once.
+    int still_open = 0;
+    for (auto& s : keep) {
+        char c;
+        const auto n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ++still_open;
+        }
+    }
+    std::printf("held still_open=%d of=%zu\n", still_open, keep.size());
+    return 0;
+}
+
+// ----------------------------------------------------------------- load ----
+
+struct LoadState {
+    Clock::time_point start;
+    Clock::time_point until;
+    std::vector<std::atomic<std::uint64_t>> buckets;  // completed requests per 100 ms
+    std::atomic<std::uint64_t> failures{0};
+    std::mutex mu;
+    std::vector<double> latencies_ms;
+    explicit LoadState(double seconds) : buckets(static_cast<std::size_t>(seconds * 10) + 20) {}
+};
+
+asio::awaitable<void> load_connection(unsigned short port, LoadState& st) {
+    constexpr std::string_view req = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+    std::vector<double> lat;
+    lat.reserve(1 << 16);
+    while (Clock::now() < st.until) {
+        tcp::socket s(co_await asio::this_coro::executor);
+        if (auto [ec] = co_await s.async_connect(loopback(port), kNoThrow); ec) {
+            ++st.failures;
+            asio::steady_timer t(s.get_executor(), std::chrono::milliseconds(10));
+            co_await t.async_wait(kNoThrow);
+            continue;
+        }
+        s.set_option(tcp::no_delay(true));
+        std::string buf;
+        for (;;) {
+            const auto t0 = Clock::now();
+            if (t0 >= st.until) {
+                break;
+            }
+            if (auto [ec, n] = co_await asio::async_write(s, asio::buffer(req), kNoThrow); ec) {
+                ++st.failures;
+                break;
+            }
+            const unsigned status = co_await read_response(s, buf);
+            const auto t1 = Clock::now();
+            if (status != 200) {
+                ++st.failures;
+                break;
+            }
+            const auto slot =
+                static_cast<std::size_t>((t1 - st.start) / std::chrono::milliseconds(100));
+            if (slot < st.buckets.size()) {
+                st.buckets[slot].fetch_add(1, std::memory_order_relaxed);
+            }
+            lat.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+        }
+    }
+    std::lock_guard lock(st.mu);
+    st.latencies_ms.insert(st.latencies_ms.end(), lat.begin(), lat.end());
+}
+
+// One admin call on a blocking socket; returns the status and body.
+std::pair<unsigned, std::string> admin_post(unsigned short port, const std::string& token,
+                                            const std::string& path, const std::string& body) {
+    asio::io_context ctx;
+    tcp::socket s(ctx);
+    error_code ec;
+    s.connect(loopback(port), ec);
+    if (ec) {
+        return {0, ec.message()};
+    }
+    std::string req =
+        "POST " + path + " HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n" +
+        (token.empty() ? "" : "Authorization: Bearer " + token + "\r\n") +
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
+    asio::write(s, asio::buffer(req), ec);
+    std::string all;
+    asio::read(s, asio::dynamic_buffer(all), ec);
+    const unsigned status = all.size() > 12 ? static_cast<unsigned>(std::atoi(all.c_str() + 9)) : 0;
+    const auto body_at = all.find("\r\n\r\n");
+    return {status, body_at == std::string::npos ? "" : all.substr(body_at + 4)};
+}
+
+int run_load(unsigned short port, int connections, double seconds, int threads,
+             unsigned short admin, const std::string& token, int switches, double warmup) {
+    LoadState st(seconds);
+    st.start = Clock::now();
+    st.until = st.start +
+               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    std::vector<std::unique_ptr<asio::io_context>> ctxs;
+    for (int t = 0; t < threads; ++t) {
+        ctxs.push_back(std::make_unique<asio::io_context>(1));
+    }
+    for (int i = 0; i < connections; ++i) {
+        asio::co_spawn(*ctxs[static_cast<std::size_t>(i % threads)], load_connection(port, st),
+                       asio::detached);
+    }
+    std::vector<std::thread> pool;
+    for (auto& c : ctxs) {
+        pool.emplace_back([&c] { c->run(); });
+    }
+
+    // Switches, evenly spread over the time after the warm-up, alternating colors.
+    std::vector<double> switch_at_s;
+    int switch_failures = 0;
+    if (switches > 0) {
+        const double span = seconds - warmup - 1.0;
+        for (int i = 0; i < switches; ++i) {
+            const auto at =
+                st.start + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(warmup + span * (i + 0.5) / switches));
+            std::this_thread::sleep_until(at);
+            const auto t = Clock::now();
+            auto [status, body] =
+                admin_post(admin, token, "/v1/switch",
+                           std::string("{\"to\":\"") + (i % 2 == 0 ? "green" : "blue") + "\"}");
+            if (status != 200 || body.find("\"switched\"") == std::string::npos) {
+                ++switch_failures;
+                std::fprintf(stderr, "switch %d: %u %s\n", i, status, body.c_str());
+            }
+            switch_at_s.push_back(std::chrono::duration<double>(t - st.start).count());
+        }
+    }
+    for (auto& t : pool) {
+        t.join();
+    }
+
+    std::uint64_t total = 0;
+    for (auto& b : st.buckets) {
+        total += b.load();
+    }
+    auto& lat = st.latencies_ms;
+    std::printf("requests=%llu failures=%llu rps=%.0f p50_ms=%.3f p99_ms=%.3f",
+                static_cast<unsigned long long>(total),
+                static_cast<unsigned long long>(st.failures.load()),
+                static_cast<double>(total) / seconds, percentile(lat, 0.5), percentile(lat, 0.99));
+    if (switches > 0) {
+        // Steady rate: the warm-up after its first half second. Around a switch:
+        // the ten 100 ms buckets centred on it.
+        auto bucket_sum = [&](double from_s, double to_s) {
+            std::uint64_t sum = 0;
+            for (auto i = static_cast<std::size_t>(from_s * 10);
+                 i < static_cast<std::size_t>(to_s * 10) && i < st.buckets.size(); ++i) {
+                sum += st.buckets[i].load();
+            }
+            return static_cast<double>(sum);
+        };
+        const double steady = bucket_sum(0.5, warmup) / (warmup - 0.5);
+        std::vector<double> ratios;
+        for (double t : switch_at_s) {
+            const double from = std::round(t * 10) / 10 - 0.5;
+            ratios.push_back(bucket_sum(from, from + 1.0) / steady);
+        }
+        const double min_ratio = *std::min_element(ratios.begin(), ratios.end());
+        std::printf(
+            " switches=%zu switch_failures=%d steady_rps=%.0f around_switch_min=%.3f "
+            "around_switch_median=%.3f",
+            switch_at_s.size(), switch_failures, steady, min_ratio, percentile(ratios, 0.5));
+    }
+    std::printf("\n");
+    return 0;
+}
+
+// -------------------------------------------------------------- startup ----
+
+int run_startup(unsigned short port, std::vector<std::string> command) {
+    std::vector<char*> argv;
+    for (auto& a : command) {
+        argv.push_back(a.data());
+    }
+    argv.push_back(nullptr);
+    const auto t0 = Clock::now();
+    pid_t pid = 0;
+    if (posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
+        std::printf("error=spawn\n");
+        return 1;
+    }
+    double ms = -1;
+    asio::io_context ctx;
+    while (Clock::now() - t0 < std::chrono::seconds(10)) {
+        tcp::socket s(ctx);
+        error_code ec;
+        s.connect(loopback(port), ec);
+        if (!ec) {
+            constexpr std::string_view req =
+                "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+            asio::write(s, asio::buffer(req), ec);
+            std::string all;
+            asio::read(s, asio::dynamic_buffer(all), ec);
+            if (all.rfind("HTTP/1.1 200", 0) == 0) {
+                ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+                break;
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::microseconds(500));
+    }
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    std::printf("first_response_ms=%.1f\n", ms);
+    return ms < 0 ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"bgs-bench: load generator and upstream for bench/run.sh"};
+    app.require_subcommand(1);
+    int port = 0;
+    int interval_ms = 10, threads = 1, clients = 50, keepalive = 0, websockets = 0;
+    int connections = 64, admin = 0, switches = 0;
+    double seconds = 5, warmup = 3;
+    std::string token;
+    std::vector<std::string> command;
+
+    auto* serve = app.add_subcommand("serve", "the upstream");
+    serve->add_option("--port", port)->required();
+    serve->add_option("--interval-ms", interval_ms, "SSE event interval");
+    serve->add_option("--threads", threads);
+    auto* sse = app.add_subcommand("sse", "SSE subscribers measuring event delay");
+    sse->add_option("--port", port)->required();
+    sse->add_option("--clients", clients);
+    sse->add_option("--seconds", seconds);
+    auto* hold = app.add_subcommand("hold", "idle keep-alive connections and WebSockets");
+    hold->add_option("--port", port)->required();
+    hold->add_option("--keepalive", keepalive);
+    hold->add_option("--websockets", websockets);
+    hold->add_option("--seconds", seconds);
+    auto* load = app.add_subcommand("load", "keep-alive load, optionally with switches");
+    load->add_option("--port", port)->required();
+    load->add_option("--connections", connections);
+    load->add_option("--seconds", seconds);
+    load->add_option("--threads", threads);
+    load->add_option("--admin", admin);
+    load->add_option("--token", token);
+    load->add_option("--switches", switches);
+    load->add_option("--warmup", warmup);
+    auto* startup = app.add_subcommand("startup", "time to the first 200");
+    startup->add_option("--port", port)->required();
+    startup->add_option("command", command)->required();
+    CLI11_PARSE(app, argc, argv);
+
+    const auto p = static_cast<unsigned short>(port);
+    if (*serve) {
+        return run_serve(p, interval_ms, threads);
+    }
+    if (*sse) {
+        return run_sse(p, clients, seconds);
+    }
+    if (*hold) {
+        return run_hold(p, keepalive, websockets, seconds);
+    }
+    if (*load) {
+        return run_load(p, connections, seconds, threads, static_cast<unsigned short>(admin), token,
+                        switches, warmup);
+    }
+    return run_startup(p, command);
+}

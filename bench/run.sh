@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# bgswitch side by side with nginx and HAProxy, on this machine, in one run.
+#
+#   bench/run.sh           every measurement; writes bench/RESULTS.md (about 15 minutes)
+#   bench/run.sh --quick   seconds per phase; writes bench/last_run.md. CI runs this only to
+#                          keep the script working: its numbers say nothing about speed.
+#
+# Environment: ROUNDS (3), DURATION (10s) for the wrk phases.
+#
+# Every server listens on loopback and proxies to the same upstreams:
+#   - nginx with one worker answering a 20-byte body (throughput phases), and
+#   - bgs-bench serve (SSE events carrying their send time, WebSocket upgrades).
+# Settings are the ones a competent operator would use on 2 cores: 2 workers or
+# threads, upstream keep-alive, no response buffering, no access log.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+if [ $QUICK = 1 ]; then
+  ROUNDS=1; DURATION=2s; SSE_SECONDS=3; SWITCHES=5; LOAD_SECONDS=8; HOLD_KA=500; HOLD_WS=250
+  OUT=bench/last_run.md
+else
+  ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10s}; SSE_SECONDS=10; SWITCHES=100; LOAD_SECONDS=43
+  HOLD_KA=9800; HOLD_WS=5000
+  OUT=bench/RESULTS.md
+fi
+
+# --- tools and build ----------------------------------------------------------
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+cmake --preset release >/dev/null
+cmake -S . -B build/release -DBGSWITCH_BENCH=ON >/dev/null
+cmake --build build/release -j2 --target bgswitch bgs-bench hot_paths_bench >/dev/null
+BGS_BIN=build/release/bgswitch
+BENCH=build/release/bench/bgs-bench
+
+work=$(mktemp -d /tmp/bgswitch-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+log() { echo "bench: $*" >&2; }
+
+# --- servers ------------------------------------------------------------------
+UP=18180; UP2=18186; EV=18185           # upstreams: nginx (blue, green), bgs-bench
+NGX=18181; HAP=18182; BGS=18183; BGS_ADMIN=18184
+NGX_EV=18191; HAP_EV=18192; BGS_EV=18193; BGS_EV_ADMIN=18194
+STARTUP_PORT=18199
+
+mkdir -p "$work/up" "$work/ngx"
+cat > "$work/up/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/up/nginx.pid;
+error_log $work/up/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP reuseport; location / { return 200 "hello from upstream\n"; } }
+  server { listen 127.0.0.1:$UP2 reuseport; location / { return 200 "hello from green up\n"; } }
+}
+CONF
+cat > "$work/ngx/nginx.conf" <<CONF
+worker_processes 2;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $work/ngx/nginx.pid;
+error_log $work/ngx/error.log warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
+  upstream app { server 127.0.0.1:$UP; keepalive 256; }
+  upstream ev { server 127.0.0.1:$EV; keepalive 256; }
+  server {
+    listen 127.0.0.1:$NGX reuseport;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+  server {
+    listen 127.0.0.1:$NGX_EV reuseport;
+    location / {
+      proxy_pass http://ev;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+    }
+  }
+}
+CONF
+# HAProxy is one process: its descriptors (two per proxied connection) share
+# this machine's limit of 20,000, hence maxconn. Without http-no-delay it sends
+# with MSG_MORE and holds small SSE events back for up to 200 ms.
+cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 2
+  maxconn 9950
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 300s
+  timeout server 300s
+  timeout tunnel 300s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HAP
+  default_backend app
+frontend fe_ev
+  bind 127.0.0.1:$HAP_EV
+  option http-no-delay
+  default_backend ev
+backend app
+  server up 127.0.0.1:$UP
+backend ev
+  option http-no-delay
+  server ev 127.0.0.1:$EV
+CONF
+bgs_config() {  # port admin blue green
+  cat <<CONF
+listen: [{address: "127.0.0.1:$1"}]
+admin: {address: "127.0.0.1:$2"}
+colors:
+  blue: {upstreams: ["127.0.0.1:$3"]}
+  green: {upstreams: ["127.0.0.1:$4"]}
+state: {file: "$work/state-$1.json"}
+proxy: {workers: 2}
+limits: {max_connections: 20000}
+timeouts: {idle: 300s}
+switch: {drain_timeout: 1s}
+log: {level: warn, access: off}
+CONF
+}
+bgs_config $BGS $BGS_ADMIN $UP $UP2 > "$work/bgswitch.yaml"
+bgs_config $BGS_EV $BGS_EV_ADMIN $EV $EV > "$work/bgswitch-ev.yaml"
+bgs_config $STARTUP_PORT 18198 $UP $UP > "$work/bgswitch-startup.yaml"
+
+"$NGINX" -c "$work/up/nginx.conf" -p "$work/up" & pids+=($!)
+"$BENCH" serve --port $EV --threads 1 >/dev/null & pids+=($!)
+"$NGINX" -c "$work/ngx/nginx.conf" -p "$work/ngx" & ngx_pid=$!; pids+=($ngx_pid)
+"$HAPROXY" -f "$work/haproxy.cfg" -q & hap_pid=$!; pids+=($hap_pid)
+"$BGS_BIN" run --config "$work/bgswitch.yaml" 2>"$work/bgswitch.log" & bgs_pid=$!; pids+=($bgs_pid)
+"$BGS_BIN" run --config "$work/bgswitch-ev.yaml" 2>"$work/bgswitch-ev.log" & bgs_ev_pid=$!; pids+=($bgs_ev_pid)
+
+for port in $UP $EV $NGX $HAP $BGS $NGX_EV $HAP_EV $BGS_EV; do
+  for _ in $(seq 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$port/" && break
+    sleep 0.1
+  done
+  curl -sf -o /dev/null "http://127.0.0.1:$port/" || { echo "bench: nothing answers on $port" >&2; exit 1; }
+done
+
+# Every process of a server: nginx's master and workers, the others' one.
+procs_of() {
+  case $1 in
+    nginx|nginx_ev) echo "$ngx_pid $(pgrep -P "$ngx_pid" | tr '\n' ' ')" ;;
+    haproxy|haproxy_ev) echo "$hap_pid" ;;
+    bgswitch) echo "$bgs_pid" ;;
+    bgswitch_ev) echo "$bgs_ev_pid" ;;
+    *) echo "" ;;
+  esac
+}
+cpu_ticks() {  # user+system ticks of every thread of the given processes
+  local total=0
+  for p in "$@"; do
+    for stat in /proc/"$p"/task/*/stat; do
+      total=$((total + $(awk '{ print $14 + $15 }' "$stat" 2>/dev/null || echo 0)))
+    done
+  done
+  echo $total
+}
+rss_kib() {  # resident memory of the given processes
+  local total=0
+  for p in "$@"; do total=$((total + $(awk '/VmRSS/ { print $2 }' /proc/"$p"/status))); done
+  echo $total
+}
+HZ=$(getconf CLK_TCK)
+to_ms() {  # wrk latency like 1.23ms / 850.00us / 1.02s -> milliseconds
+  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+kv() { echo "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
+
+declare -A port=([direct]=$UP [nginx]=$NGX [haproxy]=$HAP [bgswitch]=$BGS)
+targets=(direct nginx haproxy bgswitch)
+
+# --- 1. wrk: keep-alive at 64 and 256 connections, and a connection per request -
+declare -A R
+wrk_phase() {  # name connections extra-wrk-args...
+  local name=$1 conns=$2; shift 2
+  for round in $(seq "$ROUNDS"); do
+    for t in "${targets[@]}"; do
+      local ps; ps=$(procs_of "$t")
+      local before; before=$(cpu_ticks $ps)
+      local out; out=$(wrk -t2 -c"$conns" -d"$DURATION" --latency "$@" "http://127.0.0.1:${port[$t]}/")
+      local after; after=$(cpu_ticks $ps)
+      local rps n p50 p99 errors cpu=""
+      rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
+      n=$(echo "$out" | awk '/requests in/ { print $1 }')
+      p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
+      p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
+      errors=$(echo "$out" | awk '/Socket errors|Non-2xx/ { s = s $0 " " } END { print s }')
+      [ -n "$ps" ] && cpu=$(awk -v d=$((after - before)) -v n="$n" -v hz="$HZ" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
+      R[$name,$t,rps]="${R[$name,$t,rps]:-} $rps"
+      R[$name,$t,p50]="${R[$name,$t,p50]:-} $p50"
+      R[$name,$t,p99]="${R[$name,$t,p99]:-} $p99"
+      R[$name,$t,cpu]="${R[$name,$t,cpu]:-} ${cpu:-0}"
+      log "$name round $round $t: $rps req/s, p99 ${p99} ms, ${cpu:--} us CPU/req ${errors}"
+    done
+  done
+}
+wrk_table() {  # name title
+  local name=$1
+  echo "### $2"
+  echo
+  echo "| server | requests/s | p50 ms | p99 ms | CPU µs/request | × direct | × nginx | × HAProxy |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  local d n h
+  d=$(median ${R[$name,direct,rps]}); n=$(median ${R[$name,nginx,rps]}); h=$(median ${R[$name,haproxy,rps]})
+  for t in "${targets[@]}"; do
+    local cpu; cpu=$(median ${R[$name,$t,cpu]})
+    [ "$t" = direct ] && cpu="(upstream only)"
+    awk -v t="$t" -v r="$(median ${R[$name,$t,rps]})" -v p50="$(median ${R[$name,$t,p50]})" \
+        -v p99="$(median ${R[$name,$t,p99]})" -v cpu="$cpu" -v d="$d" -v n="$n" -v h="$h" \
+      'BEGIN { printf "| %s | %.0f | %.2f | %.2f | %s | %.2f | %.2f | %.2f |\n", t, r, p50, p99, cpu, r / d, r / n, r / h }'
+  done
+  echo
+}
+log "keep-alive, 64 connections"
+wrk_phase ka64 64
+log "keep-alive, 256 connections"
+wrk_phase ka256 256
+log "a new connection per request"
+wrk_phase close 64 -H "Connection: close"
+
+# --- 2. SSE: added delay per event --------------------------------------------
+declare -A S
+for t in direct nginx haproxy bgswitch; do
+  case $t in direct) p=$EV ;; nginx) p=$NGX_EV ;; haproxy) p=$HAP_EV ;; bgswitch) p=$BGS_EV ;; esac
+  S[$t]=$("$BENCH" sse --port "$p" --clients 50 --seconds "$SSE_SECONDS")
+  log "sse $t: ${S[$t]}"
+done
+
+# --- 3. idle connections: memory per connection, latency meanwhile -----------
+declare -A I
+for t in nginx haproxy bgswitch; do
+  case $t in nginx) p=$NGX_EV; ps=$(procs_of nginx) ;; haproxy) p=$HAP_EV; ps=$(procs_of haproxy) ;;
+             bgswitch) p=$BGS_EV; ps=$(procs_of bgswitch_ev) ;; esac
+  rss0=$(rss_kib $ps)
+  "$BENCH" hold --port "$p" --keepalive "$HOLD_KA" --seconds 600 > "$work/hold-ka.out" & ka=$!
+  for _ in $(seq 600); do grep -q ready "$work/hold-ka.out" 2>/dev/null && break; sleep 0.1; done
+  sleep 1
+  rss1=$(rss_kib $ps)
+  "$BENCH" hold --port "$p" --websockets "$HOLD_WS" --seconds 600 > "$work/hold-ws.out" & ws=$!
+  for _ in $(seq 600); do grep -q ready "$work/hold-ws.out" 2>/dev/null && break; sleep 0.1; done
+  sleep 1
+  rss2=$(rss_kib $ps)
+  meanwhile=$("$BENCH" load --port "$p" --connections 16 --seconds 5 --threads 1)
+  I[$t]="rss0=$rss0 rss1=$rss1 rss2=$rss2 $(head -1 "$work/hold-ka.out" | sed 's/^ready //; s/ websockets=0//; s/failed=/ka_failed=/') $(head -1 "$work/hold-ws.out" | sed 's/^ready keepalive=0 //; s/failed=/ws_failed=/') $meanwhile"
+  log "idle $t: ${I[$t]}"
+  kill $ka $ws 2>/dev/null || true
+  wait $ka $ws 2>/dev/null || true
+  sleep 2  # the proxy sees the closes
+done
+
+# --- 4. switches under load -------------------------------------------------------
+log "switches under load: $SWITCHES"
+SW=$("$BENCH" load --port $BGS --connections 64 --seconds "$LOAD_SECONDS" --threads 2 \
+     --admin $BGS_ADMIN --switches "$SWITCHES" --warmup 3)
+log "switches: $SW"
+
+# --- 5. startup, size, build ---------------------------------------------------------
+starts=()
+for _ in 1 2 3 4 5; do
+  starts+=("$(kv first_response_ms "$("$BENCH" startup --port $STARTUP_PORT -- "$BGS_BIN" run --config "$work/bgswitch-startup.yaml" 2>/dev/null)")")
+done
+STARTUP=$(median "${starts[@]}")
+SIZE=$(stat -c %s "$BGS_BIN")
+strip -o "$work/bgswitch.stripped" "$BGS_BIN"
+SIZE_STRIPPED=$(stat -c %s "$work/bgswitch.stripped")
+BUILD="not measured in --quick"
+if [ $QUICK = 0 ]; then
+  log "timing a build from scratch without ccache"
+  b0=$(date +%s)
+  CCACHE_DISABLE=1 cmake -S . -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DBGSWITCH_TESTS=OFF -DBGSWITCH_BENCH=OFF >/dev/null
+  CCACHE_DISABLE=1 cmake --build "$work/build" -j2 --target bgswitch >/dev/null
+  BUILD="$(( $(date +%s) - b0 )) s"
+fi
+
+# --- 6. micro-benchmarks -----------------------------------------------------------
+MICRO=$(build/release/bench/hot_paths_bench --benchmark_min_time=$([ $QUICK = 1 ] && echo 0.01 || echo 0.5) 2>/dev/null |
+        awk '/^BM_/ { printf "| %s | %s %s |\n", $1, $2, $3 }')
+
+# --- report -----------------------------------------------------------------------
+sse_row() {
+  local t=$1 v=${S[$1]}
+  awk -v t="$t" -v p50="$(kv p50_us "$v")" -v p99="$(kv p99_us "$v")" -v d99="$(kv p99_us "${S[direct]}")" \
+      -v ev="$(kv events "$v")" -v f="$(kv failed "$v")" \
+    'BEGIN { printf "| %s | %d | %.0f | %.0f | %+.0f | %s |\n", t, ev, p50, p99, p99 - d99, f }'
+}
+idle_row() {
+  local t=$1 v=${I[$1]}
+  awk -v t="$t" -v r0="$(kv rss0 "$v")" -v r1="$(kv rss1 "$v")" -v r2="$(kv rss2 "$v")" \
+      -v ka="$(kv keepalive "$v")" -v ws="$(kv websockets "$v")" -v f1="$(kv ka_failed "$v")" \
+      -v f2="$(kv ws_failed "$v")" -v p99="$(kv p99_ms "$v")" -v fails="$(kv failures "$v")" \
+    'BEGIN { printf "| %s | %d | %d | %.2f | %.2f | %d | %.2f | %d |\n", t, ka, ws,
+             ka ? (r1 - r0) / ka : 0, ws ? (r2 - r1) / ws : 0, (f1 + f2), p99, fails }'
+}
+{
+  echo "# bgswitch performance, side by side"
+  echo
+  if [ $QUICK = 1 ]; then
+    echo "**Quick mode: seconds per phase, to keep the script working. These numbers mean nothing.**"
+    echo
+  fi
+  echo "Measured $(date -u '+%Y-%m-%d %H:%M UTC') by \`bench/run.sh\` on $(nproc) cores" \
+       "($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), Linux $(uname -r)," \
+       "$(free -g | awk '/Mem:/ { print $2 }') GiB."
+  echo "$("$NGINX" -v 2>&1 | sed 's/.*: //'), HAProxy $("$HAPROXY" -v | head -1 | awk '{ print $3 }')," \
+       "$(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }'), bgswitch $("$BGS_BIN" version | head -1 | awk '{ print $2 }') (Release)."
+  echo
+  echo "Everything runs on the same machine at once: the load generator, the upstream, and the"
+  echo "proxy under test compete for the same 2 cores, so a proxy that spends less CPU per"
+  echo "request leaves more for the rest and gets more requests through. Each wrk phase runs"
+  echo "$ROUNDS round(s) of $DURATION per server, alternating servers; the tables give medians."
+  echo "CPU per request is the proxy's user+system time from /proc over the round, divided by"
+  echo "the requests wrk completed."
+  echo
+  echo "Settings: nginx \`worker_processes 2\`, upstream \`keepalive 256\`, \`proxy_http_version 1.1\`,"
+  echo "\`proxy_buffering off\`, no access log. HAProxy \`nbthread 2\`, \`http-reuse always\`,"
+  echo "\`maxconn 9950\`, \`option http-no-delay\` for SSE. bgswitch \`proxy.workers: 2\`, access log off. The upstream for the"
+  echo "throughput phases is nginx with one worker answering a 20-byte body; for SSE and idle"
+  echo "connections it is \`bgs-bench serve\`."
+  echo
+  wrk_table ka64 "Keep-alive, 64 connections (wrk -t2 -c64)"
+  wrk_table ka256 "Keep-alive, 256 connections (wrk -t2 -c256)"
+  wrk_table close "A new connection per request (wrk -t2 -c64 -H 'Connection: close')"
+  echo "### SSE: delay from the upstream's write to the client's read"
+  echo
+  echo "50 subscribers, an event every 10 ms each, ${SSE_SECONDS} s (the first second not counted)."
+  echo
+  echo "| path | events | p50 µs | p99 µs | p99 added vs direct µs | failed |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  for t in direct nginx haproxy bgswitch; do sse_row $t; done
+  echo
+  echo "### Idle connections"
+  echo
+  echo "$HOLD_KA idle keep-alive client connections (each after one request), then $HOLD_WS idle"
+  echo "WebSockets (client and upstream connection each). Memory is the growth of the server's"
+  echo "resident set (all its processes) per connection; kernel socket buffers are not in it."
+  echo "Meanwhile 16 other connections send requests for 5 s. This machine allows 20,000"
+  echo "descriptors per process, which bounds the keep-alive count: $HOLD_KA + 2 × $HOLD_WS."
+  echo
+  echo "| server | keep-alive held | WebSockets held | KiB per keep-alive | KiB per WebSocket pair | failed to open | p99 ms meanwhile | failed requests |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  for t in nginx haproxy bgswitch; do idle_row $t; done
+  echo
+  echo "### Color switches under load"
+  echo
+  echo "\`bgs-bench load\`, 64 keep-alive connections, ${LOAD_SECONDS} s; after 3 s of steady load,"
+  echo "$SWITCHES switches through \`POST /v1/switch\`, alternating blue and green (two different"
+  echo "upstreams), spread evenly. \"Around a switch\" is the requests completed in the second"
+  echo "centred on it, over the steady rate."
+  echo
+  echo "| switches | failed switches | requests | failed requests | steady req/s | around a switch, worst | around a switch, median |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| $(kv switches "$SW") | $(kv switch_failures "$SW") | $(kv requests "$SW") | $(kv failures "$SW") | $(kv steady_rps "$SW") | $(kv around_switch_min "$SW") | $(kv around_switch_median "$SW") |"
+  echo
+  echo "### Startup, size, build"
+  echo
+  echo "| startup to the first proxied 200 (median of 5) | binary | stripped | build from scratch, no ccache, 2 jobs |"
+  echo "|---:|---:|---:|---:|"
+  echo "| ${STARTUP} ms | $((SIZE / 1024)) KiB | $((SIZE_STRIPPED / 1024)) KiB | $BUILD |"
+  echo
+  echo "### Hot paths (Google Benchmark, \`build/release/bench/hot_paths_bench\`)"
+  echo
+  echo "| benchmark | time per iteration |"
+  echo "|---|---:|"
+  echo "$MICRO"
+} > "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+log "wrote $OUT"
