@@ -50,7 +50,7 @@ work=$(mktemp -d /tmp/bgswitch-bench.XXXXXX)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -265,25 +265,45 @@ for t in direct nginx haproxy bgswitch; do
 done
 
 # --- 3. idle connections: memory per connection, latency meanwhile -----------
+# Each server is started fresh for this (a heap warmed by the earlier phases
+# would hide what connections cost), gets one request, then the WebSockets,
+# then the keep-alive connections; memory is read once each batch is settled.
+IDLE=18170
+mkdir -p "$work/idle-ngx"
+sed -e "s/listen 127.0.0.1:$NGX reuseport;/listen 127.0.0.1:18179 reuseport;/" \
+    -e "s/listen 127.0.0.1:$NGX_EV reuseport;/listen 127.0.0.1:$IDLE reuseport;/" \
+    -e "s|$work/ngx/|$work/idle-ngx/|g" "$work/ngx/nginx.conf" > "$work/idle-ngx/nginx.conf"
+sed -e "s/$HAP\$/18179/; s/$HAP_EV\$/$IDLE/" "$work/haproxy.cfg" > "$work/idle-haproxy.cfg"
+bgs_config $IDLE 18178 $EV $EV > "$work/bgswitch-idle.yaml"
+settle() {  # waits for a hold's "ready" line, then lets the connections go quiet
+  for _ in $(seq 900); do grep -q ready "$1" 2>/dev/null && break; sleep 0.1; done
+  sleep 3
+}
 declare -A I
 for t in nginx haproxy bgswitch; do
-  case $t in nginx) p=$NGX_EV; ps=$(procs_of nginx) ;; haproxy) p=$HAP_EV; ps=$(procs_of haproxy) ;;
-             bgswitch) p=$BGS_EV; ps=$(procs_of bgswitch_ev) ;; esac
+  case $t in
+    nginx) "$NGINX" -c "$work/idle-ngx/nginx.conf" -p "$work/idle-ngx" & srv=$! ;;
+    haproxy) "$HAPROXY" -f "$work/idle-haproxy.cfg" -q & srv=$! ;;
+    bgswitch) "$BGS_BIN" run --config "$work/bgswitch-idle.yaml" 2>>"$work/bgswitch-idle.log" & srv=$! ;;
+  esac
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$IDLE/" && break; sleep 0.1; done
+  pids+=($srv)
+  ps="$srv $(pgrep -P "$srv" | tr '\n' ' ' || true)"
   rss0=$(rss_kib $ps)
-  "$BENCH" hold --port "$p" --keepalive "$HOLD_KA" --seconds 600 > "$work/hold-ka.out" & ka=$!
-  for _ in $(seq 600); do grep -q ready "$work/hold-ka.out" 2>/dev/null && break; sleep 0.1; done
-  sleep 1
+  "$BENCH" hold --port $IDLE --websockets "$HOLD_WS" --seconds 900 > "$work/hold-ws.out" & ws=$!
+  settle "$work/hold-ws.out"
   rss1=$(rss_kib $ps)
-  "$BENCH" hold --port "$p" --websockets "$HOLD_WS" --seconds 600 > "$work/hold-ws.out" & ws=$!
-  for _ in $(seq 600); do grep -q ready "$work/hold-ws.out" 2>/dev/null && break; sleep 0.1; done
-  sleep 1
+  "$BENCH" hold --port $IDLE --keepalive "$HOLD_KA" --seconds 900 > "$work/hold-ka.out" & ka=$!
+  settle "$work/hold-ka.out"
   rss2=$(rss_kib $ps)
-  meanwhile=$("$BENCH" load --port "$p" --connections 16 --seconds 5 --threads 1)
-  I[$t]="rss0=$rss0 rss1=$rss1 rss2=$rss2 $(head -1 "$work/hold-ka.out" | sed 's/^ready //; s/ websockets=0//; s/failed=/ka_failed=/') $(head -1 "$work/hold-ws.out" | sed 's/^ready keepalive=0 //; s/failed=/ws_failed=/') $meanwhile"
+  meanwhile=$("$BENCH" load --port $IDLE --connections 16 --seconds 5 --threads 1)
+  I[$t]="rss0=$rss0 rss1=$rss1 rss2=$rss2 $(head -1 "$work/hold-ws.out" | sed 's/^ready keepalive=0 //; s/failed=/ws_failed=/') $(head -1 "$work/hold-ka.out" | sed 's/^ready //; s/ websockets=0//; s/failed=/ka_failed=/') $meanwhile"
   log "idle $t: ${I[$t]}"
   kill $ka $ws 2>/dev/null || true
   wait $ka $ws 2>/dev/null || true
-  sleep 2  # the proxy sees the closes
+  kill $srv 2>/dev/null || true
+  wait $srv 2>/dev/null || true
+  sleep 1
 done
 
 # --- 4. switches under load -------------------------------------------------------
@@ -327,8 +347,8 @@ idle_row() {
   awk -v t="$t" -v r0="$(kv rss0 "$v")" -v r1="$(kv rss1 "$v")" -v r2="$(kv rss2 "$v")" \
       -v ka="$(kv keepalive "$v")" -v ws="$(kv websockets "$v")" -v f1="$(kv ka_failed "$v")" \
       -v f2="$(kv ws_failed "$v")" -v p99="$(kv p99_ms "$v")" -v fails="$(kv failures "$v")" \
-    'BEGIN { printf "| %s | %d | %d | %.2f | %.2f | %d | %.2f | %d |\n", t, ka, ws,
-             ka ? (r1 - r0) / ka : 0, ws ? (r2 - r1) / ws : 0, (f1 + f2), p99, fails }'
+    'BEGIN { printf "| %s | %d | %d | %.2f | %.2f | %d | %.2f | %d |\n", t, ws, ka,
+             ws ? (r1 - r0) / ws : 0, ka ? (r2 - r1) / ka : 0, (f1 + f2), p99, fails }'
 }
 {
   echo "# bgswitch performance, side by side"
@@ -369,13 +389,15 @@ idle_row() {
   echo
   echo "### Idle connections"
   echo
-  echo "$HOLD_KA idle keep-alive client connections (each after one request), then $HOLD_WS idle"
-  echo "WebSockets (client and upstream connection each). Memory is the growth of the server's"
-  echo "resident set (all its processes) per connection; kernel socket buffers are not in it."
-  echo "Meanwhile 16 other connections send requests for 5 s. This machine allows 20,000"
-  echo "descriptors per process, which bounds the keep-alive count: $HOLD_KA + 2 × $HOLD_WS."
+  echo "Each server is started fresh, answers one request, then holds $HOLD_WS idle WebSockets"
+  echo "(a client and an upstream connection each), then also $HOLD_KA idle keep-alive client"
+  echo "connections (each after one request). Memory is the growth of the server's resident set"
+  echo "(all its processes) per connection, read 3 s after each batch is open; kernel socket"
+  echo "buffers are not in it. Then, with all of them open, 16 other connections send requests"
+  echo "for 5 s. This machine allows 20,000 descriptors per process, which bounds the keep-alive"
+  echo "count: $HOLD_KA + 2 × $HOLD_WS."
   echo
-  echo "| server | keep-alive held | WebSockets held | KiB per keep-alive | KiB per WebSocket pair | failed to open | p99 ms meanwhile | failed requests |"
+  echo "| server | WebSockets held | keep-alive held | KiB per WebSocket pair | KiB per keep-alive | failed to open | p99 ms meanwhile | failed requests |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   for t in nginx haproxy bgswitch; do idle_row $t; done
   echo

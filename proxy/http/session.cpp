@@ -38,6 +38,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 
 namespace bgs::http {
 namespace {
@@ -51,6 +52,9 @@ using drain::Activity;
 constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
 // The read buffer an idle client connection may keep between requests.
 constexpr std::size_t kKeptBuffer = 8 * 1024;
+constexpr std::size_t kFirstRead = 4096;
+// How long a quiet keep-alive connection keeps its read buffer.
+constexpr auto kBufferedWait = std::chrono::seconds(1);
 
 std::string_view to_sv(beast::string_view s) {
     return {s.data(), s.size()};
@@ -171,12 +175,9 @@ class Session {
         // --- 1. wait ---------------------------------------------------------
         if (requests_ > 0 && buf_.size() == 0) {
             phase_ = Phase::Wait;
-            client_.expires_after(cfg_.timeouts.idle);
-            auto [ec, n] = co_await net::read_some(client_, buf_.prepare(4096));
-            if (ec || n == 0 || stop_requested_) {
+            if (!co_await wait_for_next_request()) {
                 co_return false;
             }
-            buf_.commit(n);
         }
 
         // --- 2. read ---------------------------------------------------------
@@ -340,6 +341,29 @@ class Session {
         }
         log_access(ex);
         co_return finish(keep_alive);
+    }
+
+    // Phase 1. A busy connection waits for its next request with the read
+    // buffer ready (the reactor fills it at once); one that stays quiet for
+    // kBufferedWait gives the buffer back and waits out the rest of
+    // timeouts.idle without one, so thousands of idle clients cost little.
+    net::Task<bool> wait_for_next_request() {
+        const auto idle_until = Clock::now() + cfg_.timeouts.idle;
+        client_.expires_after(std::min<Duration>(cfg_.timeouts.idle, kBufferedWait));
+        auto [ec, n] = co_await net::read_some(client_, buf_.prepare(kFirstRead));
+        if (ec == beast::error::timeout && Clock::now() < idle_until && !stop_requested_) {
+            buf_.shrink_to_fit();
+            client_.expires_at(idle_until);
+            if (co_await net::wait_readable(client_) || stop_requested_) {
+                co_return false;
+            }
+            std::tie(ec, n) = co_await net::read_some(client_, buf_.prepare(kFirstRead));
+        }
+        if (ec || n == 0 || stop_requested_) {
+            co_return false;
+        }
+        buf_.commit(n);
+        co_return true;
     }
 
     // Back to idle for the registry; passes `keep_alive` through.
@@ -604,6 +628,7 @@ class Session {
         if (co_await net::write_all(client_, asio::buffer(head))) {
             co_return;
         }
+        rp_.reset();  // the upstream's 101 header is not needed for the tunnel's life
         ex.rec.status = 101;
         log_access(ex);
         tracked_.set(Activity::Upgraded, color);

@@ -79,13 +79,13 @@ net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer
         auto ec = co_await net::write_all(to, pending.data());
         counter += pending.size();
         pending.consume(pending.size());
-        pending.shrink_to_fit();  // an idle tunnel holds no buffers
         if (ec) {
             close_both(from, to);
             done();
             co_return;
         }
     }
+    pending.shrink_to_fit();  // empty now: an idle tunnel holds no buffers
     for (;;) {
         if (control.close_requested()) {
             if (!control.websocket) {

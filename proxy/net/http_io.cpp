@@ -178,6 +178,16 @@ Task<std::pair<error_code, std::size_t>> read_ready(Stream& s, asio::mutable_buf
     }
 }
 
+Task<error_code> wait_readable(Stream& s) {
+    if (s.expired()) {
+        co_return error_code(beast::error::timeout);
+    }
+    s.begin_wait();
+    auto [ec] = co_await s.socket().async_wait(tcp::socket::wait_read, kNoThrow);
+    s.end_wait();
+    co_return timed(s, ec);
+}
+
 Task<std::pair<error_code, std::size_t>> read_some(Stream& s, asio::mutable_buffer into) {
     if (s.expired()) {
         co_return std::pair{error_code(beast::error::timeout), std::size_t{0}};

@@ -67,6 +67,9 @@ asio::mutable_buffer thread_scratch();
 /// the same thread: it is written only after the wait.
 Task<std::pair<error_code, std::size_t>> read_ready(Stream& s, asio::mutable_buffer into);
 
+/// Waits until `s` is readable (or closed), holding no buffer.
+Task<error_code> wait_readable(Stream& s);
+
 /// Connects to `ep`.
 Task<error_code> connect(Stream& s, const tcp::endpoint& ep);
 

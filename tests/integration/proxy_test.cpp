@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <fstream>
 #include <future>
 #include <regex>
@@ -109,6 +111,25 @@ TEST(ProxyTest, Answers408WhenTheHeaderIsNotCompleteInTime) {
     EXPECT_EQ(res.header("Connection"), "close");
     EXPECT_TRUE(c.closed_within(3s));
     EXPECT_EQ(up.request_count(), 0u);
+}
+
+// A keep-alive connection quiet for longer than the proxy keeps its read
+// buffer still serves its next request, and one quiet past timeouts.idle is
+// closed.
+TEST(ProxyTest, QuietKeepAliveConnectionsServeUntilTheIdleTimeout) {
+    ScriptedUpstream up(echo_target("x"));
+    auto cfg = test_config({up.port()});
+    cfg.timeouts.idle = std::chrono::milliseconds(2500);
+    RunningProxy proxy(std::move(cfg));
+    auto c = Socket::connect(proxy.port());
+    c.send(get("/first"));
+    EXPECT_EQ(read_response(c).status, 200);
+    std::this_thread::sleep_for(1500ms);  // past the buffered wait, inside the idle timeout
+    c.send(get("/second"));
+    auto res = read_response(c);
+    EXPECT_EQ(res.status, 200);
+    EXPECT_EQ(up.request_count(), 2u);
+    EXPECT_TRUE(c.closed_within(5s));  // nothing more: the idle timeout ends it
 }
 
 TEST(ProxyTest, Answers431ForAnOversizedHeader) {
