@@ -1,13 +1,26 @@
-// The per-request pure work of the proxy, measured in isolation: framing
-// validation, header rewriting, the routing decision, request ids, access-log
-// formatting and the WebSocket frame tracker.
+// The per-request work of the proxy, measured in isolation: framing
+// validation, header rewriting, parsing the upstream's response header (with
+// Beast's parser for comparison), the routing decision, the pool's take and
+// give-back, request ids, access-log formatting, the WebSocket frame tracker,
+// and the tunnel's relay loop over loopback sockets.
 #include "proxy/common/random.hpp"
 #include "proxy/http/headers.hpp"
+#include "proxy/http/tunnel.hpp"
 #include "proxy/http/ws_frame.hpp"
 #include "proxy/metrics/access_log.hpp"
 #include "proxy/routing/router.hpp"
+#include "proxy/upstream/upstream_pool.hpp"
 
 #include <benchmark/benchmark.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+
+#include <thread>
 
 namespace {
 
@@ -107,6 +120,110 @@ void BM_WsBoundaryTracker(benchmark::State& state) {
     state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * stream.size()));
 }
 BENCHMARK(BM_WsBoundaryTracker)->Arg(16)->Arg(1024);
+
+// A typical upstream response header (nginx in front of an application).
+constexpr std::string_view kResponseHead =
+    "HTTP/1.1 200 OK\r\n"
+    "Server: nginx/1.22.1\r\n"
+    "Date: Mon, 23 Nov 2026 17:00:00 GMT\r\n"
+    "Content-Type: application/json; charset=utf-8\r\n"
+    "Content-Length: 1234\r\n"
+    "Connection: keep-alive\r\n"
+    "Cache-Control: no-store\r\n"
+    "ETag: \"5f8a-1234\"\r\n"
+    "Vary: Accept-Encoding\r\n"
+    "\r\n";
+
+// Parse the head and write the client's head from it, as the session does.
+void BM_ResponseHeadBeastFields(benchmark::State& state) {
+    std::string out;
+    for (auto _ : state) {
+        boost::beast::http::response_parser<boost::beast::http::buffer_body> p;
+        boost::system::error_code ec;
+        p.put(boost::asio::buffer(kResponseHead), ec);
+        http::ClientResponseHead h;
+        h.request_id = "0123456789abcdef0123456789abcdef";
+        h.framing = http::Framing::Length;
+        h.content_length = 1234;
+        out.clear();
+        http::write_client_response_head(out, p.get().base(), h);
+        benchmark::DoNotOptimize(out);
+    }
+}
+BENCHMARK(BM_ResponseHeadBeastFields);
+
+void BM_ResponseHeadReusedFields(benchmark::State& state) {
+    std::string out;
+    net::ResponseFields fields;
+    for (auto _ : state) {
+        net::ResponseParser p(fields);
+        boost::system::error_code ec;
+        p.put(boost::asio::buffer(kResponseHead), ec);
+        http::ClientResponseHead h;
+        h.request_id = "0123456789abcdef0123456789abcdef";
+        h.framing = http::Framing::Length;
+        h.content_length = 1234;
+        out.clear();
+        http::write_client_response_head(out, p.fields(), h);
+        benchmark::DoNotOptimize(out);
+    }
+}
+BENCHMARK(BM_ResponseHeadReusedFields);
+
+void BM_PoolTakeGiveBack(benchmark::State& state) {
+    boost::asio::io_context ctx;
+    upstream::Endpoints endpoints;
+    endpoints[0].push_back({boost::asio::ip::address_v4::loopback(), 9001});
+    endpoints[1].push_back({boost::asio::ip::address_v4::loopback(), 9101});
+    upstream::Pool pool(endpoints, 256, std::chrono::seconds(60));
+    for (int i = 0; i < 64; ++i) {
+        auto c = std::make_unique<upstream::Connection>(net::tcp::socket(ctx));
+        pool.give_back(std::move(c));
+    }
+    for (auto _ : state) {
+        auto c = pool.take(Color::Blue, 0);
+        benchmark::DoNotOptimize(c.get());
+        pool.give_back(std::move(c));
+    }
+}
+BENCHMARK(BM_PoolTakeGiveBack);
+
+// Bytes through run_tunnel: the benchmark thread writes `range(0)` bytes on the
+// client socket and reads them back from the upstream side while a worker
+// thread runs the tunnel.
+void BM_TunnelRelay(benchmark::State& state) {
+    namespace asio = boost::asio;
+    using net::tcp;
+    asio::io_context ctx(1);
+    tcp::acceptor acceptor(ctx, {asio::ip::address_v4::loopback(), 0});
+    auto pair = [&] {
+        tcp::socket outside(ctx);
+        outside.connect(acceptor.local_endpoint());
+        tcp::socket inside = acceptor.accept();
+        return std::pair{std::move(outside), std::move(inside)};
+    };
+    auto [client, tunnel_client] = pair();  // the client's end, the proxy's end
+    auto [tunnel_up, app] = pair();         // the proxy's end, the upstream's end
+    net::Stream a(std::move(tunnel_client));
+    net::Stream b(std::move(tunnel_up));
+    net::beast::flat_buffer none_a, none_b;
+    http::TunnelControl control;
+    asio::co_spawn(ctx, http::run_tunnel(a, none_a, b, none_b, std::chrono::seconds(60), control),
+                   asio::detached);
+    std::thread worker([&] { ctx.run(); });
+
+    const std::string block(static_cast<std::size_t>(state.range(0)), 'x');
+    std::string sink(block.size(), '\0');
+    for (auto _ : state) {
+        asio::write(client, asio::buffer(block));
+        asio::read(app, asio::buffer(sink));
+    }
+    state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * block.size()));
+    client.close();
+    app.close();
+    worker.join();
+}
+BENCHMARK(BM_TunnelRelay)->Arg(64)->Arg(16 * 1024)->UseRealTime();
 
 }  // namespace
 

@@ -18,12 +18,34 @@ namespace {
 std::string_view sv(boost::beast::string_view s) {
     return {s.data(), s.size()};
 }
+std::string_view sv(std::string_view s) {
+    return s;
+}
+boost::beast::string_view bsv(std::string_view s) {
+    return {s.data(), s.size()};
+}
+
+// Calls `f` with the value of every instance of `field`.
+template <typename F>
+void for_each_value(const Fields& fields, bh::field field, F&& f) {
+    for (auto it = fields.find(field); it != fields.end() && it->name() == field; ++it) {
+        f(sv(it->value()));
+    }
+}
+template <typename F>
+void for_each_value(const net::ResponseFields& fields, bh::field field, F&& f) {
+    for (const auto& x : fields) {
+        if (x.name() == field) {
+            f(x.value());
+        }
+    }
+}
 
 // Every comma-separated token of every instance of `field`, whitespace trimmed.
-std::vector<std::string_view> list_tokens(const Fields& fields, bh::field field) {
+template <typename FieldsT>
+std::vector<std::string_view> list_tokens(const FieldsT& fields, bh::field field) {
     std::vector<std::string_view> out;
-    for (auto it = fields.find(field); it != fields.end() && it->name() == field; ++it) {
-        std::string_view value = sv(it->value());
+    for_each_value(fields, field, [&](std::string_view value) {
         std::size_t pos = 0;
         while (pos <= value.size()) {
             auto comma = value.find(',', pos);
@@ -42,7 +64,7 @@ std::vector<std::string_view> list_tokens(const Fields& fields, bh::field field)
             }
             pos = comma + 1;
         }
-    }
+    });
     return out;
 }
 
@@ -130,7 +152,8 @@ void append_number(std::string& out, std::uint64_t n) {
     out.append(p, static_cast<std::size_t>(end - p));
 }
 
-bool is_forwarding_field(boost::beast::string_view name) {
+bool is_forwarding_field(std::string_view sname) {
+    const auto name = bsv(sname);
     return iequals(name, "X-Forwarded-For") || iequals(name, "X-Forwarded-Proto") ||
            iequals(name, "X-Forwarded-Host") || iequals(name, "X-Request-Id") ||
            iequals(name, "X-Bgswitch-Color");
@@ -139,8 +162,8 @@ bool is_forwarding_field(boost::beast::string_view name) {
 // The end-to-end fields of `in`, each as "Name: value\r\n". Hop-by-hop fields
 // (RFC 9110 §7.6.1) and those the Connection field names are left out, and so
 // are the framing fields, which the caller writes for what it actually sends.
-template <typename Skip>
-void append_end_to_end(std::string& out, const Fields& in, bool keep_upgrade, Skip&& skip) {
+template <typename FieldsT, typename Skip>
+void append_end_to_end(std::string& out, const FieldsT& in, bool keep_upgrade, Skip&& skip) {
     const auto named = list_tokens(in, bh::field::connection);
     for (const auto& f : in) {
         switch (f.name()) {
@@ -160,21 +183,21 @@ void append_end_to_end(std::string& out, const Fields& in, bool keep_upgrade, Sk
             default:
                 break;
         }
-        const auto name = f.name_string();
+        const std::string_view name = sv(f.name_string());
         if (skip(f.name(), name)) {
             continue;
         }
         if (!named.empty()) {
             const bool listed = std::any_of(named.begin(), named.end(), [&](std::string_view t) {
-                return iequals(t, sv(name)) && !(keep_upgrade && iequals(t, "upgrade"));
+                return iequals(bsv(t), bsv(name)) && !(keep_upgrade && iequals(bsv(t), "upgrade"));
             });
             if (listed) {
                 continue;
             }
         }
-        append(out, name);
+        out.append(name);
         out += ": ";
-        append(out, f.value());
+        out.append(sv(f.value()));
         out += "\r\n";
     }
 }
@@ -196,7 +219,7 @@ void write_upstream_request_head(std::string& out, const Fields& in, const Upstr
     out += ' ';
     out.append(h.target);
     out += " HTTP/1.1\r\n";
-    append_end_to_end(out, in, h.upgrade, [&](bh::field f, boost::beast::string_view name) {
+    append_end_to_end(out, in, h.upgrade, [&](bh::field f, std::string_view name) {
         if (f == bh::field::expect && h.drop_expect) {
             return true;
         }
@@ -232,7 +255,10 @@ void write_upstream_request_head(std::string& out, const Fields& in, const Upstr
     out += "\r\n";
 }
 
-void write_client_response_head(std::string& out, const Fields& in, const ClientResponseHead& h) {
+namespace {
+
+template <typename FieldsT>
+void client_response_head(std::string& out, const FieldsT& in, const ClientResponseHead& h) {
     out += h.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
     append_number(out, h.status);
     out += ' ';
@@ -242,9 +268,9 @@ void write_client_response_head(std::string& out, const Fields& in, const Client
         out.append(h.reason);
     }
     out += "\r\n";
-    append_end_to_end(out, in, h.upgrade, [](bh::field f, boost::beast::string_view name) {
+    append_end_to_end(out, in, h.upgrade, [](bh::field f, std::string_view name) {
         return f == bh::field::unknown &&
-               (iequals(name, "X-Request-Id") || iequals(name, "X-Bgswitch-Color"));
+               (iequals(bsv(name), "X-Request-Id") || iequals(bsv(name), "X-Bgswitch-Color"));
     });
     out += "X-Request-Id: ";
     out.append(h.request_id);
@@ -263,6 +289,17 @@ void write_client_response_head(std::string& out, const Fields& in, const Client
         out += "Connection: close\r\n";
     }
     out += "\r\n";
+}
+
+}  // namespace
+
+void write_client_response_head(std::string& out, const Fields& in, const ClientResponseHead& h) {
+    client_response_head(out, in, h);
+}
+
+void write_client_response_head(std::string& out, const net::ResponseFields& in,
+                                const ClientResponseHead& h) {
+    client_response_head(out, in, h);
 }
 
 std::string request_id_for(const Fields& in) {

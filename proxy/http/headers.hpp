@@ -3,6 +3,8 @@
 // §7.6.1) and the forwarding headers the proxy adds. No I/O; any thread.
 #pragma once
 
+#include "proxy/net/response_parser.hpp"
+
 #include <boost/beast/http/fields.hpp>
 
 #include <cstdint>
@@ -71,6 +73,8 @@ struct ClientResponseHead {
 /// fields of the upstream's response `in`, X-Request-Id, the color header, the
 /// framing and the connection decision.
 void write_client_response_head(std::string& out, const Fields& in, const ClientResponseHead& h);
+void write_client_response_head(std::string& out, const net::ResponseFields& in,
+                                const ClientResponseHead& h);
 
 /// The request id to use: the client's X-Request-Id when it is a sane token
 /// (1..128 visible ASCII characters), a new one otherwise.

@@ -52,7 +52,7 @@ using drain::Activity;
 constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
 // The read buffer an idle client connection may keep between requests.
 constexpr std::size_t kKeptBuffer = 8 * 1024;
-constexpr std::size_t kFirstRead = 4096;
+constexpr std::size_t kFirstRead = 1024;
 // How long a quiet keep-alive connection keeps its read buffer.
 constexpr auto kBufferedWait = std::chrono::seconds(1);
 
@@ -93,18 +93,16 @@ std::string reply_text(unsigned status) {
 
 class Session {
   public:
-    Session(worker::Worker& worker, net::tcp::socket socket, routing::Audience audience)
+    Session(worker::Worker& worker, net::tcp::socket socket, const net::tcp::endpoint& peer,
+            routing::Audience audience)
         : worker_(worker),
           cfg_(worker.cfg()),
           client_(std::move(socket)),
           audience_(audience),
           tracked_(worker.registry(), [this](drain::StopReason why) { stop(why); }) {
         worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
-        net::error_code ec;
-        const auto ep = client_.socket().remote_endpoint(ec);
-        peer_ip_ = ec ? "-" : ep.address().to_string();
-        peer_ = ec ? "-" : peer_ip_ + ":" + std::to_string(ep.port());
-        client_.socket().set_option(net::tcp::no_delay(true), ec);
+        peer_ip_ = peer.address().to_string();
+        peer_ = peer_ip_ + ":" + std::to_string(peer.port());
     }
 
     ~Session() { worker_.shared().open_connections.fetch_sub(1, std::memory_order_relaxed); }
@@ -121,11 +119,23 @@ class Session {
             co_await linger_close();
         }
         net::error_code ignored;
-        client_.socket().shutdown(net::tcp::socket::shutdown_both, ignored);
         client_.socket().close(ignored);
     }
 
   private:
+    // Nagle's algorithm would hold back the second of two small writes until
+    // the first is acknowledged. A connection whose every response so far went
+    // out in one write (all of them, for one-request connections) does not need
+    // it off; the first response in pieces, stream, tunnel or second request on
+    // the connection turns it off for good.
+    void ensure_no_delay() {
+        if (!no_delay_) {
+            no_delay_ = true;
+            net::error_code ignored;
+            client_.socket().set_option(net::tcp::no_delay(true), ignored);
+        }
+    }
+
     enum class Phase { Wait, Read, Busy, Tunnel };
 
     /// Everything the access log and the error replies need about one exchange.
@@ -182,6 +192,9 @@ class Session {
 
         // --- 2. read ---------------------------------------------------------
         phase_ = Phase::Read;
+        if (requests_ > 0) {
+            ensure_no_delay();  // responses may now follow each other (pipelining)
+        }
         Exchange ex;
         ex.rec.time = std::chrono::system_clock::now();
         ex.rec.client = peer_;
@@ -285,20 +298,19 @@ class Session {
             co_return finish(!close);
         }
 
-        auto& res = rp->get();
-        if (res.result() == bh::status::switching_protocols) {
+        if (rp->status() == 101) {
             if (!upgrade) {
                 co_await reply(ex, 502, "upstream sent 101 to a request without Upgrade", true);
                 co_return finish(false);
             }
-            co_await tunnel(ex, res, *up, color,
+            co_await tunnel(ex, *rp, *up, color,
                             beast::iequals(req[bh::field::upgrade], "websocket"));
             co_return finish(false);
         }
 
         // --- 7. relay --------------------------------------------------------
         const bool head = req.method() == bh::verb::head;
-        const unsigned code = res.result_int();
+        const unsigned code = rp->status();
         const bool body_expected = !head && code != 204 && code != 304 && code >= 200;
         const bool until_close = body_expected && rp->need_eof();
         const bool client_v10 = req.version() == 10;
@@ -306,7 +318,7 @@ class Session {
         ClientResponseHead h;
         h.version = client_v10 ? 10 : 11;
         h.status = code;
-        h.reason = to_sv(res.reason());
+        h.reason = rp->reason();
         h.request_id = ex.rec.request_id;
         if (cfg_.proxy.expose_color_header) {
             h.color = ex.rec.color;
@@ -328,7 +340,7 @@ class Session {
         }
         ex.rec.status = code;
         head_.clear();
-        write_client_response_head(head_, res, h);
+        write_client_response_head(head_, rp->fields(), h);
 
         const bool relayed = co_await relay_response(ex, *rp, *up, body_expected, h.framing);
         if (!relayed) {
@@ -336,7 +348,7 @@ class Session {
         }
 
         // --- 8. done ---------------------------------------------------------
-        if (res.keep_alive() && !until_close && rp->is_done() && up->buffer.size() == 0) {
+        if (rp->keep_alive() && !until_close && rp->is_done() && up->buffer.size() == 0) {
             worker_.pool().give_back(std::move(up));
         }
         log_access(ex);
@@ -506,7 +518,7 @@ class Session {
     net::Task<AwaitResult> await_response(bool head, upstream::Connection& up) {
         AwaitResult result;
         for (;;) {
-            auto* parser = &rp_.emplace();  // parsers are single-use; the storage is not
+            auto* parser = &rp_.emplace(response_fields_);  // single-use; the storage is not
             parser->header_limit(kUpstreamHeaderLimit);
             parser->body_limit(boost::none);
             if (head) {
@@ -526,7 +538,7 @@ class Session {
                 }
                 co_return result;
             }
-            const auto code = parser->get().result_int();
+            const auto code = parser->status();
             // Interim responses (100, 103) are not passed on: the proxy answered
             // Expect itself and early hints are optional.
             if (code >= 100 && code < 200 && code != 101) {
@@ -550,6 +562,7 @@ class Session {
         // With nothing of the body buffered yet (SSE, slow generators), the head
         // goes alone so the client sees the response start immediately.
         if (up.buffer.size() == 0 && !rp.is_done()) {
+            ensure_no_delay();
             if (co_await net::write_all(client_, asio::buffer(head_))) {
                 co_return false;
             }
@@ -563,8 +576,7 @@ class Session {
             }
             std::size_t n = 0;
             if (!rp.is_done()) {
-                rp.get().body().data = io;
-                rp.get().body().size = window.size();
+                rp.set_window(io, window.size());
                 up.stream.expires_after(cfg_.timeouts.idle);
                 if (auto ec = co_await net::read_body(up.stream, up.buffer, rp)) {
                     if (end_stream_) {
@@ -576,13 +588,16 @@ class Session {
                     log_access(ex);
                     co_return false;
                 }
-                n = window.size() - rp.get().body().size;
+                n = window.size() - rp.window_left();
                 if (n == 0 && !rp.is_done()) {
                     continue;  // only chunk framing was read
                 }
             }
             client_.expires_after(cfg_.timeouts.idle);
             const std::string_view head = head_sent ? std::string_view{} : std::string_view(head_);
+            if (head_sent || !rp.is_done()) {
+                ensure_no_delay();  // this response takes more than one write
+            }
             if (auto ec = co_await write_piece(client_, head, framing, io, n, rp.is_done())) {
                 log().info("client {} left during the response (request {}): {}", peer_,
                            ex.rec.request_id, ec.message());
@@ -611,28 +626,30 @@ class Session {
         co_return false;
     }
 
-    net::Task<void> tunnel(Exchange& ex, bh::response<bh::buffer_body>& res,
-                           upstream::Connection& up, Color color, bool websocket) {
+    net::Task<void> tunnel(Exchange& ex, net::ResponseParser& res, upstream::Connection& up,
+                           Color color, bool websocket) {
         ClientResponseHead h;
         h.status = 101;
-        h.reason = to_sv(res.reason());
+        h.reason = res.reason();
         h.request_id = ex.rec.request_id;
         if (cfg_.proxy.expose_color_header) {
             h.color = ex.rec.color;
         }
         h.upgrade = true;
         head_.clear();
-        write_client_response_head(head_, res, h);
+        write_client_response_head(head_, res.fields(), h);
         const std::string_view head = head_;
         client_.expires_after(cfg_.timeouts.idle);
         if (co_await net::write_all(client_, asio::buffer(head))) {
             co_return;
         }
         rp_.reset();  // the upstream's 101 header is not needed for the tunnel's life
+        response_fields_ = {};
         ex.rec.status = 101;
         log_access(ex);
         tracked_.set(Activity::Upgraded, color);
         phase_ = Phase::Tunnel;
+        ensure_no_delay();
         tunnel_.websocket = websocket;
         if (stop_requested_) {
             tunnel_.request_close();  // stopped during the handshake: close right away
@@ -704,10 +721,12 @@ class Session {
     std::string peer_ip_;
     std::string peer_;
     std::string head_;                       // the outgoing head being sent; reused across requests
+    net::ResponseFields response_fields_;    // rp_'s fields; storage reused
     std::optional<net::ResponseParser> rp_;  // the current upstream response
     Phase phase_ = Phase::Read;
     bool stop_requested_ = false;
     bool needs_linger_ = false;
+    bool no_delay_ = false;
     std::uint64_t requests_ = 0;
     upstream::Connection* active_upstream_ = nullptr;  // the exchange's, for the drain to cancel
     TunnelControl tunnel_;
@@ -717,8 +736,8 @@ class Session {
 }  // namespace
 
 net::Task<void> serve_connection(worker::Worker& worker, net::tcp::socket socket,
-                                 routing::Audience audience) {
-    Session session(worker, std::move(socket), audience);
+                                 net::tcp::endpoint peer, routing::Audience audience) {
+    Session session(worker, std::move(socket), peer, audience);
     co_await session.run();
 }
 

@@ -12,8 +12,9 @@ class Worker;
 namespace bgs::http {
 
 /// Serves every request of one client connection until it closes, times out or
-/// the worker stops. Never throws on I/O errors; owns the socket.
+/// the worker stops. Never throws on I/O errors; owns the socket. `peer` is the
+/// client's address as accept() reported it.
 net::Task<void> serve_connection(worker::Worker& worker, net::tcp::socket socket,
-                                 routing::Audience audience);
+                                 net::tcp::endpoint peer, routing::Audience audience);
 
 }  // namespace bgs::http

@@ -14,7 +14,7 @@ namespace bgs::net {
 namespace {
 
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
-constexpr std::size_t kMinRead = 4096;
+constexpr std::size_t kMinRead = 1024;
 constexpr std::size_t kMaxRead = 64 * 1024;
 
 // An operation that failed because the stream's deadline cancelled it reports
@@ -23,15 +23,24 @@ error_code timed(Stream& s, error_code ec) {
     return ec && s.expired() ? error_code(beast::error::timeout) : ec;
 }
 
+// Buffers start small (a connection that sends one short request and then
+// idles costs little) and grow when a read fills all the room it was given
+// (a body streaming through soon reads 64 KiB at a time).
 std::size_t read_size(const beast::flat_buffer& buf) {
     return std::clamp(buf.capacity() - buf.size(), kMinRead, kMaxRead);
 }
 
+void commit_read(beast::flat_buffer& buf, std::size_t asked, std::size_t got) {
+    buf.commit(got);
+    if (got == asked && buf.capacity() < kMaxRead) {
+        buf.reserve(std::min(2 * buf.capacity(), kMaxRead));
+    }
+}
+
 // One step of a parser: feeds what is buffered and reads more only while the
 // parser needs more to make progress (the contract of http::async_read_some).
-template <bool IsRequest>
-Task<error_code> parse_step(Stream& s, beast::flat_buffer& buf,
-                            http::parser<IsRequest, http::buffer_body>& p) {
+template <typename Parser>
+Task<error_code> parse_step(Stream& s, beast::flat_buffer& buf, Parser& p) {
     error_code ec;
     if (buf.size() > 0) {
         buf.consume(p.put(buf.data(), ec));
@@ -40,7 +49,8 @@ Task<error_code> parse_step(Stream& s, beast::flat_buffer& buf,
         }
     }
     for (;;) {
-        auto [rec, n] = co_await read_some(s, buf.prepare(read_size(buf)));
+        const auto asked = read_size(buf);
+        auto [rec, n] = co_await read_some(s, buf.prepare(asked));
         if (rec == asio::error::eof) {
             ec = {};
             if (p.got_some()) {
@@ -53,7 +63,7 @@ Task<error_code> parse_step(Stream& s, beast::flat_buffer& buf,
         if (rec) {
             co_return rec;
         }
-        buf.commit(n);
+        commit_read(buf, asked, n);
         buf.consume(p.put(buf.data(), ec));
         if (ec != http::error::need_more) {
             co_return ec;
@@ -61,9 +71,8 @@ Task<error_code> parse_step(Stream& s, beast::flat_buffer& buf,
     }
 }
 
-template <bool IsRequest>
-Task<error_code> read_header_of(Stream& s, beast::flat_buffer& buf,
-                                http::parser<IsRequest, http::buffer_body>& p) {
+template <typename Parser>
+Task<error_code> read_header_of(Stream& s, beast::flat_buffer& buf, Parser& p) {
     while (!p.is_header_done()) {
         if (auto ec = co_await parse_step(s, buf, p)) {
             co_return ec;
@@ -72,9 +81,8 @@ Task<error_code> read_header_of(Stream& s, beast::flat_buffer& buf,
     co_return error_code{};
 }
 
-template <bool IsRequest>
-Task<error_code> read_body_of(Stream& s, beast::flat_buffer& buf,
-                              http::parser<IsRequest, http::buffer_body>& p) {
+template <typename Parser>
+Task<error_code> read_body_of(Stream& s, beast::flat_buffer& buf, Parser& p) {
     const auto ec = co_await parse_step(s, buf, p);
     co_return ec == http::error::need_buffer ? error_code{} : ec;
 }

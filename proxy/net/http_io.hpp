@@ -6,6 +6,7 @@
 // deadline cut fails with beast::error::timeout.
 #pragma once
 
+#include "proxy/net/response_parser.hpp"
 #include "proxy/net/stream.hpp"
 
 #include <boost/asio/awaitable.hpp>
@@ -32,7 +33,6 @@ template <typename T>
 using Task = asio::awaitable<T>;
 
 using RequestParser = http::request_parser<http::buffer_body>;
-using ResponseParser = http::response_parser<http::buffer_body>;
 
 /// Reads until the parser has a complete header. A client that closes before
 /// sending anything gives http::error::end_of_stream.

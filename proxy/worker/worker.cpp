@@ -209,8 +209,9 @@ net::Task<void> Worker::drain_loop(Color color, std::uint64_t generation,
 
 net::Task<void> Worker::accept_loop(net::tcp::acceptor& acceptor, routing::Audience audience) {
     const auto max = shared_.cfg.limits.max_connections;
+    net::tcp::endpoint peer;
     while (!stopping_) {
-        auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
+        auto [ec, socket] = co_await acceptor.async_accept(peer, kNoThrow);
         if (ec) {
             if (stopping_ || ec == asio::error::operation_aborted) {
                 co_return;
@@ -223,13 +224,13 @@ net::Task<void> Worker::accept_loop(net::tcp::acceptor& acceptor, routing::Audie
         }
         if (shared_.open_connections.load(std::memory_order_relaxed) >= max ||
             shared_.shutting_down.load(std::memory_order_relaxed)) {
-            log().warn("503 to {}: {}", socket.remote_endpoint(ec).address().to_string(),
+            log().warn("503 to {}: {}", peer.address().to_string(),
                        shared_.shutting_down ? "shutting down" : "limits.max_connections reached");
             asio::co_spawn(ioc_, reject_busy(std::move(socket)),
                            [](std::exception_ptr e) { log_coroutine_exit("503 reply", e); });
             continue;
         }
-        asio::co_spawn(ioc_, http::serve_connection(*this, std::move(socket), audience),
+        asio::co_spawn(ioc_, http::serve_connection(*this, std::move(socket), peer, audience),
                        [](std::exception_ptr e) { log_coroutine_exit("client session", e); });
     }
 }

@@ -2,8 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/beast/http/error.hpp>
+
 #include <initializer_list>
+#include <iterator>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace bgs::http {
 namespace {
@@ -199,3 +204,88 @@ TEST(HeaderRewriteTest, RequestIdKeptWhenSaneElseGenerated) {
 
 }  // namespace
 }  // namespace bgs::http
+
+namespace bgs::net {
+namespace {
+
+std::size_t feed(ResponseParser& p, std::string_view bytes, boost::system::error_code& ec) {
+    return p.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
+}
+
+TEST(ResponseParserTest, KeepsFieldsInOrderAndWritesTheSameHeadAsBeastFields) {
+    constexpr std::string_view head =
+        "HTTP/1.1 201 Made It\r\n"
+        "Content-Type: text/plain\r\n"
+        "Set-Cookie: a=1\r\n"
+        "Connection: close, X-Private\r\n"
+        "X-Private: 1\r\n"
+        "Set-Cookie: b=2\r\n"
+        "Transfer-Encoding: chunked\r\n"
+        "\r\n";
+    ResponseFields storage;
+    ResponseParser p(storage);
+    boost::system::error_code ec;
+    EXPECT_EQ(feed(p, head, ec), head.size());
+    ASSERT_FALSE(ec) << ec.message();
+    ASSERT_TRUE(p.is_header_done());
+    EXPECT_EQ(p.status(), 201u);
+    EXPECT_EQ(p.reason(), "Made It");
+    EXPECT_FALSE(p.keep_alive());
+    EXPECT_TRUE(p.chunked());
+    std::vector<std::string> names;
+    for (const auto& f : p.fields()) {
+        names.emplace_back(f.name_string());
+    }
+    EXPECT_EQ(names, (std::vector<std::string>{"Content-Type", "Set-Cookie", "Connection",
+                                               "X-Private", "Set-Cookie", "Transfer-Encoding"}));
+
+    http::Fields beast;
+    for (const auto& f : p.fields()) {
+        beast.insert(boost::beast::string_view(f.name_string().data(), f.name_string().size()),
+                     boost::beast::string_view(f.value().data(), f.value().size()));
+    }
+    http::ClientResponseHead h;
+    h.status = 201;
+    h.reason = p.reason();
+    h.request_id = "rid";
+    h.framing = http::Framing::Chunked;
+    std::string ours, theirs;
+    http::write_client_response_head(ours, p.fields(), h);
+    http::write_client_response_head(theirs, beast, h);
+    EXPECT_EQ(ours, theirs);
+    EXPECT_EQ(ours,
+              "HTTP/1.1 201 Made It\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\n"
+              "Set-Cookie: b=2\r\nX-Request-Id: rid\r\nTransfer-Encoding: chunked\r\n\r\n");
+}
+
+TEST(ResponseParserTest, BodyArrivesThroughWindowsAndStorageIsReused) {
+    ResponseFields storage;
+    {
+        ResponseParser first(storage);
+        boost::system::error_code ec;
+        feed(first, "HTTP/1.1 200 OK\r\nX-First: 1\r\nContent-Length: 0\r\n\r\n", ec);
+        ASSERT_TRUE(first.is_done());
+    }
+    ResponseParser p(storage);
+    constexpr std::string_view msg =
+        "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
+    std::string_view rest = msg;
+    std::string body;
+    char window[4];
+    boost::system::error_code ec;
+    while (!p.is_done()) {
+        p.set_window(window, sizeof window);
+        const auto used = feed(p, rest, ec);
+        ASSERT_TRUE(!ec || ec == boost::beast::http::error::need_buffer) << ec.message();
+        rest.remove_prefix(used);
+        body.append(window, sizeof window - p.window_left());
+    }
+    EXPECT_EQ(body, "hello, world");
+    EXPECT_TRUE(rest.empty());
+    EXPECT_EQ(p.fields().count(boost::beast::http::field::transfer_encoding), 1u);
+    EXPECT_EQ(std::distance(p.fields().begin(), p.fields().end()), 1);  // X-First is gone
+}
+
+}  // namespace
+}  // namespace bgs::net
