@@ -37,20 +37,32 @@ void commit_read(beast::flat_buffer& buf, std::size_t asked, std::size_t got) {
     }
 }
 
-// One step of a parser: feeds what is buffered and reads more only while the
-// parser needs more to make progress (the contract of http::async_read_some).
+// Feeds the parser what is buffered and reads more while it needs more: until
+// the header is complete (`whole_header`), or else until one step of progress
+// (the contract of http::async_read_some). One coroutine frame per call: the
+// read is awaited here rather than through read_some.
 template <typename Parser>
-Task<error_code> parse_step(Stream& s, beast::flat_buffer& buf, Parser& p) {
+Task<error_code> parse(Stream& s, beast::flat_buffer& buf, Parser& p, bool whole_header) {
     error_code ec;
-    if (buf.size() > 0) {
-        buf.consume(p.put(buf.data(), ec));
-        if (ec != http::error::need_more) {
-            co_return ec;
-        }
-    }
+    bool buffered = buf.size() > 0;
     for (;;) {
+        if (buffered) {
+            buf.consume(p.put(buf.data(), ec));
+            if (ec != http::error::need_more) {
+                if (ec || !whole_header || p.is_header_done()) {
+                    co_return ec == http::error::need_buffer ? error_code{} : ec;
+                }
+                buffered = buf.size() > 0;
+                continue;
+            }
+        }
+        if (s.expired()) {
+            co_return error_code(beast::error::timeout);
+        }
         const auto asked = read_size(buf);
-        auto [rec, n] = co_await read_some(s, buf.prepare(asked));
+        s.begin_wait();
+        auto [rec, n] = co_await s.socket().async_read_some(buf.prepare(asked), kNoThrow);
+        s.end_wait();
         if (rec == asio::error::eof) {
             ec = {};
             if (p.got_some()) {
@@ -61,30 +73,11 @@ Task<error_code> parse_step(Stream& s, beast::flat_buffer& buf, Parser& p) {
             co_return ec;
         }
         if (rec) {
-            co_return rec;
+            co_return timed(s, rec);
         }
         commit_read(buf, asked, n);
-        buf.consume(p.put(buf.data(), ec));
-        if (ec != http::error::need_more) {
-            co_return ec;
-        }
+        buffered = true;
     }
-}
-
-template <typename Parser>
-Task<error_code> read_header_of(Stream& s, beast::flat_buffer& buf, Parser& p) {
-    while (!p.is_header_done()) {
-        if (auto ec = co_await parse_step(s, buf, p)) {
-            co_return ec;
-        }
-    }
-    co_return error_code{};
-}
-
-template <typename Parser>
-Task<error_code> read_body_of(Stream& s, beast::flat_buffer& buf, Parser& p) {
-    const auto ec = co_await parse_step(s, buf, p);
-    co_return ec == http::error::need_buffer ? error_code{} : ec;
 }
 
 // Writes go to the kernel directly: a response that fits the socket buffer (the
@@ -130,19 +123,19 @@ Task<error_code> write_buffers(Stream& s, Buffers data, bool copy_rest = false) 
 }  // namespace
 
 Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, RequestParser& p) {
-    return read_header_of(s, buf, p);
+    return parse(s, buf, p, /*whole_header=*/true);
 }
 
 Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, ResponseParser& p) {
-    return read_header_of(s, buf, p);
+    return parse(s, buf, p, /*whole_header=*/true);
 }
 
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, RequestParser& p) {
-    return read_body_of(s, buf, p);
+    return parse(s, buf, p, /*whole_header=*/false);
 }
 
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, ResponseParser& p) {
-    return read_body_of(s, buf, p);
+    return parse(s, buf, p, /*whole_header=*/false);
 }
 
 Task<error_code> write_all(Stream& s, asio::const_buffer data) {
