@@ -59,11 +59,16 @@ std::uint32_t random_u32() {
     return static_cast<std::uint32_t>(thread_rng().next() >> 32);
 }
 
-std::string make_request_id() {
+void make_request_id(std::string& out) {
     auto& rng = thread_rng();
-    std::string id(32, '0');
-    put_hex(id.data(), rng.next());
-    put_hex(id.data() + 16, rng.next());
+    out.resize(32);
+    put_hex(out.data(), rng.next());
+    put_hex(out.data() + 16, rng.next());
+}
+
+std::string make_request_id() {
+    std::string id;
+    make_request_id(id);
     return id;
 }
 

@@ -10,6 +10,8 @@ namespace bgs {
 /// A 32-hex-digit request id from a per-thread generator seeded by the OS.
 /// Unique in practice, not a secret.
 std::string make_request_id();
+/// The same, written into `out` (which keeps its storage).
+void make_request_id(std::string& out);
 
 /// 32 random bits from the same per-thread generator (WebSocket masking keys).
 std::uint32_t random_u32();

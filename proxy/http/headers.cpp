@@ -3,11 +3,11 @@
 #include "proxy/common/random.hpp"
 
 #include <boost/beast/core/string.hpp>
+#include <boost/container/small_vector.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/status.hpp>
 
 #include <algorithm>
-#include <vector>
 
 namespace bgs::http {
 namespace bh = boost::beast::http;
@@ -15,12 +15,6 @@ using boost::beast::iequals;
 
 namespace {
 
-std::string_view sv(boost::beast::string_view s) {
-    return {s.data(), s.size()};
-}
-std::string_view sv(std::string_view s) {
-    return s;
-}
 boost::beast::string_view bsv(std::string_view s) {
     return {s.data(), s.size()};
 }
@@ -28,12 +22,6 @@ boost::beast::string_view bsv(std::string_view s) {
 // Calls `f` with the value of every instance of `field`.
 template <typename F>
 void for_each_value(const Fields& fields, bh::field field, F&& f) {
-    for (auto it = fields.find(field); it != fields.end() && it->name() == field; ++it) {
-        f(sv(it->value()));
-    }
-}
-template <typename F>
-void for_each_value(const net::ResponseFields& fields, bh::field field, F&& f) {
     for (const auto& x : fields) {
         if (x.name() == field) {
             f(x.value());
@@ -42,9 +30,10 @@ void for_each_value(const net::ResponseFields& fields, bh::field field, F&& f) {
 }
 
 // Every comma-separated token of every instance of `field`, whitespace trimmed.
-template <typename FieldsT>
-std::vector<std::string_view> list_tokens(const FieldsT& fields, bh::field field) {
-    std::vector<std::string_view> out;
+// Headers name a handful of tokens at most; those stay off the heap.
+using Tokens = boost::container::small_vector<std::string_view, 8>;
+Tokens list_tokens(const Fields& fields, bh::field field) {
+    Tokens out;
     for_each_value(fields, field, [&](std::string_view value) {
         std::size_t pos = 0;
         while (pos <= value.size()) {
@@ -162,8 +151,8 @@ bool is_forwarding_field(std::string_view sname) {
 // The end-to-end fields of `in`, each as "Name: value\r\n". Hop-by-hop fields
 // (RFC 9110 §7.6.1) and those the Connection field names are left out, and so
 // are the framing fields, which the caller writes for what it actually sends.
-template <typename FieldsT, typename Skip>
-void append_end_to_end(std::string& out, const FieldsT& in, bool keep_upgrade, Skip&& skip) {
+template <typename Skip>
+void append_end_to_end(std::string& out, const Fields& in, bool keep_upgrade, Skip&& skip) {
     const auto named = list_tokens(in, bh::field::connection);
     for (const auto& f : in) {
         switch (f.name()) {
@@ -183,7 +172,7 @@ void append_end_to_end(std::string& out, const FieldsT& in, bool keep_upgrade, S
             default:
                 break;
         }
-        const std::string_view name = sv(f.name_string());
+        const std::string_view name = f.name_string();
         if (skip(f.name(), name)) {
             continue;
         }
@@ -197,7 +186,7 @@ void append_end_to_end(std::string& out, const FieldsT& in, bool keep_upgrade, S
         }
         out.append(name);
         out += ": ";
-        out.append(sv(f.value()));
+        out.append(f.value());
         out += "\r\n";
     }
 }
@@ -229,14 +218,15 @@ void write_upstream_request_head(std::string& out, const Fields& in, const Upstr
         return false;
     });
     out += "X-Forwarded-For: ";
-    for (auto it = in.find("X-Forwarded-For");
-         it != in.end() && iequals(it->name_string(), "X-Forwarded-For"); ++it) {
-        append(out, it->value());
-        out += ", ";
+    for (const auto& f : in) {
+        if (f.name() == bh::field::unknown && iequals(bsv(f.name_string()), "X-Forwarded-For")) {
+            out.append(f.value());
+            out += ", ";
+        }
     }
     out.append(h.client_ip);
     out += "\r\nX-Forwarded-Proto: http\r\n";
-    if (auto host = in.find(bh::field::host); host != in.end()) {
+    if (const auto* host = in.find(bh::field::host)) {
         out += "X-Forwarded-Host: ";
         append(out, host->value());
         out += "\r\n";
@@ -255,10 +245,7 @@ void write_upstream_request_head(std::string& out, const Fields& in, const Upstr
     out += "\r\n";
 }
 
-namespace {
-
-template <typename FieldsT>
-void client_response_head(std::string& out, const FieldsT& in, const ClientResponseHead& h) {
+void write_client_response_head(std::string& out, const Fields& in, const ClientResponseHead& h) {
     out += h.version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
     append_number(out, h.status);
     out += ' ';
@@ -291,28 +278,18 @@ void client_response_head(std::string& out, const FieldsT& in, const ClientRespo
     out += "\r\n";
 }
 
-}  // namespace
-
-void write_client_response_head(std::string& out, const Fields& in, const ClientResponseHead& h) {
-    client_response_head(out, in, h);
-}
-
-void write_client_response_head(std::string& out, const net::ResponseFields& in,
-                                const ClientResponseHead& h) {
-    client_response_head(out, in, h);
-}
-
-std::string request_id_for(const Fields& in) {
-    if (auto it = in.find("X-Request-Id"); it != in.end()) {
-        auto v = sv(it->value());
+void request_id_for(const Fields& in, std::string& out) {
+    if (const auto* id = in.find("X-Request-Id")) {
+        const auto v = id->value();
         const bool sane =
             !v.empty() && v.size() <= 128 &&
             std::all_of(v.begin(), v.end(), [](char c) { return c > 0x20 && c < 0x7f; });
         if (sane) {
-            return std::string(v);
+            out.assign(v);
+            return;
         }
     }
-    return make_request_id();
+    make_request_id(out);
 }
 
 }  // namespace bgs::http

@@ -3,9 +3,7 @@
 // §7.6.1) and the forwarding headers the proxy adds. No I/O; any thread.
 #pragma once
 
-#include "proxy/net/response_parser.hpp"
-
-#include <boost/beast/http/fields.hpp>
+#include "proxy/net/message_parser.hpp"
 
 #include <cstdint>
 #include <optional>
@@ -14,7 +12,7 @@
 
 namespace bgs::http {
 
-using Fields = boost::beast::http::fields;
+using Fields = net::FlatFields;
 
 /// Why a request's framing is ambiguous or invalid, or nullopt when it is sound.
 /// `version` is 10 or 11. Checks: Content-Length together with Transfer-Encoding,
@@ -73,11 +71,10 @@ struct ClientResponseHead {
 /// fields of the upstream's response `in`, X-Request-Id, the color header, the
 /// framing and the connection decision.
 void write_client_response_head(std::string& out, const Fields& in, const ClientResponseHead& h);
-void write_client_response_head(std::string& out, const net::ResponseFields& in,
-                                const ClientResponseHead& h);
 
-/// The request id to use: the client's X-Request-Id when it is a sane token
-/// (1..128 visible ASCII characters), a new one otherwise.
-std::string request_id_for(const Fields& in);
+/// Sets `out` to the request id to use: the client's X-Request-Id when it is a
+/// sane token (1..128 visible ASCII characters), a new one otherwise. `out`
+/// keeps its storage, so a session reusing it allocates nothing.
+void request_id_for(const Fields& in, std::string& out);
 
 }  // namespace bgs::http

@@ -56,8 +56,9 @@ constexpr std::size_t kFirstRead = 1024;
 // How long a quiet keep-alive connection keeps its read buffer.
 constexpr auto kBufferedWait = std::chrono::seconds(1);
 
-std::string_view to_sv(beast::string_view s) {
-    return {s.data(), s.size()};
+bool iequals(std::string_view a, std::string_view b) {
+    return beast::iequals(beast::string_view(a.data(), a.size()),
+                          beast::string_view(b.data(), b.size()));
 }
 
 bool is_benign_disconnect(const net::error_code& ec) {
@@ -103,6 +104,7 @@ class Session {
         worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
         peer_ip_ = peer.address().to_string();
         peer_ = peer_ip_ + ":" + std::to_string(peer.port());
+        ex_.rec.client = peer_;
     }
 
     ~Session() { worker_.shared().open_connections.fetch_sub(1, std::memory_order_relaxed); }
@@ -139,9 +141,24 @@ class Session {
     enum class Phase { Wait, Read, Busy, Tunnel };
 
     /// Everything the access log and the error replies need about one exchange.
+    /// The session keeps one and reuses its strings' storage.
     struct Exchange {
-        Clock::time_point start = Clock::now();
+        Clock::time_point start;
+        std::optional<Color> routed;  // set once the request has a color
         metrics::AccessRecord rec;
+
+        void reset() {
+            start = Clock::now();
+            routed.reset();
+            rec.method.clear();
+            rec.target.clear();
+            rec.version = 11;
+            rec.status = 0;
+            rec.bytes_sent = 0;
+            rec.color = "-";
+            rec.upstream = "-";
+            rec.request_id.clear();
+        }
     };
 
     // Called by the worker on shutdown and by the drain: end at the next safe
@@ -195,12 +212,9 @@ class Session {
         if (requests_ > 0) {
             ensure_no_delay();  // responses may now follow each other (pipelining)
         }
-        Exchange ex;
-        ex.rec.time = std::chrono::system_clock::now();
-        ex.rec.client = peer_;
-        ex.rec.color = "-";
-        ex.rec.upstream = "-";
-        net::RequestParser parser;
+        Exchange& ex = ex_;
+        ex.reset();
+        auto& parser = parser_.emplace(request_fields_);
         parser.header_limit(static_cast<std::uint32_t>(cfg_.limits.max_header_bytes));
         parser.body_limit(cfg_.limits.max_body_bytes);
         // The deadline leaves the socket open, so a 408 can still be sent.
@@ -211,31 +225,33 @@ class Session {
                 co_return false;
             }
             if (parser.is_header_done()) {
-                note_request(ex, parser.get());
+                note_request(ex, parser);
             }
             co_await reply(ex, status, ec.message(), true);
             co_return false;
         }
         ++requests_;
         phase_ = Phase::Busy;
-        auto& req = parser.get();
-        note_request(ex, req);
-        ex.rec.request_id = request_id_for(req);
+        const auto& req = parser.fields();
+        note_request(ex, parser);
+        request_id_for(req, ex.rec.request_id);
 
         // --- 3. check --------------------------------------------------------
-        if (auto why = request_framing_error(req, req.version())) {
+        if (auto why = request_framing_error(req, parser.version())) {
             co_await reply(ex, 400, *why, true);
             co_return false;
         }
-        const bool upgrade = is_upgrade_request(req, req.version());
-        const bool client_keep_alive = req.keep_alive();
-        const bool has_body = req.chunked() || parser.content_length().value_or(0) > 0;
+        const bool upgrade = is_upgrade_request(req, parser.version());
+        const bool client_keep_alive = parser.keep_alive();
+        const bool has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
+        const auto* expect = req.find(bh::field::expect);
         const bool expect_continue =
-            beast::iequals(req[bh::field::expect], "100-continue") && has_body;
+            expect != nullptr && iequals(expect->value(), "100-continue") && has_body;
 
         // --- 4. route --------------------------------------------------------
         const Color color = worker_.shared().router.route(audience_);
-        ex.rec.color = std::string(to_string(color));
+        ex.routed = color;
+        ex.rec.color = to_string(color);
         tracked_.set(Activity::Request, color);
         auto up = co_await lease_upstream(color, std::nullopt);
         active_upstream_ = up.get();
@@ -246,28 +262,13 @@ class Session {
         }
 
         // --- 5. send ---------------------------------------------------------
-        UpstreamRequestHead rh;
-        rh.method = to_sv(req.method_string());
-        rh.target = to_sv(req.target());
-        rh.client_ip = peer_ip_;
-        rh.request_id = ex.rec.request_id;
-        const auto& first_upstream = worker_.shared().router.upstream(color, up->index).address;
-        rh.default_host = req.count(bh::field::host) == 0 ? std::string_view(first_upstream) : "";
-        rh.upgrade = upgrade;
-        rh.drop_expect = expect_continue;  // answered here, when the body is wanted
-        if (req.chunked()) {
-            rh.framing = Framing::Chunked;
-        } else if (auto len = parser.content_length()) {
-            rh.framing = Framing::Length;
-            rh.content_length = *len;
-        }
-        head_.clear();
-        write_upstream_request_head(head_, req, rh);
+        const Framing request_framing =
+            prepare_request_head(parser, ex, color, up->index, upgrade, expect_continue);
 
         net::ResponseParser* rp = nullptr;
         for (int attempt = 0;; ++attempt) {
             ex.rec.upstream = worker_.shared().router.upstream(color, up->index).address;
-            auto sent = co_await send_request(ex, parser, rh.framing, *up, expect_continue);
+            auto sent = co_await send_request(ex, parser, request_framing, *up, expect_continue);
             if (sent.client_failed) {
                 co_return finish(false);
             }
@@ -277,7 +278,7 @@ class Session {
             }
 
             // --- 6. await ----------------------------------------------------
-            auto got = co_await await_response(req.method() == bh::verb::head, *up);
+            auto got = co_await await_response(parser.method() == bh::verb::head, *up);
             if (got.parser != nullptr) {
                 rp = got.parser;
                 break;
@@ -303,51 +304,26 @@ class Session {
                 co_await reply(ex, 502, "upstream sent 101 to a request without Upgrade", true);
                 co_return finish(false);
             }
+            const auto* proto = req.find(bh::field::upgrade);
             co_await tunnel(ex, *rp, *up, color,
-                            beast::iequals(req[bh::field::upgrade], "websocket"));
+                            proto != nullptr && iequals(proto->value(), "websocket"));
             co_return finish(false);
         }
 
         // --- 7. relay --------------------------------------------------------
-        const bool head = req.method() == bh::verb::head;
-        const unsigned code = rp->status();
-        const bool body_expected = !head && code != 204 && code != 304 && code >= 200;
-        const bool until_close = body_expected && rp->need_eof();
-        const bool client_v10 = req.version() == 10;
-
-        ClientResponseHead h;
-        h.version = client_v10 ? 10 : 11;
-        h.status = code;
-        h.reason = rp->reason();
-        h.request_id = ex.rec.request_id;
-        if (cfg_.proxy.expose_color_header) {
-            h.color = ex.rec.color;
-        }
-        bool streaming = false;
-        if (auto len = rp->content_length(); len && (body_expected || head || code == 304)) {
-            h.framing = Framing::Length;
-            h.content_length = *len;
-        } else if (body_expected) {
-            streaming = true;
-            h.framing = client_v10 ? Framing::UntilClose : Framing::Chunked;
-        }
-        h.keep_alive = client_keep_alive && !stop_requested_ &&
-                       !worker_.shared().shutting_down.load(std::memory_order_relaxed) &&
-                       h.framing != Framing::UntilClose;
-        const bool keep_alive = h.keep_alive;
-        if (streaming) {
+        const auto plan =
+            prepare_response_head(parser.method() == bh::verb::head, parser.version() == 10,
+                                  client_keep_alive, *rp, ex);
+        if (plan.streaming) {
             tracked_.set(Activity::Stream, color);
         }
-        ex.rec.status = code;
-        head_.clear();
-        write_client_response_head(head_, rp->fields(), h);
-
-        const bool relayed = co_await relay_response(ex, *rp, *up, body_expected, h.framing);
-        if (!relayed) {
+        if (!co_await relay_response(ex, *rp, *up, plan.body_expected, plan.framing)) {
             co_return finish(false);
         }
 
         // --- 8. done ---------------------------------------------------------
+        const bool until_close = plan.body_expected && rp->need_eof();
+        const bool keep_alive = plan.keep_alive;
         if (rp->keep_alive() && !until_close && rp->is_done() && up->buffer.size() == 0) {
             worker_.pool().give_back(std::move(up));
         }
@@ -355,16 +331,87 @@ class Session {
         co_return finish(keep_alive);
     }
 
+    // Phase 5 (a plain function, so that what it needs stays off the coroutine
+    // frame): writes the upstream's request head into head_; returns the body's
+    // framing.
+    Framing prepare_request_head(const net::RequestParser& parser, const Exchange& ex, Color color,
+                                 std::size_t upstream_index, bool upgrade, bool expect_continue) {
+        UpstreamRequestHead rh;
+        rh.method = parser.method_string();
+        rh.target = parser.target();
+        rh.client_ip = peer_ip_;
+        rh.request_id = ex.rec.request_id;
+        const auto& fields = parser.fields();
+        if (fields.count(bh::field::host) == 0) {
+            rh.default_host = worker_.shared().router.upstream(color, upstream_index).address;
+        }
+        rh.upgrade = upgrade;
+        rh.drop_expect = expect_continue;  // answered here, when the body is wanted
+        if (parser.chunked()) {
+            rh.framing = Framing::Chunked;
+        } else if (auto len = parser.content_length()) {
+            rh.framing = Framing::Length;
+            rh.content_length = *len;
+        }
+        head_.clear();
+        write_upstream_request_head(head_, fields, rh);
+        return rh.framing;
+    }
+
+    struct ResponsePlan {
+        Framing framing = Framing::None;
+        bool body_expected = false;
+        bool streaming = false;  // no length known: forwarded piece by piece
+        bool keep_alive = false;
+    };
+
+    // Phase 7, its decisions: how the response is framed for the client and
+    // whether the connection stays open; writes the client's head into head_.
+    ResponsePlan prepare_response_head(bool head_request, bool client_v10, bool client_keep_alive,
+                                       const net::ResponseParser& rp, Exchange& ex) {
+        ResponsePlan plan;
+        const unsigned code = rp.status();
+        plan.body_expected = !head_request && code != 204 && code != 304 && code >= 200;
+        ClientResponseHead h;
+        h.version = client_v10 ? 10 : 11;
+        h.status = code;
+        h.reason = rp.reason();
+        h.request_id = ex.rec.request_id;
+        if (cfg_.proxy.expose_color_header) {
+            h.color = ex.rec.color;
+        }
+        if (auto len = rp.content_length();
+            len && (plan.body_expected || head_request || code == 304)) {
+            h.framing = Framing::Length;
+            h.content_length = *len;
+        } else if (plan.body_expected) {
+            plan.streaming = true;
+            h.framing = client_v10 ? Framing::UntilClose : Framing::Chunked;
+        }
+        h.keep_alive = client_keep_alive && !stop_requested_ &&
+                       !worker_.shared().shutting_down.load(std::memory_order_relaxed) &&
+                       h.framing != Framing::UntilClose;
+        plan.framing = h.framing;
+        plan.keep_alive = h.keep_alive;
+        ex.rec.status = code;
+        head_.clear();
+        write_client_response_head(head_, rp.fields(), h);
+        return plan;
+    }
+
     // Phase 1. A busy connection waits for its next request with the read
     // buffer ready (the reactor fills it at once); one that stays quiet for
     // kBufferedWait gives the buffer back and waits out the rest of
     // timeouts.idle without one, so thousands of idle clients cost little.
     net::Task<bool> wait_for_next_request() {
-        const auto idle_until = Clock::now() + cfg_.timeouts.idle;
+        const auto idle_until = net::coarse_now() + cfg_.timeouts.idle;
         client_.expires_after(std::min<Duration>(cfg_.timeouts.idle, kBufferedWait));
         auto [ec, n] = co_await net::read_some(client_, buf_.prepare(kFirstRead));
-        if (ec == beast::error::timeout && Clock::now() < idle_until && !stop_requested_) {
+        if (ec == beast::error::timeout && net::coarse_now() < idle_until && !stop_requested_) {
             buf_.shrink_to_fit();
+            parser_.reset();  // and the last exchange's header storage with it
+            request_fields_ = {};
+            response_fields_ = {};
             client_.expires_at(idle_until);
             if (co_await net::wait_readable(client_) || stop_requested_) {
                 co_return false;
@@ -389,9 +436,9 @@ class Session {
         return keep_alive;
     }
 
-    void note_request(Exchange& ex, const bh::request<bh::buffer_body>& req) {
-        ex.rec.method = std::string(req.method_string());
-        ex.rec.target = std::string(req.target());
+    static void note_request(Exchange& ex, const net::RequestParser& req) {
+        ex.rec.method = req.method_string();
+        ex.rec.target = req.target();
         ex.rec.version = req.version() == 10 ? 10 : 11;
     }
 
@@ -453,8 +500,7 @@ class Session {
         const auto window = net::thread_scratch();
         char* io = static_cast<char*>(window.data());
         while (!parser.is_done()) {
-            parser.get().body().data = io;
-            parser.get().body().size = window.size();
+            parser.set_window(io, window.size());
             client_.expires_after(cfg_.timeouts.idle);
             if (auto ec = co_await net::read_body(client_, buf_, parser)) {
                 if (ec == bh::error::body_limit) {
@@ -470,7 +516,7 @@ class Session {
                            ec.message());
                 co_return SendResult{0, {}, true};
             }
-            const std::size_t n = window.size() - parser.get().body().size;
+            const std::size_t n = window.size() - parser.window_left();
             if (n == 0 && !parser.is_done()) {
                 continue;  // only chunk framing was read
             }
@@ -660,7 +706,7 @@ class Session {
     /// The proxy's own answer: a short plain-text body, a log line that says why.
     net::Task<void> reply(Exchange& ex, unsigned status, std::string_view why, bool close) {
         if (ex.rec.request_id.empty()) {
-            ex.rec.request_id = make_request_id();
+            make_request_id(ex.rec.request_id);
         }
         log().warn("{} for {} \"{} {}\" (request {}): {}", status, peer_,
                    ex.rec.method.empty() ? "-" : ex.rec.method, ex.rec.target, ex.rec.request_id,
@@ -703,11 +749,15 @@ class Session {
     // Ends an exchange's bookkeeping: the duration histogram and request count of
     // its color (when it was routed), and the access-log line.
     void log_access(Exchange& ex) {
-        ex.rec.duration_s = std::chrono::duration<double>(Clock::now() - ex.start).count();
-        if (auto color = parse_color(ex.rec.color)) {
-            worker_.shared().metrics.observe(*color, ex.rec.status, ex.rec.duration_s);
+        const auto took = Clock::now() - ex.start;
+        ex.rec.duration_s = std::chrono::duration<double>(took).count();
+        if (ex.routed) {
+            worker_.shared().metrics.observe(*ex.routed, ex.rec.status, ex.rec.duration_s);
         }
         if (auto& logger = worker_.shared().access_log) {
+            // The wall clock is read only for the log line.
+            ex.rec.time = std::chrono::system_clock::now() -
+                          std::chrono::duration_cast<std::chrono::system_clock::duration>(took);
             logger->info(metrics::format_access(ex.rec, cfg_.log.format));
         }
     }
@@ -721,8 +771,11 @@ class Session {
     std::string peer_ip_;
     std::string peer_;
     std::string head_;                       // the outgoing head being sent; reused across requests
-    net::ResponseFields response_fields_;    // rp_'s fields; storage reused
-    std::optional<net::ResponseParser> rp_;  // the current upstream response
+    Exchange ex_;                             // the current exchange; storage reused
+    net::FlatFields request_fields_;          // parser_'s fields; storage reused
+    std::optional<net::RequestParser> parser_;  // the current request
+    net::FlatFields response_fields_;         // rp_'s fields; storage reused
+    std::optional<net::ResponseParser> rp_;   // the current upstream response
     Phase phase_ = Phase::Read;
     bool stop_requested_ = false;
     bool needs_linger_ = false;

@@ -6,15 +6,12 @@
 // deadline cut fails with beast::error::timeout.
 #pragma once
 
-#include "proxy/net/response_parser.hpp"
+#include "proxy/net/message_parser.hpp"
 #include "proxy/net/stream.hpp"
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/http/buffer_body.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/parser.hpp>
 #include <boost/system/error_code.hpp>
 
 #include <array>
@@ -32,15 +29,13 @@ using tcp = asio::ip::tcp;
 template <typename T>
 using Task = asio::awaitable<T>;
 
-using RequestParser = http::request_parser<http::buffer_body>;
-
 /// Reads until the parser has a complete header. A client that closes before
 /// sending anything gives http::error::end_of_stream.
 Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, RequestParser& p);
 Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, ResponseParser& p);
 
-/// Reads body bytes into the parser's current buffer_body window. Beast's
-/// need_buffer (the window is full) is reported as success.
+/// Reads body bytes into the parser's current window. Beast's need_buffer (the
+/// window is full) is reported as success.
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, RequestParser& p);
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, ResponseParser& p);
 

@@ -1,5 +1,7 @@
 #include "proxy/net/stream.hpp"
 
+#include <time.h>
+
 #include <algorithm>
 
 namespace bgs::net {
@@ -12,7 +14,25 @@ DeadlineWheel& wheel_of(const asio::any_io_executor& ex) {
     return asio::use_service<DeadlineWheel>(asio::query(ex, asio::execution::context));
 }
 
+std::chrono::nanoseconds coarse_resolution() {
+    timespec res{};
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) != 0) {
+        return std::chrono::milliseconds(10);
+    }
+    return std::chrono::seconds(res.tv_sec) + std::chrono::nanoseconds(res.tv_nsec);
+}
+
 }  // namespace
+
+SteadyTime coarse_now() {
+    static const auto resolution = coarse_resolution();
+    timespec ts{};
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0) {
+        return std::chrono::steady_clock::now();
+    }
+    return SteadyTime(std::chrono::duration_cast<SteadyTime::duration>(
+        std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec) + resolution));
+}
 
 Stream::Stream(tcp::socket socket)
     : socket_(std::move(socket)), wheel_(wheel_of(socket_.get_executor())) {

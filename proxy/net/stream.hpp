@@ -31,6 +31,12 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 
 class DeadlineWheel;
 
+/// The time deadlines are set from: CLOCK_MONOTONIC_COARSE (steady_clock's
+/// clock, read without the cost of a precise clock read, which is paid several
+/// times per request otherwise) plus its resolution, so a deadline set from it
+/// is never earlier than one set from steady_clock::now().
+SteadyTime coarse_now();
+
 class Stream {
   public:
     /// Takes over a connected socket (made non-blocking for direct writes).
@@ -46,7 +52,7 @@ class Stream {
 
     /// Operations started or pending after `at` fail with beast::error::timeout.
     void expires_at(SteadyTime at);
-    void expires_after(Duration d) { expires_at(std::chrono::steady_clock::now() + d); }
+    void expires_after(Duration d) { expires_at(coarse_now() + d); }
     void expires_never() { expires_at(SteadyTime::max()); }
     bool expired() const { return expired_; }
 

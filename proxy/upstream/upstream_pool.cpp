@@ -29,7 +29,7 @@ Pool::Pool(const Endpoints& endpoints, std::size_t max_idle, Duration idle_timeo
 
 std::unique_ptr<Connection> Pool::take(Color color, std::size_t i) {
     auto& q = idle_[index(color)][i];
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = net::coarse_now();
     while (!q.empty()) {
         auto conn = std::move(q.back());
         q.pop_back();
@@ -53,7 +53,7 @@ void Pool::give_back(std::unique_ptr<Connection> conn) {
     if (q.size() >= max_idle_) {
         q.pop_front();  // the coldest one goes
     }
-    conn->idle_since = std::chrono::steady_clock::now();
+    conn->idle_since = net::coarse_now();
     conn->stream.expires_never();  // idle time is the pool's to bound
     q.push_back(std::move(conn));
 }
@@ -74,7 +74,7 @@ net::Task<std::pair<net::error_code, std::unique_ptr<Connection>>> Pool::connect
 }
 
 void Pool::sweep() {
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = net::coarse_now();
     for (auto& per_color : idle_) {
         for (auto& q : per_color) {
             while (!q.empty() && now - q.front()->idle_since >= idle_timeout_) {

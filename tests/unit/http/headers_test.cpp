@@ -193,13 +193,20 @@ TEST(HeaderRewriteTest, ResponseHeadFramingAndConnection) {
     }
 }
 
+std::string id_for(const Fields& in) {
+    std::string id = "previous";  // overwritten whatever it held
+    request_id_for(in, id);
+    return id;
+}
+
 TEST(HeaderRewriteTest, RequestIdKeptWhenSaneElseGenerated) {
-    EXPECT_EQ(request_id_for(make({{"X-Request-Id", "abc-123"}})), "abc-123");
-    const auto generated = request_id_for(make({}));
+    EXPECT_EQ(id_for(make({{"X-Request-Id", "abc-123"}})), "abc-123");
+    EXPECT_EQ(id_for(make({{"x-request-id", "lower"}})), "lower");
+    const auto generated = id_for(make({}));
     EXPECT_EQ(generated.size(), 32u);
-    EXPECT_NE(generated, request_id_for(make({})));
-    EXPECT_NE(request_id_for(make({{"X-Request-Id", "has space"}})), "has space");
-    EXPECT_EQ(request_id_for(make({{"X-Request-Id", std::string(200, 'a').c_str()}})).size(), 32u);
+    EXPECT_NE(generated, id_for(make({})));
+    EXPECT_NE(id_for(make({{"X-Request-Id", "has space"}})), "has space");
+    EXPECT_EQ(id_for(make({{"X-Request-Id", std::string(200, 'a').c_str()}})).size(), 32u);
 }
 
 }  // namespace
@@ -208,11 +215,12 @@ TEST(HeaderRewriteTest, RequestIdKeptWhenSaneElseGenerated) {
 namespace bgs::net {
 namespace {
 
-std::size_t feed(ResponseParser& p, std::string_view bytes, boost::system::error_code& ec) {
+template <typename Parser>
+std::size_t feed(Parser& p, std::string_view bytes, boost::system::error_code& ec) {
     return p.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
 }
 
-TEST(ResponseParserTest, KeepsFieldsInOrderAndWritesTheSameHeadAsBeastFields) {
+TEST(ResponseParserTest, KeepsFieldsInOrderAndWritesTheSameHeadAsFieldsBuiltByHand) {
     constexpr std::string_view head =
         "HTTP/1.1 201 Made It\r\n"
         "Content-Type: text/plain\r\n"
@@ -222,7 +230,7 @@ TEST(ResponseParserTest, KeepsFieldsInOrderAndWritesTheSameHeadAsBeastFields) {
         "Set-Cookie: b=2\r\n"
         "Transfer-Encoding: chunked\r\n"
         "\r\n";
-    ResponseFields storage;
+    FlatFields storage;
     ResponseParser p(storage);
     boost::system::error_code ec;
     EXPECT_EQ(feed(p, head, ec), head.size());
@@ -239,10 +247,9 @@ TEST(ResponseParserTest, KeepsFieldsInOrderAndWritesTheSameHeadAsBeastFields) {
     EXPECT_EQ(names, (std::vector<std::string>{"Content-Type", "Set-Cookie", "Connection",
                                                "X-Private", "Set-Cookie", "Transfer-Encoding"}));
 
-    http::Fields beast;
+    http::Fields by_hand;
     for (const auto& f : p.fields()) {
-        beast.insert(boost::beast::string_view(f.name_string().data(), f.name_string().size()),
-                     boost::beast::string_view(f.value().data(), f.value().size()));
+        by_hand.insert(std::string(f.name_string()), std::string(f.value()));
     }
     http::ClientResponseHead h;
     h.status = 201;
@@ -251,7 +258,7 @@ TEST(ResponseParserTest, KeepsFieldsInOrderAndWritesTheSameHeadAsBeastFields) {
     h.framing = http::Framing::Chunked;
     std::string ours, theirs;
     http::write_client_response_head(ours, p.fields(), h);
-    http::write_client_response_head(theirs, beast, h);
+    http::write_client_response_head(theirs, by_hand, h);
     EXPECT_EQ(ours, theirs);
     EXPECT_EQ(ours,
               "HTTP/1.1 201 Made It\r\nContent-Type: text/plain\r\nSet-Cookie: a=1\r\n"
@@ -259,7 +266,7 @@ TEST(ResponseParserTest, KeepsFieldsInOrderAndWritesTheSameHeadAsBeastFields) {
 }
 
 TEST(ResponseParserTest, BodyArrivesThroughWindowsAndStorageIsReused) {
-    ResponseFields storage;
+    FlatFields storage;
     {
         ResponseParser first(storage);
         boost::system::error_code ec;
@@ -285,6 +292,72 @@ TEST(ResponseParserTest, BodyArrivesThroughWindowsAndStorageIsReused) {
     EXPECT_TRUE(rest.empty());
     EXPECT_EQ(p.fields().count(boost::beast::http::field::transfer_encoding), 1u);
     EXPECT_EQ(std::distance(p.fields().begin(), p.fields().end()), 1);  // X-First is gone
+}
+
+TEST(RequestParserTest, KeepsTheStartLineAndFieldsWhenTheHeaderArrivesInPieces) {
+    constexpr std::string_view head =
+        "POST /a/rather/long/target?with=query&and=more HTTP/1.1\r\n"
+        "Host: example.test\r\n"
+        "X-Forwarded-For: 10.0.0.1\r\n"
+        "Content-Length: 5\r\n"
+        "\r\n"
+        "hello";
+    FlatFields storage;
+    RequestParser p(storage);
+    p.eager(true);
+    boost::system::error_code ec;
+    std::string buffered;
+    std::string body;
+    char window[8];
+    // One byte at a time: the storage grows and moves while the header is parsed.
+    for (char c : head) {
+        buffered += c;
+        p.set_window(window, sizeof window);
+        const auto used = feed(p, buffered, ec);
+        ASSERT_TRUE(!ec || ec == boost::beast::http::error::need_more) << ec.message();
+        buffered.erase(0, used);
+        body.append(window, sizeof window - p.window_left());
+    }
+    ASSERT_TRUE(p.is_done());
+    EXPECT_EQ(p.method(), boost::beast::http::verb::post);
+    EXPECT_EQ(p.method_string(), "POST");
+    EXPECT_EQ(p.target(), "/a/rather/long/target?with=query&and=more");
+    EXPECT_EQ(p.version(), 11u);
+    EXPECT_EQ(body, "hello");
+    ASSERT_NE(p.fields().find(boost::beast::http::field::host), nullptr);
+    EXPECT_EQ(p.fields().find(boost::beast::http::field::host)->value(), "example.test");
+    ASSERT_NE(p.fields().find("x-forwarded-for"), nullptr);
+    EXPECT_EQ(p.fields().find("x-forwarded-for")->value(), "10.0.0.1");
+    EXPECT_EQ(p.fields().find("X-Missing"), nullptr);
+    EXPECT_EQ(p.fields().size(), 3u);
+}
+
+TEST(RequestParserTest, AnUnknownMethodIsKeptAndTheStorageIsReused) {
+    FlatFields storage;
+    {
+        RequestParser first(storage);
+        boost::system::error_code ec;
+        feed(first, "GET / HTTP/1.1\r\nHost: a\r\nX-First: 1\r\n\r\n", ec);
+        ASSERT_TRUE(first.is_done());
+    }
+    RequestParser p(storage);
+    boost::system::error_code ec;
+    feed(p, "FROBNICATE /x HTTP/1.0\r\n\r\n", ec);
+    ASSERT_FALSE(ec) << ec.message();
+    EXPECT_EQ(p.method(), boost::beast::http::verb::unknown);
+    EXPECT_EQ(p.method_string(), "FROBNICATE");
+    EXPECT_EQ(p.target(), "/x");
+    EXPECT_EQ(p.version(), 10u);
+    EXPECT_EQ(p.fields().size(), 0u);  // nothing of the first request is left
+}
+
+TEST(RequestParserTest, AStatusLineIsNotARequest) {
+    FlatFields storage;
+    RequestParser p(storage);
+    boost::system::error_code ec;
+    feed(p, "HTTP/1.1 200 OK\r\n\r\n", ec);
+    EXPECT_TRUE(ec);
+    EXPECT_FALSE(p.is_header_done());
 }
 
 }  // namespace

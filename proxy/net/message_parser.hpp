@@ -1,0 +1,150 @@
+// The data path's HTTP/1 parsers. Beast's http::parser stores every field in a
+// node of its own, kept in a case-insensitive tree, which made storing a
+// header cost more than everything else about a keep-alive request. The proxy
+// only forwards fields in order and looks at a few of them, so these parsers
+// keep a header in one string and a vector that the session reuses from one
+// message to the next; framing, limits and validation stay Beast's.
+// Owner's thread only.
+#pragma once
+
+#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bgs::net {
+
+/// A header's fields in arrival order, plus the text of its start line. Owned
+/// by a session and reused, so a steady stream of messages allocates nothing.
+class FlatFields {
+  public:
+    struct Field {
+        boost::beast::http::field id;
+        std::string_view name_text;
+        std::string_view value_text;
+        boost::beast::http::field name() const { return id; }
+        std::string_view name_string() const { return name_text; }
+        std::string_view value() const { return value_text; }
+    };
+    /// Where a piece of start-line text is kept (see keep()).
+    struct Span {
+        std::uint32_t at = 0, len = 0;
+    };
+
+    void clear();
+    /// Keeps a copy of `s` (a method, target or reason) with the fields' text.
+    Span keep(std::string_view s);
+    std::string_view kept(Span s) const { return std::string_view(text_).substr(s.at, s.len); }
+    /// Adds a field while parsing; it becomes visible at seal().
+    void add(boost::beast::http::field id, std::string_view name, std::string_view value);
+    /// Makes the fields visible (their text has stopped moving).
+    void seal();
+    /// Adds a field by name and makes it visible at once (for building by hand).
+    void insert(std::string_view name, std::string_view value);
+
+    std::vector<Field>::const_iterator begin() const { return fields_.begin(); }
+    std::vector<Field>::const_iterator end() const { return fields_.end(); }
+    std::size_t size() const { return fields_.size(); }
+    std::size_t count(boost::beast::http::field id) const;
+    /// The first field `id`, or nullptr.
+    const Field* find(boost::beast::http::field id) const;
+    /// The first field named `name` (case-insensitive), or nullptr.
+    const Field* find(std::string_view name) const;
+
+  private:
+    struct Entry {
+        boost::beast::http::field id;
+        std::uint32_t name_at, name_len, value_at, value_len;
+    };
+    std::string text_;
+    std::vector<Entry> entries_;
+    std::vector<Field> fields_;
+};
+
+/// Beast's parser with the body delivered like http::buffer_body: into a
+/// window the caller sets before each read.
+template <bool isRequest>
+class WindowedParser : public boost::beast::http::basic_parser<isRequest> {
+  public:
+    /// Where the next body bytes go: put() stops with need_buffer once the
+    /// window is full.
+    void set_window(char* data, std::size_t size) {
+        window_ = data;
+        window_left_ = size;
+    }
+    std::size_t window_left() const { return window_left_; }
+
+  protected:
+    using string_view = boost::beast::string_view;
+    using error_code = boost::system::error_code;
+
+    void on_body_init_impl(const boost::optional<std::uint64_t>&, error_code&) override {}
+    std::size_t on_body_impl(string_view body, error_code& ec) override;
+    void on_chunk_header_impl(std::uint64_t, string_view, error_code&) override {}
+    std::size_t on_chunk_body_impl(std::uint64_t, string_view body, error_code& ec) override {
+        return on_body_impl(body, ec);
+    }
+    void on_finish_impl(error_code&) override {}
+
+  private:
+    char* window_ = nullptr;
+    std::size_t window_left_ = 0;
+};
+
+/// A client's request. Single use; the fields' storage outlives it.
+class RequestParser : public WindowedParser<true> {
+  public:
+    /// Fills `fields` (cleared here), which must outlive the parser.
+    explicit RequestParser(FlatFields& fields);
+
+    boost::beast::http::verb method() const { return method_; }
+    std::string_view method_string() const { return fields_.kept(method_text_); }
+    std::string_view target() const { return fields_.kept(target_); }
+    unsigned version() const { return version_; }
+    const FlatFields& fields() const { return fields_; }
+
+  private:
+    void on_request_impl(boost::beast::http::verb method, string_view method_str,
+                         string_view target, int version, error_code& ec) override;
+    void on_response_impl(int, string_view, int, error_code& ec) override;
+    void on_field_impl(boost::beast::http::field name, string_view name_string, string_view value,
+                       error_code& ec) override;
+    void on_header_impl(error_code& ec) override;
+
+    FlatFields& fields_;
+    FlatFields::Span method_text_;
+    FlatFields::Span target_;
+    boost::beast::http::verb method_ = boost::beast::http::verb::unknown;
+    unsigned version_ = 11;
+};
+
+/// An upstream's response. Single use; the fields' storage outlives it.
+class ResponseParser : public WindowedParser<false> {
+  public:
+    /// Fills `fields` (cleared here), which must outlive the parser.
+    explicit ResponseParser(FlatFields& fields);
+
+    unsigned status() const { return status_; }
+    unsigned version() const { return version_; }
+    std::string_view reason() const { return fields_.kept(reason_); }
+    const FlatFields& fields() const { return fields_; }
+
+  private:
+    void on_request_impl(boost::beast::http::verb, string_view, string_view, int,
+                         error_code& ec) override;
+    void on_response_impl(int code, string_view reason, int version, error_code& ec) override;
+    void on_field_impl(boost::beast::http::field name, string_view name_string, string_view value,
+                       error_code& ec) override;
+    void on_header_impl(error_code& ec) override;
+
+    FlatFields& fields_;
+    FlatFields::Span reason_;
+    unsigned status_ = 0;
+    unsigned version_ = 11;
+};
+
+}  // namespace bgs::net
