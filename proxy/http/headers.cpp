@@ -3,9 +3,9 @@
 #include "proxy/common/random.hpp"
 
 #include <boost/beast/core/string.hpp>
-#include <boost/container/small_vector.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/status.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include <algorithm>
 
@@ -226,7 +226,7 @@ void write_upstream_request_head(std::string& out, const Fields& in, const Upstr
     }
     out.append(h.client_ip);
     out += "\r\nX-Forwarded-Proto: http\r\n";
-    if (const auto* host = in.find(bh::field::host)) {
+    if (const auto host = in.find(bh::field::host)) {
         out += "X-Forwarded-Host: ";
         append(out, host->value());
         out += "\r\n";
@@ -279,7 +279,7 @@ void write_client_response_head(std::string& out, const Fields& in, const Client
 }
 
 void request_id_for(const Fields& in, std::string& out) {
-    if (const auto* id = in.find("X-Request-Id")) {
+    if (const auto id = in.find("X-Request-Id")) {
         const auto v = id->value();
         const bool sane =
             !v.empty() && v.size() <= 128 &&

@@ -53,6 +53,8 @@ constexpr std::size_t kUpstreamHeaderLimit = 64 * 1024;
 // The read buffer an idle client connection may keep between requests.
 constexpr std::size_t kKeptBuffer = 8 * 1024;
 constexpr std::size_t kFirstRead = 1024;
+// Room for an outgoing head from the first request on.
+constexpr std::size_t kHeadRoom = 1000;
 // How long a quiet keep-alive connection keeps its read buffer.
 constexpr auto kBufferedWait = std::chrono::seconds(1);
 
@@ -92,6 +94,68 @@ std::string reply_text(unsigned status) {
     return std::to_string(status) + " " + std::string(reason.data(), reason.size());
 }
 
+/// Everything the access log and the error replies need about one exchange.
+struct Exchange {
+    Clock::time_point start;
+    std::optional<Color> routed;  // set once the request has a color
+    metrics::AccessRecord rec;
+
+    void reset() {
+        start = Clock::now();
+        routed.reset();
+        rec.method.clear();
+        rec.target.clear();
+        rec.version = 11;
+        rec.status = 0;
+        rec.bytes_sent = 0;
+        rec.color = "-";
+        rec.upstream = "-";
+        rec.request_id.clear();
+    }
+};
+
+/// The storage an exchange works in: both headers, the outgoing head and the
+/// access record. A connection borrows one from its worker thread's spares
+/// while it is busy and gives it back when it closes or goes quiet, so neither
+/// a new connection nor a steady one allocates for it, and an idle one holds
+/// none.
+struct Scratch {
+    net::FlatFields request_fields;
+    net::FlatFields response_fields;
+    std::string head;
+    Exchange ex;
+};
+
+class ScratchSpares {
+  public:
+    std::unique_ptr<Scratch> take() {
+        if (spares_.empty()) {
+            return std::make_unique<Scratch>();
+        }
+        auto s = std::move(spares_.back());
+        spares_.pop_back();
+        return s;
+    }
+    void give_back(std::unique_ptr<Scratch> s) {
+        // One that a huge header made large is not kept for the next.
+        const std::size_t held = s->request_fields.capacity_bytes() +
+                                 s->response_fields.capacity_bytes() + s->head.capacity();
+        if (spares_.size() < kMaxSpares && held <= kMaxKeptBytes) {
+            spares_.push_back(std::move(s));
+        }
+    }
+
+  private:
+    static constexpr std::size_t kMaxSpares = 256;
+    static constexpr std::size_t kMaxKeptBytes = 16 * 1024;
+    std::vector<std::unique_ptr<Scratch>> spares_;
+};
+
+ScratchSpares& thread_spares() {
+    thread_local ScratchSpares spares;
+    return spares;
+}
+
 class Session {
   public:
     Session(worker::Worker& worker, net::tcp::socket socket, const net::tcp::endpoint& peer,
@@ -104,10 +168,12 @@ class Session {
         worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
         peer_ip_ = peer.address().to_string();
         peer_ = peer_ip_ + ":" + std::to_string(peer.port());
-        ex_.rec.client = peer_;
     }
 
-    ~Session() { worker_.shared().open_connections.fetch_sub(1, std::memory_order_relaxed); }
+    ~Session() {
+        release_scratch();
+        worker_.shared().open_connections.fetch_sub(1, std::memory_order_relaxed);
+    }
 
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -120,11 +186,22 @@ class Session {
         if (needs_linger_) {
             co_await linger_close();
         }
+        release_scratch();
         net::error_code ignored;
         client_.socket().close(ignored);
     }
 
   private:
+    // The parsers point into the scratch, so they go first.
+    void release_scratch() {
+        parser_.reset();
+        rp_.reset();
+        if (scratch_) {
+            thread_spares().give_back(std::move(scratch_));
+        }
+    }
+    std::string& head() { return scratch_->head; }
+
     // Nagle's algorithm would hold back the second of two small writes until
     // the first is acknowledged. A connection whose every response so far went
     // out in one write (all of them, for one-request connections) does not need
@@ -139,27 +216,6 @@ class Session {
     }
 
     enum class Phase { Wait, Read, Busy, Tunnel };
-
-    /// Everything the access log and the error replies need about one exchange.
-    /// The session keeps one and reuses its strings' storage.
-    struct Exchange {
-        Clock::time_point start;
-        std::optional<Color> routed;  // set once the request has a color
-        metrics::AccessRecord rec;
-
-        void reset() {
-            start = Clock::now();
-            routed.reset();
-            rec.method.clear();
-            rec.target.clear();
-            rec.version = 11;
-            rec.status = 0;
-            rec.bytes_sent = 0;
-            rec.color = "-";
-            rec.upstream = "-";
-            rec.request_id.clear();
-        }
-    };
 
     // Called by the worker on shutdown and by the drain: end at the next safe
     // point. A connection between requests is cut at once; a tunnel is closed
@@ -212,9 +268,13 @@ class Session {
         if (requests_ > 0) {
             ensure_no_delay();  // responses may now follow each other (pipelining)
         }
-        Exchange& ex = ex_;
+        if (!scratch_) {
+            scratch_ = thread_spares().take();
+        }
+        Exchange& ex = scratch_->ex;
         ex.reset();
-        auto& parser = parser_.emplace(request_fields_);
+        ex.rec.client = peer_;
+        auto& parser = parser_.emplace(scratch_->request_fields);
         parser.header_limit(static_cast<std::uint32_t>(cfg_.limits.max_header_bytes));
         parser.body_limit(cfg_.limits.max_body_bytes);
         // The deadline leaves the socket open, so a 408 can still be sent.
@@ -244,9 +304,8 @@ class Session {
         const bool upgrade = is_upgrade_request(req, parser.version());
         const bool client_keep_alive = parser.keep_alive();
         const bool has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
-        const auto* expect = req.find(bh::field::expect);
-        const bool expect_continue =
-            expect != nullptr && iequals(expect->value(), "100-continue") && has_body;
+        const auto expect = req.find(bh::field::expect);
+        const bool expect_continue = expect && iequals(expect->value(), "100-continue") && has_body;
 
         // --- 4. route --------------------------------------------------------
         const Color color = worker_.shared().router.route(audience_);
@@ -304,16 +363,14 @@ class Session {
                 co_await reply(ex, 502, "upstream sent 101 to a request without Upgrade", true);
                 co_return finish(false);
             }
-            const auto* proto = req.find(bh::field::upgrade);
-            co_await tunnel(ex, *rp, *up, color,
-                            proto != nullptr && iequals(proto->value(), "websocket"));
+            const auto proto = req.find(bh::field::upgrade);
+            co_await tunnel(ex, *rp, *up, color, proto && iequals(proto->value(), "websocket"));
             co_return finish(false);
         }
 
         // --- 7. relay --------------------------------------------------------
-        const auto plan =
-            prepare_response_head(parser.method() == bh::verb::head, parser.version() == 10,
-                                  client_keep_alive, *rp, ex);
+        const auto plan = prepare_response_head(parser.method() == bh::verb::head,
+                                                parser.version() == 10, client_keep_alive, *rp, ex);
         if (plan.streaming) {
             tracked_.set(Activity::Stream, color);
         }
@@ -332,7 +389,7 @@ class Session {
     }
 
     // Phase 5 (a plain function, so that what it needs stays off the coroutine
-    // frame): writes the upstream's request head into head_; returns the body's
+    // frame): writes the upstream's request head into head(); returns the body's
     // framing.
     Framing prepare_request_head(const net::RequestParser& parser, const Exchange& ex, Color color,
                                  std::size_t upstream_index, bool upgrade, bool expect_continue) {
@@ -353,8 +410,9 @@ class Session {
             rh.framing = Framing::Length;
             rh.content_length = *len;
         }
-        head_.clear();
-        write_upstream_request_head(head_, fields, rh);
+        head().clear();
+        head().reserve(kHeadRoom);  // the first head is written without growing
+        write_upstream_request_head(head(), fields, rh);
         return rh.framing;
     }
 
@@ -366,7 +424,7 @@ class Session {
     };
 
     // Phase 7, its decisions: how the response is framed for the client and
-    // whether the connection stays open; writes the client's head into head_.
+    // whether the connection stays open; writes the client's head into head().
     ResponsePlan prepare_response_head(bool head_request, bool client_v10, bool client_keep_alive,
                                        const net::ResponseParser& rp, Exchange& ex) {
         ResponsePlan plan;
@@ -394,8 +452,8 @@ class Session {
         plan.framing = h.framing;
         plan.keep_alive = h.keep_alive;
         ex.rec.status = code;
-        head_.clear();
-        write_client_response_head(head_, rp.fields(), h);
+        head().clear();
+        write_client_response_head(head(), rp.fields(), h);
         return plan;
     }
 
@@ -409,9 +467,7 @@ class Session {
         auto [ec, n] = co_await net::read_some(client_, buf_.prepare(kFirstRead));
         if (ec == beast::error::timeout && net::coarse_now() < idle_until && !stop_requested_) {
             buf_.shrink_to_fit();
-            parser_.reset();  // and the last exchange's header storage with it
-            request_fields_ = {};
-            response_fields_ = {};
+            release_scratch();
             client_.expires_at(idle_until);
             if (co_await net::wait_readable(client_) || stop_requested_) {
                 co_return false;
@@ -480,7 +536,7 @@ class Session {
         // The head goes first, alone, so that the upstream can start working while
         // the body is still arriving.
         up.stream.expires_after(cfg_.timeouts.upstream_response);
-        if (auto ec = co_await net::write_all(up.stream, asio::buffer(head_))) {
+        if (auto ec = co_await net::write_all(up.stream, asio::buffer(head()))) {
             co_return SendResult{502,
                                  "sending the request to the upstream failed: " + ec.message()};
         }
@@ -564,7 +620,8 @@ class Session {
     net::Task<AwaitResult> await_response(bool head, upstream::Connection& up) {
         AwaitResult result;
         for (;;) {
-            auto* parser = &rp_.emplace(response_fields_);  // single-use; the storage is not
+            auto* parser =
+                &rp_.emplace(scratch_->response_fields);  // single-use; the storage is not
             parser->header_limit(kUpstreamHeaderLimit);
             parser->body_limit(boost::none);
             if (head) {
@@ -602,14 +659,14 @@ class Session {
                                    bool body_expected, Framing framing) {
         client_.expires_after(cfg_.timeouts.idle);
         if (!body_expected) {
-            co_return !co_await net::write_all(client_, asio::buffer(head_));
+            co_return !co_await net::write_all(client_, asio::buffer(head()));
         }
         bool head_sent = false;
         // With nothing of the body buffered yet (SSE, slow generators), the head
         // goes alone so the client sees the response start immediately.
         if (up.buffer.size() == 0 && !rp.is_done()) {
             ensure_no_delay();
-            if (co_await net::write_all(client_, asio::buffer(head_))) {
+            if (co_await net::write_all(client_, asio::buffer(head()))) {
                 co_return false;
             }
             head_sent = true;
@@ -640,7 +697,8 @@ class Session {
                 }
             }
             client_.expires_after(cfg_.timeouts.idle);
-            const std::string_view head = head_sent ? std::string_view{} : std::string_view(head_);
+            const std::string_view head =
+                head_sent ? std::string_view{} : std::string_view(this->head());
             if (head_sent || !rp.is_done()) {
                 ensure_no_delay();  // this response takes more than one write
             }
@@ -662,7 +720,8 @@ class Session {
     net::Task<bool> end_stream_for_drain(Exchange& ex, Framing framing, bool head_sent) {
         if (framing == Framing::Chunked) {
             client_.expires_after(std::chrono::seconds(2));
-            const std::string_view head = head_sent ? std::string_view{} : std::string_view(head_);
+            const std::string_view head =
+                head_sent ? std::string_view{} : std::string_view(this->head());
             co_await write_piece(client_, head, framing, nullptr, 0, /*last=*/true);
         }
         log().info("stream to {} ended by the drain of {} (request {})", peer_, ex.rec.color,
@@ -682,17 +741,15 @@ class Session {
             h.color = ex.rec.color;
         }
         h.upgrade = true;
-        head_.clear();
-        write_client_response_head(head_, res.fields(), h);
-        const std::string_view head = head_;
+        head().clear();
+        write_client_response_head(head(), res.fields(), h);
         client_.expires_after(cfg_.timeouts.idle);
-        if (co_await net::write_all(client_, asio::buffer(head))) {
+        if (co_await net::write_all(client_, asio::buffer(head()))) {
             co_return;
         }
-        rp_.reset();  // the upstream's 101 header is not needed for the tunnel's life
-        response_fields_ = {};
         ex.rec.status = 101;
         log_access(ex);
+        release_scratch();  // nothing of the exchange is needed for the tunnel's life
         tracked_.set(Activity::Upgraded, color);
         phase_ = Phase::Tunnel;
         ensure_no_delay();
@@ -770,12 +827,9 @@ class Session {
     drain::TrackedSession tracked_;
     std::string peer_ip_;
     std::string peer_;
-    std::string head_;                       // the outgoing head being sent; reused across requests
-    Exchange ex_;                             // the current exchange; storage reused
-    net::FlatFields request_fields_;          // parser_'s fields; storage reused
+    std::unique_ptr<Scratch> scratch_;          // while busy: the exchange's storage
     std::optional<net::RequestParser> parser_;  // the current request
-    net::FlatFields response_fields_;         // rp_'s fields; storage reused
-    std::optional<net::ResponseParser> rp_;   // the current upstream response
+    std::optional<net::ResponseParser> rp_;     // the current upstream response
     Phase phase_ = Phase::Read;
     bool stop_requested_ = false;
     bool needs_linger_ = false;
@@ -790,8 +844,11 @@ class Session {
 
 net::Task<void> serve_connection(worker::Worker& worker, net::tcp::socket socket,
                                  net::tcp::endpoint peer, routing::Audience audience) {
-    Session session(worker, std::move(socket), peer, audience);
-    co_await session.run();
+    // On the heap rather than in this frame: a frame over 1 KiB never fits
+    // Asio's per-thread frame cache, and while cached it would push out frames
+    // that do.
+    auto session = std::make_unique<Session>(worker, std::move(socket), peer, audience);
+    co_await session->run();
 }
 
 }  // namespace bgs::http

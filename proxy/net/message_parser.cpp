@@ -10,19 +10,32 @@ namespace bgs::net {
 
 namespace bh = boost::beast::http;
 
+// Room for a typical header from the start, so that a new connection's first
+// message does not grow the storage step by step.
+constexpr std::size_t kTextRoom = 1000;
+constexpr std::size_t kFieldRoom = 24;
+
+void FlatFields::reserve_first() {
+    if (text_.capacity() < kTextRoom) {
+        text_.reserve(kTextRoom);
+        entries_.reserve(kFieldRoom);
+    }
+}
+
 void FlatFields::clear() {
     text_.clear();
     entries_.clear();
-    fields_.clear();
 }
 
 FlatFields::Span FlatFields::keep(std::string_view s) {
+    reserve_first();
     const Span span{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(s.size())};
     text_.append(s);
     return span;
 }
 
 void FlatFields::add(bh::field id, std::string_view name, std::string_view value) {
+    reserve_first();
     const auto name_at = static_cast<std::uint32_t>(text_.size());
     text_.append(name);
     const auto value_at = static_cast<std::uint32_t>(text_.size());
@@ -31,18 +44,8 @@ void FlatFields::add(bh::field id, std::string_view name, std::string_view value
                         static_cast<std::uint32_t>(value.size())});
 }
 
-void FlatFields::seal() {
-    fields_.clear();
-    const std::string_view text = text_;
-    for (const auto& e : entries_) {
-        fields_.push_back(
-            {e.id, text.substr(e.name_at, e.name_len), text.substr(e.value_at, e.value_len)});
-    }
-}
-
 void FlatFields::insert(std::string_view name, std::string_view value) {
     add(bh::string_to_field({name.data(), name.size()}), name, value);
-    seal();
 }
 
 std::size_t FlatFields::count(bh::field id) const {
@@ -50,18 +53,24 @@ std::size_t FlatFields::count(bh::field id) const {
                                                   [id](const Entry& e) { return e.id == id; }));
 }
 
-const FlatFields::Field* FlatFields::find(bh::field id) const {
-    auto it = std::find_if(fields_.begin(), fields_.end(),
-                           [id](const Field& f) { return f.id == id; });
-    return it == fields_.end() ? nullptr : &*it;
+std::optional<FlatFields::Field> FlatFields::find(bh::field id) const {
+    for (const auto& e : entries_) {
+        if (e.id == id) {
+            return view(e);
+        }
+    }
+    return std::nullopt;
 }
 
-const FlatFields::Field* FlatFields::find(std::string_view name) const {
-    auto it = std::find_if(fields_.begin(), fields_.end(), [name](const Field& f) {
-        return boost::beast::iequals({f.name_text.data(), f.name_text.size()},
-                                     {name.data(), name.size()});
-    });
-    return it == fields_.end() ? nullptr : &*it;
+std::optional<FlatFields::Field> FlatFields::find(std::string_view name) const {
+    const boost::beast::string_view wanted(name.data(), name.size());
+    for (const auto& e : entries_) {
+        if (e.name_len == name.size() &&
+            boost::beast::iequals({text_.data() + e.name_at, e.name_len}, wanted)) {
+            return view(e);
+        }
+    }
+    return std::nullopt;
 }
 
 template <bool isRequest>
@@ -104,10 +113,6 @@ void RequestParser::on_field_impl(bh::field name, string_view name_string, strin
     fields_.add(name, {name_string.data(), name_string.size()}, {value.data(), value.size()});
 }
 
-void RequestParser::on_header_impl(error_code&) {
-    fields_.seal();
-}
-
 ResponseParser::ResponseParser(FlatFields& fields) : fields_(fields) {
     fields_.clear();
 }
@@ -125,10 +130,6 @@ void ResponseParser::on_response_impl(int code, string_view reason, int version,
 void ResponseParser::on_field_impl(bh::field name, string_view name_string, string_view value,
                                    error_code&) {
     fields_.add(name, {name_string.data(), name_string.size()}, {value.data(), value.size()});
-}
-
-void ResponseParser::on_header_impl(error_code&) {
-    fields_.seal();
 }
 
 }  // namespace bgs::net

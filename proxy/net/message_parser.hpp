@@ -11,7 +11,10 @@
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/verb.hpp>
 
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,7 +22,8 @@
 namespace bgs::net {
 
 /// A header's fields in arrival order, plus the text of its start line. Owned
-/// by a session and reused, so a steady stream of messages allocates nothing.
+/// by a session and reused, so a steady stream of messages allocates nothing;
+/// a new connection's first header costs two allocations.
 class FlatFields {
   public:
     struct Field {
@@ -35,34 +39,74 @@ class FlatFields {
         std::uint32_t at = 0, len = 0;
     };
 
-    void clear();
-    /// Keeps a copy of `s` (a method, target or reason) with the fields' text.
-    Span keep(std::string_view s);
-    std::string_view kept(Span s) const { return std::string_view(text_).substr(s.at, s.len); }
-    /// Adds a field while parsing; it becomes visible at seal().
-    void add(boost::beast::http::field id, std::string_view name, std::string_view value);
-    /// Makes the fields visible (their text has stopped moving).
-    void seal();
-    /// Adds a field by name and makes it visible at once (for building by hand).
-    void insert(std::string_view name, std::string_view value);
-
-    std::vector<Field>::const_iterator begin() const { return fields_.begin(); }
-    std::vector<Field>::const_iterator end() const { return fields_.end(); }
-    std::size_t size() const { return fields_.size(); }
-    std::size_t count(boost::beast::http::field id) const;
-    /// The first field `id`, or nullptr.
-    const Field* find(boost::beast::http::field id) const;
-    /// The first field named `name` (case-insensitive), or nullptr.
-    const Field* find(std::string_view name) const;
-
   private:
     struct Entry {
         boost::beast::http::field id;
         std::uint32_t name_at, name_len, value_at, value_len;
     };
+
+  public:
+    /// Walks the fields, each a view into the storage: valid until the next
+    /// clear(), add(), keep() or insert().
+    class Iterator {
+      public:
+        using iterator_category = std::forward_iterator_tag;
+        using value_type = Field;
+        using difference_type = std::ptrdiff_t;
+        using pointer = void;
+        using reference = Field;
+
+        Iterator() = default;
+        Iterator(const FlatFields* owner, std::vector<Entry>::const_iterator at)
+            : owner_(owner), at_(at) {}
+        Field operator*() const { return owner_->view(*at_); }
+        Iterator& operator++() {
+            ++at_;
+            return *this;
+        }
+        Iterator operator++(int) {
+            auto before = *this;
+            ++at_;
+            return before;
+        }
+        bool operator==(const Iterator& o) const { return at_ == o.at_; }
+
+      private:
+        const FlatFields* owner_ = nullptr;
+        std::vector<Entry>::const_iterator at_;
+    };
+
+    void clear();
+    /// Keeps a copy of `s` (a method, target or reason) with the fields' text.
+    Span keep(std::string_view s);
+    std::string_view kept(Span s) const { return std::string_view(text_).substr(s.at, s.len); }
+    /// Adds a field.
+    void add(boost::beast::http::field id, std::string_view name, std::string_view value);
+    /// Adds a field by name (for building fields by hand).
+    void insert(std::string_view name, std::string_view value);
+
+    Iterator begin() const { return {this, entries_.begin()}; }
+    Iterator end() const { return {this, entries_.end()}; }
+    std::size_t size() const { return entries_.size(); }
+    /// Bytes of storage held, used or not.
+    std::size_t capacity_bytes() const {
+        return text_.capacity() + entries_.capacity() * sizeof(Entry);
+    }
+    std::size_t count(boost::beast::http::field id) const;
+    /// The first field `id`, if any.
+    std::optional<Field> find(boost::beast::http::field id) const;
+    /// The first field named `name` (case-insensitive), if any.
+    std::optional<Field> find(std::string_view name) const;
+
+  private:
+    Field view(const Entry& e) const {
+        const std::string_view text = text_;
+        return {e.id, text.substr(e.name_at, e.name_len), text.substr(e.value_at, e.value_len)};
+    }
+    void reserve_first();
+
     std::string text_;
     std::vector<Entry> entries_;
-    std::vector<Field> fields_;
 };
 
 /// Beast's parser with the body delivered like http::buffer_body: into a
@@ -113,7 +157,7 @@ class RequestParser : public WindowedParser<true> {
     void on_response_impl(int, string_view, int, error_code& ec) override;
     void on_field_impl(boost::beast::http::field name, string_view name_string, string_view value,
                        error_code& ec) override;
-    void on_header_impl(error_code& ec) override;
+    void on_header_impl(error_code&) override {}
 
     FlatFields& fields_;
     FlatFields::Span method_text_;
@@ -139,7 +183,7 @@ class ResponseParser : public WindowedParser<false> {
     void on_response_impl(int code, string_view reason, int version, error_code& ec) override;
     void on_field_impl(boost::beast::http::field name, string_view name_string, string_view value,
                        error_code& ec) override;
-    void on_header_impl(error_code& ec) override;
+    void on_header_impl(error_code&) override {}
 
     FlatFields& fields_;
     FlatFields::Span reason_;
