@@ -184,14 +184,15 @@ procs_of() {
     *) echo "" ;;
   esac
 }
-cpu_ticks() {  # user+system ticks of every thread of the given processes
-  local total=0
+cpu_ticks() {  # "user system" ticks of every thread of the given processes
+  local user=0 sys=0 u s
   for p in "$@"; do
     for stat in /proc/"$p"/task/*/stat; do
-      total=$((total + $(awk '{ print $14 + $15 }' "$stat" 2>/dev/null || echo 0)))
+      read -r u s < <(awk '{ print $14, $15 }' "$stat" 2>/dev/null || echo "0 0")
+      user=$((user + u)); sys=$((sys + s))
     done
   done
-  echo $total
+  echo "$user $sys"
 }
 rss_kib() {  # resident memory of the given processes
   local total=0
@@ -215,20 +216,27 @@ wrk_phase() {  # name connections extra-wrk-args...
   for round in $(seq "$ROUNDS"); do
     for t in "${targets[@]}"; do
       local ps; ps=$(procs_of "$t")
-      local before; before=$(cpu_ticks $ps)
+      local u0 s0 u1 s1
+      read -r u0 s0 < <(cpu_ticks $ps)
       local out; out=$(wrk -t2 -c"$conns" -d"$DURATION" --latency "$@" "http://127.0.0.1:${port[$t]}/")
-      local after; after=$(cpu_ticks $ps)
-      local rps n p50 p99 errors cpu=""
+      read -r u1 s1 < <(cpu_ticks $ps)
+      local rps n p50 p99 errors cpu="" usr="" sys=""
       rps=$(echo "$out" | awk '/Requests\/sec/ { print $2 }')
       n=$(echo "$out" | awk '/requests in/ { print $1 }')
       p50=$(to_ms "$(echo "$out" | awk '$1 == "50%" { print $2 }')")
       p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" { print $2 }')")
       errors=$(echo "$out" | awk '/Socket errors|Non-2xx/ { s = s $0 " " } END { print s }')
-      [ -n "$ps" ] && cpu=$(awk -v d=$((after - before)) -v n="$n" -v hz="$HZ" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
+      if [ -n "$ps" ]; then
+        usr=$(awk -v d=$((u1 - u0)) -v n="$n" -v hz="$HZ" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
+        sys=$(awk -v d=$((s1 - s0)) -v n="$n" -v hz="$HZ" 'BEGIN { printf "%.2f", d * 1e6 / hz / n }')
+        cpu=$(awk -v a="$usr" -v b="$sys" 'BEGIN { printf "%.2f", a + b }')
+      fi
       R[$name,$t,rps]="${R[$name,$t,rps]:-} $rps"
       R[$name,$t,p50]="${R[$name,$t,p50]:-} $p50"
       R[$name,$t,p99]="${R[$name,$t,p99]:-} $p99"
       R[$name,$t,cpu]="${R[$name,$t,cpu]:-} ${cpu:-0}"
+      R[$name,$t,usr]="${R[$name,$t,usr]:-} ${usr:-0}"
+      R[$name,$t,sys]="${R[$name,$t,sys]:-} ${sys:-0}"
       log "$name round $round $t: $rps req/s, p99 ${p99} ms, ${cpu:--} us CPU/req ${errors}"
     done
   done
@@ -237,16 +245,18 @@ wrk_table() {  # name title
   local name=$1
   echo "### $2"
   echo
-  echo "| server | requests/s | p50 ms | p99 ms | CPU µs/request | × direct | × nginx | × HAProxy |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  echo "| server | requests/s | p50 ms | p99 ms | CPU µs/request | user µs | system µs | × direct | × nginx | × HAProxy |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   local d n h
   d=$(median ${R[$name,direct,rps]}); n=$(median ${R[$name,nginx,rps]}); h=$(median ${R[$name,haproxy,rps]})
   for t in "${targets[@]}"; do
-    local cpu; cpu=$(median ${R[$name,$t,cpu]})
-    [ "$t" = direct ] && cpu="(upstream only)"
+    local cpu usr sys
+    cpu=$(median ${R[$name,$t,cpu]}); usr=$(median ${R[$name,$t,usr]}); sys=$(median ${R[$name,$t,sys]})
+    [ "$t" = direct ] && { cpu="(upstream only)"; usr="-"; sys="-"; }
     awk -v t="$t" -v r="$(median ${R[$name,$t,rps]})" -v p50="$(median ${R[$name,$t,p50]})" \
-        -v p99="$(median ${R[$name,$t,p99]})" -v cpu="$cpu" -v d="$d" -v n="$n" -v h="$h" \
-      'BEGIN { printf "| %s | %.0f | %.2f | %.2f | %s | %.2f | %.2f | %.2f |\n", t, r, p50, p99, cpu, r / d, r / n, r / h }'
+        -v p99="$(median ${R[$name,$t,p99]})" -v cpu="$cpu" -v usr="$usr" -v sys="$sys" \
+        -v d="$d" -v n="$n" -v h="$h" \
+      'BEGIN { printf "| %s | %.0f | %.2f | %.2f | %s | %s | %s | %.2f | %.2f | %.2f |\n", t, r, p50, p99, cpu, usr, sys, r / d, r / n, r / h }'
   done
   echo
 }

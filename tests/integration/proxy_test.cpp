@@ -238,6 +238,52 @@ TEST(ProxyTest, AddsForwardedHeadersAndARequestId) {
     EXPECT_EQ(seen.header("X-Forwarded-For"), "198.51.100.7, 127.0.0.1");
 }
 
+// Header storage is reused from one exchange to the next and, between
+// connections, through the worker's spares: nothing of one exchange may show in
+// another, including after a header too large to keep.
+TEST(ProxyTest, NothingOfOneExchangeShowsInTheNext) {
+    int n = 0;
+    ScriptedUpstream up([&n](Socket& s, ScriptedUpstream& u) {
+        while (auto req = u.next_request(s)) {
+            ++n;
+            const std::string extra =
+                n == 1 ? "X-Only-First: " + std::string(20000, 'r') + "\r\n" : std::string();
+            s.send(http_response(200, req->target, extra));
+        }
+    });
+    RunningProxy proxy(test_config({up.port()}));
+    {
+        auto c = Socket::connect(proxy.port());
+        c.send(get("/big", "X-Big: " + std::string(12000, 'b') + "\r\nX-Request-Id: first\r\n"));
+        auto res = read_response(c);
+        ASSERT_EQ(res.status, 200);
+        EXPECT_EQ(res.header("X-Only-First")->size(), 20000u);
+        EXPECT_EQ(res.header("X-Request-Id"), "first");
+        c.send(get("/small"));
+        res = read_response(c);
+        ASSERT_EQ(res.status, 200);
+        EXPECT_EQ(res.body, "/small");
+        EXPECT_FALSE(res.header("X-Only-First"));
+        EXPECT_NE(res.header("X-Request-Id"), "first");
+    }
+    for (int i = 0; i < 4; ++i) {  // new connections, served with the spares
+        auto c = Socket::connect(proxy.port());
+        c.send(get("/next" + std::to_string(i), i == 0 ? "X-Mine: 1\r\n" : ""));
+        auto res = read_response(c);
+        ASSERT_EQ(res.status, 200);
+        EXPECT_EQ(res.body, "/next" + std::to_string(i));
+    }
+    const auto seen = up.requests();
+    ASSERT_EQ(seen.size(), 6u);
+    EXPECT_EQ(seen[0].header("X-Big")->size(), 12000u);
+    for (std::size_t i = 1; i < seen.size(); ++i) {
+        EXPECT_FALSE(seen[i].header("X-Big")) << i;
+        EXPECT_NE(seen[i].header("X-Request-Id"), "first") << i;
+        EXPECT_EQ(seen[i].header("X-Mine").has_value(), i == 2) << i;
+        EXPECT_EQ(seen[i].header("Host"), "app.test") << i;
+    }
+}
+
 TEST(ProxyTest, StreamsAChunkedRequestBody) {
     ScriptedUpstream up(echo_target("x"));
     RunningProxy proxy(test_config({up.port()}));
