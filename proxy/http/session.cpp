@@ -34,6 +34,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/status.hpp>
 
+#include <charconv>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -57,6 +58,24 @@ constexpr std::size_t kFirstRead = 1024;
 constexpr std::size_t kHeadRoom = 1000;
 // How long a quiet keep-alive connection keeps its read buffer.
 constexpr auto kBufferedWait = std::chrono::seconds(1);
+
+// "a.b.c.d" without inet_ntop, whose sprintf cost more than everything else
+// about accepting a connection; other families go through Asio.
+std::string ip_text(const net::asio::ip::address& a) {
+    if (!a.is_v4()) {
+        return a.to_string();
+    }
+    const auto bytes = a.to_v4().to_bytes();
+    std::string text;
+    for (std::size_t i = 0; i < bytes.size(); ++i) {
+        if (i > 0) {
+            text += '.';
+        }
+        char digits[3];
+        text.append(digits, std::to_chars(digits, digits + sizeof digits, bytes[i]).ptr);
+    }
+    return text;
+}
 
 bool iequals(std::string_view a, std::string_view b) {
     return beast::iequals(beast::string_view(a.data(), a.size()),
@@ -115,10 +134,11 @@ struct Exchange {
 };
 
 /// The storage an exchange works in: both headers, the outgoing head and the
-/// access record. A connection borrows one from its worker thread's spares
-/// while it is busy and gives it back when it closes or goes quiet, so neither
-/// a new connection nor a steady one allocates for it, and an idle one holds
-/// none.
+/// access record. A connection borrows one from its worker thread's spares for
+/// each exchange and gives it back when the exchange ends (or becomes a
+/// tunnel), so the spares number the exchanges in progress, not the
+/// connections: neither a new connection nor a steady one allocates for it,
+/// and an idle one holds none.
 struct Scratch {
     net::FlatFields request_fields;
     net::FlatFields response_fields;
@@ -166,7 +186,7 @@ class Session {
           audience_(audience),
           tracked_(worker.registry(), [this](drain::StopReason why) { stop(why); }) {
         worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
-        peer_ip_ = peer.address().to_string();
+        peer_ip_ = ip_text(peer.address());
         peer_ = peer_ip_ + ":" + std::to_string(peer.port());
     }
 
@@ -181,6 +201,15 @@ class Session {
     net::Task<void> run() {
         bool keep_alive = true;
         while (keep_alive && !stop_requested_) {
+            // --- 1. wait -----------------------------------------------------
+            // Here rather than in serve_one, whose frame an idle connection
+            // then does not hold.
+            if (requests_ > 0 && buf_.size() == 0) {
+                phase_ = Phase::Wait;
+                if (!co_await wait_for_next_request()) {
+                    break;
+                }
+            }
             keep_alive = co_await serve_one();
         }
         if (needs_linger_) {
@@ -254,15 +283,8 @@ class Session {
         }
     }
 
+    // Phases 2 to 8 of one exchange; false when the connection must close.
     net::Task<bool> serve_one() {
-        // --- 1. wait ---------------------------------------------------------
-        if (requests_ > 0 && buf_.size() == 0) {
-            phase_ = Phase::Wait;
-            if (!co_await wait_for_next_request()) {
-                co_return false;
-            }
-        }
-
         // --- 2. read ---------------------------------------------------------
         phase_ = Phase::Read;
         if (requests_ > 0) {
@@ -467,7 +489,6 @@ class Session {
         auto [ec, n] = co_await net::read_some(client_, buf_.prepare(kFirstRead));
         if (ec == beast::error::timeout && net::coarse_now() < idle_until && !stop_requested_) {
             buf_.shrink_to_fit();
-            release_scratch();
             client_.expires_at(idle_until);
             if (co_await net::wait_readable(client_) || stop_requested_) {
                 co_return false;
@@ -484,7 +505,7 @@ class Session {
     // Back to idle for the registry; passes `keep_alive` through.
     bool finish(bool keep_alive) {
         active_upstream_ = nullptr;
-        rp_.reset();  // an idle connection keeps no upstream header
+        release_scratch();  // a connection between exchanges holds no header storage
         if (buf_.size() == 0 && buf_.capacity() > kKeptBuffer) {
             buf_.shrink_to_fit();  // nor the room a large header needed
         }
