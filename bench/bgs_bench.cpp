@@ -7,8 +7,8 @@
 //   sse     --port P --clients N --seconds S  subscribe to /sse, report event delays
 //   hold    --port P --keepalive K --websockets W --seconds S
 //                                             open idle connections and keep them
-//   load    --port P --connections C --seconds S [--admin A --token T --switches N]
-//                                             keep-alive load in 100 ms buckets, optional
+//   load    --port P --connections C --seconds S [--admin A --token T --switches N
+//           --spacing D]                      keep-alive load in 100 ms buckets, optional
 //                                             color switches through the admin API
 //   startup --port P -- command...            time from spawn to the first 200
 //
@@ -469,8 +469,19 @@ std::pair<unsigned, std::string> admin_post(unsigned short port, const std::stri
     return {status, body_at == std::string::npos ? "" : all.substr(body_at + 4)};
 }
 
+// With switches, the run is: the warm-up, then a switch every `spacing`
+// seconds starting one second in, then half a spacing more. The rate in the
+// second centred on each switch is compared with the mean of the two quiet
+// seconds centred half-way to the switches before and after it, so drift of
+// the machine's speed over the run does not count as a switch's cost; the same
+// comparison between quiet seconds gives the noise floor.
 int run_load(unsigned short port, int connections, double seconds, int threads,
-             unsigned short admin, const std::string& token, int switches, double warmup) {
+             unsigned short admin, const std::string& token, int switches, double warmup,
+             double spacing) {
+    const double first_switch = warmup + 1.0;
+    if (switches > 0) {
+        seconds = first_switch + spacing * switches + 1.0;
+    }
     LoadState st(seconds);
     st.start = Clock::now();
     st.until = st.start +
@@ -488,15 +499,14 @@ int run_load(unsigned short port, int connections, double seconds, int threads,
         pool.emplace_back([&c] { c->run(); });
     }
 
-    // Switches, evenly spread over the time after the warm-up, alternating colors.
+    // Switches every `spacing` seconds after the warm-up, alternating colors.
     std::vector<double> switch_at_s;
     int switch_failures = 0;
     if (switches > 0) {
-        const double span = seconds - warmup - 1.0;
         for (int i = 0; i < switches; ++i) {
             const auto at =
                 st.start + std::chrono::duration_cast<Clock::duration>(
-                               std::chrono::duration<double>(warmup + span * (i + 0.5) / switches));
+                               std::chrono::duration<double>(first_switch + spacing * i));
             std::this_thread::sleep_until(at);
             const auto t = Clock::now();
             auto [status, body] =
@@ -523,27 +533,43 @@ int run_load(unsigned short port, int connections, double seconds, int threads,
                 static_cast<unsigned long long>(st.failures.load()),
                 static_cast<double>(total) / seconds, percentile(lat, 0.5), percentile(lat, 0.99));
     if (switches > 0) {
-        // Steady rate: the warm-up after its first half second. Around a switch:
-        // the ten 100 ms buckets centred on it.
-        auto bucket_sum = [&](double from_s, double to_s) {
+        // Requests completed in the second centred on `t` (ten 100 ms buckets).
+        auto second_around = [&](double t) {
             std::uint64_t sum = 0;
-            for (auto i = static_cast<std::size_t>(from_s * 10);
-                 i < static_cast<std::size_t>(to_s * 10) && i < st.buckets.size(); ++i) {
+            const auto first = static_cast<std::size_t>(std::lround(t * 10)) - 5;
+            for (auto i = first; i < first + 10 && i < st.buckets.size(); ++i) {
                 sum += st.buckets[i].load();
             }
             return static_cast<double>(sum);
         };
-        const double steady = bucket_sum(0.5, warmup) / (warmup - 0.5);
-        std::vector<double> ratios;
-        for (double t : switch_at_s) {
-            const double from = std::round(t * 10) / 10 - 0.5;
-            ratios.push_back(bucket_sum(from, from + 1.0) / steady);
+        // quiet[i]: the second half-way between switch i-1 and switch i.
+        std::vector<double> quiet;
+        for (int i = 0; i <= switches; ++i) {
+            quiet.push_back(second_around(first_switch + spacing * (i - 0.5)));
         }
-        const double min_ratio = *std::min_element(ratios.begin(), ratios.end());
+        std::vector<double> ratios;
+        for (int i = 0; i < switches; ++i) {
+            const double around = second_around(switch_at_s[static_cast<std::size_t>(i)]);
+            ratios.push_back(around / ((quiet[static_cast<std::size_t>(i)] +
+                                        quiet[static_cast<std::size_t>(i) + 1]) /
+                                       2));
+        }
+        std::vector<double> noise;
+        for (std::size_t i = 1; i + 1 < quiet.size(); ++i) {
+            noise.push_back(quiet[i] / ((quiet[i - 1] + quiet[i + 1]) / 2));
+        }
+        double steady = 0;
+        for (double q : quiet) {
+            steady += q;
+        }
+        steady /= static_cast<double>(quiet.size());
         std::printf(
             " switches=%zu switch_failures=%d steady_rps=%.0f around_switch_min=%.3f "
-            "around_switch_median=%.3f",
-            switch_at_s.size(), switch_failures, steady, min_ratio, percentile(ratios, 0.5));
+            "around_switch_median=%.3f quiet_min=%.3f quiet_median=%.3f",
+            switch_at_s.size(), switch_failures, steady,
+            *std::min_element(ratios.begin(), ratios.end()), percentile(ratios, 0.5),
+            noise.empty() ? 1.0 : *std::min_element(noise.begin(), noise.end()),
+            noise.empty() ? 1.0 : percentile(noise, 0.5));
     }
     std::printf("\n");
     return 0;
@@ -597,7 +623,7 @@ int main(int argc, char** argv) {
     int port = 0;
     int interval_ms = 10, threads = 1, clients = 50, keepalive = 0, websockets = 0;
     int connections = 64, admin = 0, switches = 0;
-    double seconds = 5, warmup = 3;
+    double seconds = 5, warmup = 3, spacing = 2;
     std::string token;
     std::vector<std::string> command;
 
@@ -623,6 +649,8 @@ int main(int argc, char** argv) {
     load->add_option("--token", token);
     load->add_option("--switches", switches);
     load->add_option("--warmup", warmup);
+    load->add_option("--spacing", spacing,
+                     "seconds between switches (the run lasts as long as they need)");
     auto* startup = app.add_subcommand("startup", "time to the first 200");
     startup->add_option("--port", port)->required();
     startup->add_option("command", command)->required();
@@ -640,7 +668,7 @@ int main(int argc, char** argv) {
     }
     if (*load) {
         return run_load(p, connections, seconds, threads, static_cast<unsigned short>(admin), token,
-                        switches, warmup);
+                        switches, warmup, spacing);
     }
     return run_startup(p, command);
 }
