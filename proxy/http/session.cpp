@@ -396,7 +396,13 @@ class Session {
         if (plan.streaming) {
             tracked_.set(Activity::Stream, color);
         }
-        if (!co_await relay_response(ex, *rp, *up, plan.body_expected, plan.framing)) {
+        // A client that asked to close (and sent nothing more) gets the end of the
+        // response and the FIN in one segment. Not when the proxy itself closes:
+        // a request the client already sent would turn the close into a reset
+        // that takes the held bytes with it.
+        const bool fin_with_last = !client_keep_alive && buf_.size() == 0;
+        if (!co_await relay_response(ex, *rp, *up, plan.body_expected, plan.framing,
+                                     fin_with_last)) {
             co_return finish(false);
         }
 
@@ -608,10 +614,10 @@ class Session {
 
     // Writes one piece of a body in `framing` (as a chunk when chunked; the
     // terminating chunk too when `last`), preceded by `head` when not empty, in
-    // one gathered write.
+    // one gathered write; `closing` as for net::write_all.
     static net::Task<net::error_code> write_piece(net::Stream& s, std::string_view head,
                                                   Framing framing, const char* data, std::size_t n,
-                                                  bool last) {
+                                                  bool last, bool closing = false) {
         static constexpr std::string_view kCrlf = "\r\n";
         static constexpr std::string_view kLastChunk = "0\r\n\r\n";
         char size_line[24];
@@ -628,7 +634,7 @@ class Session {
             asio::buffer(chunked && n > 0 ? kCrlf : std::string_view{}),
             asio::buffer(chunked && last ? kLastChunk : std::string_view{}),
         };
-        co_return co_await net::write_copying(s, bufs);
+        co_return co_await net::write_copying(s, bufs, closing);
     }
 
     struct AwaitResult {
@@ -677,10 +683,10 @@ class Session {
     /// streams the body piece by piece. False when the exchange broke (the
     /// client connection must close).
     net::Task<bool> relay_response(Exchange& ex, net::ResponseParser& rp, upstream::Connection& up,
-                                   bool body_expected, Framing framing) {
+                                   bool body_expected, Framing framing, bool fin_with_last) {
         client_.expires_after(cfg_.timeouts.idle);
         if (!body_expected) {
-            co_return !co_await net::write_all(client_, asio::buffer(head()));
+            co_return !co_await net::write_all(client_, asio::buffer(head()), fin_with_last);
         }
         bool head_sent = false;
         // With nothing of the body buffered yet (SSE, slow generators), the head
@@ -723,7 +729,9 @@ class Session {
             if (head_sent || !rp.is_done()) {
                 ensure_no_delay();  // this response takes more than one write
             }
-            if (auto ec = co_await write_piece(client_, head, framing, io, n, rp.is_done())) {
+            const bool last = rp.is_done();
+            if (auto ec = co_await write_piece(client_, head, framing, io, n, last,
+                                               last && fin_with_last)) {
                 log().info("client {} left during the response (request {}): {}", peer_,
                            ex.rec.request_id, ec.message());
                 log_access(ex);

@@ -84,7 +84,8 @@ Task<error_code> parse(Stream& s, beast::flat_buffer& buf, Parser& p, bool whole
 // usual case) costs one sendmsg and no trip through the reactor. Only the rest
 // of a write the kernel did not take waits for room.
 template <typename Buffers>
-Task<error_code> write_buffers(Stream& s, Buffers data, bool copy_rest = false) {
+Task<error_code> write_buffers(Stream& s, Buffers data, bool copy_rest = false,
+                               bool closing = false) {
     auto& sock = s.socket();
     error_code ec;
     if (!sock.non_blocking()) {
@@ -94,7 +95,7 @@ Task<error_code> write_buffers(Stream& s, Buffers data, bool copy_rest = false) 
         }
     }
     const std::size_t total = asio::buffer_size(data);
-    const std::size_t sent = sock.send(data, 0, ec);
+    const std::size_t sent = sock.send(data, closing ? MSG_MORE : 0, ec);
     if (!ec && sent == total) {
         co_return error_code{};
     }
@@ -138,8 +139,8 @@ Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, ResponseParser& p
     return parse(s, buf, p, /*whole_header=*/false);
 }
 
-Task<error_code> write_all(Stream& s, asio::const_buffer data) {
-    return write_buffers(s, data);
+Task<error_code> write_all(Stream& s, asio::const_buffer data, bool closing) {
+    return write_buffers(s, data, /*copy_rest=*/false, closing);
 }
 
 Task<error_code> write_all(Stream& s, const std::array<asio::const_buffer, 5>& data) {
@@ -150,8 +151,9 @@ Task<error_code> write_copying(Stream& s, asio::const_buffer data) {
     return write_buffers(s, data, /*copy_rest=*/true);
 }
 
-Task<error_code> write_copying(Stream& s, const std::array<asio::const_buffer, 5>& data) {
-    return write_buffers(s, data, /*copy_rest=*/true);
+Task<error_code> write_copying(Stream& s, const std::array<asio::const_buffer, 5>& data,
+                               bool closing) {
+    return write_buffers(s, data, /*copy_rest=*/true, closing);
 }
 
 asio::mutable_buffer thread_scratch() {

@@ -39,8 +39,10 @@ Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, ResponseParser&
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, RequestParser& p);
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, ResponseParser& p);
 
-/// Writes all of `data`.
-Task<error_code> write_all(Stream& s, asio::const_buffer data);
+/// Writes all of `data`. `closing`: nothing more is written on `s` and it is
+/// closed right after, so the kernel may hold the bytes and send them with the
+/// FIN, one segment instead of two (MSG_MORE; the close flushes them).
+Task<error_code> write_all(Stream& s, asio::const_buffer data, bool closing = false);
 /// Writes all of several buffers in one gathered write (empty ones are fine).
 Task<error_code> write_all(Stream& s, const std::array<asio::const_buffer, 5>& data);
 
@@ -50,7 +52,8 @@ Task<std::pair<error_code, std::size_t>> read_some(Stream& s, asio::mutable_buff
 /// Writes all of `data`, which the caller may reuse as soon as this suspends:
 /// what the kernel does not take at once is copied first.
 Task<error_code> write_copying(Stream& s, asio::const_buffer data);
-Task<error_code> write_copying(Stream& s, const std::array<asio::const_buffer, 5>& data);
+Task<error_code> write_copying(Stream& s, const std::array<asio::const_buffer, 5>& data,
+                               bool closing = false);
 
 /// This thread's 16 KiB scratch buffer, for bytes that pass through without
 /// waiting: fill it and hand it to write_copying or read_ready without a

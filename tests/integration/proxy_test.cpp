@@ -284,6 +284,37 @@ TEST(ProxyTest, NothingOfOneExchangeShowsInTheNext) {
     }
 }
 
+// A client that asks to close gets its response and the FIN together (the
+// proxy holds the last bytes for the close to send): all of it must arrive,
+// with or without a body, and the connection must end.
+TEST(ProxyTest, AClientThatAsksToCloseGetsTheWholeResponseThenTheClose) {
+    ScriptedUpstream up([](Socket& s, ScriptedUpstream& u) {
+        while (auto req = u.next_request(s)) {
+            if (req->target == "/empty") {
+                s.send("HTTP/1.1 204 No Content\r\n\r\n");
+            } else {
+                s.send(http_response(200, std::string(100000, 'z')));
+            }
+        }
+    });
+    RunningProxy proxy(test_config({up.port()}));
+    for (const char* target : {"/big", "/empty"}) {
+        auto c = Socket::connect(proxy.port());
+        c.send(get(target, "Connection: close\r\n"));
+        auto res = read_response(c);
+        if (std::string_view(target) == "/big") {
+            EXPECT_EQ(res.status, 200);
+            EXPECT_EQ(res.body.size(), 100000u);
+        } else {
+            EXPECT_EQ(res.status, 204);
+            EXPECT_TRUE(res.body.empty());
+        }
+        EXPECT_EQ(res.header("Connection"), "close");
+        EXPECT_TRUE(c.closed_within(3s)) << target;
+    }
+    EXPECT_EQ(up.request_count(), 2u);
+}
+
 TEST(ProxyTest, StreamsAChunkedRequestBody) {
     ScriptedUpstream up(echo_target("x"));
     RunningProxy proxy(test_config({up.port()}));
