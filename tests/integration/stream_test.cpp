@@ -4,11 +4,11 @@
 #include "proxy/net/http_io.hpp"
 #include "tests/support/test_net.hpp"
 
+#include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
-#include <gtest/gtest.h>
 
 #include <chrono>
 #include <exception>
