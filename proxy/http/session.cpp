@@ -215,7 +215,6 @@ class Session {
         if (needs_linger_) {
             co_await linger_close();
         }
-        release_scratch();
         net::error_code ignored;
         client_.socket().close(ignored);
     }

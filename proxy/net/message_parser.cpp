@@ -74,7 +74,7 @@ std::optional<FlatFields::Field> FlatFields::find(std::string_view name) const {
 }
 
 template <bool isRequest>
-std::size_t WindowedParser<isRequest>::on_body_impl(string_view body, error_code& ec) {
+std::size_t FlatParser<isRequest>::on_body_impl(string_view body, error_code& ec) {
     if (window_ == nullptr) {
         ec = bh::error::need_buffer;
         return 0;
@@ -89,12 +89,8 @@ std::size_t WindowedParser<isRequest>::on_body_impl(string_view body, error_code
     return n;
 }
 
-template class WindowedParser<true>;
-template class WindowedParser<false>;
-
-RequestParser::RequestParser(FlatFields& fields) : fields_(fields) {
-    fields_.clear();
-}
+template class FlatParser<true>;
+template class FlatParser<false>;
 
 void RequestParser::on_request_impl(bh::verb method, string_view method_str, string_view target,
                                     int version, error_code&) {
@@ -108,15 +104,6 @@ void RequestParser::on_response_impl(int, string_view, int, error_code& ec) {
     ec = bh::error::bad_version;  // a request parser never sees a status line
 }
 
-void RequestParser::on_field_impl(bh::field name, string_view name_string, string_view value,
-                                  error_code&) {
-    fields_.add(name, {name_string.data(), name_string.size()}, {value.data(), value.size()});
-}
-
-ResponseParser::ResponseParser(FlatFields& fields) : fields_(fields) {
-    fields_.clear();
-}
-
 void ResponseParser::on_request_impl(bh::verb, string_view, string_view, int, error_code& ec) {
     ec = bh::error::bad_method;  // a response parser never sees a request line
 }
@@ -125,11 +112,6 @@ void ResponseParser::on_response_impl(int code, string_view reason, int version,
     status_ = static_cast<unsigned>(code);
     version_ = static_cast<unsigned>(version);
     reason_ = fields_.keep({reason.data(), reason.size()});
-}
-
-void ResponseParser::on_field_impl(bh::field name, string_view name_string, string_view value,
-                                   error_code&) {
-    fields_.add(name, {name_string.data(), name_string.size()}, {value.data(), value.size()});
 }
 
 }  // namespace bgs::net

@@ -109,11 +109,17 @@ class FlatFields {
     std::vector<Entry> entries_;
 };
 
-/// Beast's parser with the body delivered like http::buffer_body: into a
-/// window the caller sets before each read.
+/// What both parsers share: fields go to FlatFields, and the body is
+/// delivered like http::buffer_body, into a window the caller sets before each
+/// read. Single use; the fields' storage outlives the parser.
 template <bool isRequest>
-class WindowedParser : public boost::beast::http::basic_parser<isRequest> {
+class FlatParser : public boost::beast::http::basic_parser<isRequest> {
   public:
+    /// Fills `fields` (cleared here), which must outlive the parser.
+    explicit FlatParser(FlatFields& fields) : fields_(fields) { fields_.clear(); }
+
+    const FlatFields& fields() const { return fields_; }
+
     /// Where the next body bytes go: put() stops with need_buffer once the
     /// window is full.
     void set_window(char* data, std::size_t size) {
@@ -133,59 +139,54 @@ class WindowedParser : public boost::beast::http::basic_parser<isRequest> {
         return on_body_impl(body, ec);
     }
     void on_finish_impl(error_code&) override {}
+    void on_field_impl(boost::beast::http::field name, string_view name_string, string_view value,
+                       error_code&) override {
+        fields_.add(name, {name_string.data(), name_string.size()}, {value.data(), value.size()});
+    }
+    void on_header_impl(error_code&) override {}
+
+    FlatFields& fields_;
 
   private:
     char* window_ = nullptr;
     std::size_t window_left_ = 0;
 };
 
-/// A client's request. Single use; the fields' storage outlives it.
-class RequestParser : public WindowedParser<true> {
+/// A client's request.
+class RequestParser : public FlatParser<true> {
   public:
-    /// Fills `fields` (cleared here), which must outlive the parser.
-    explicit RequestParser(FlatFields& fields);
+    using FlatParser::FlatParser;
 
     boost::beast::http::verb method() const { return method_; }
     std::string_view method_string() const { return fields_.kept(method_text_); }
     std::string_view target() const { return fields_.kept(target_); }
     unsigned version() const { return version_; }
-    const FlatFields& fields() const { return fields_; }
 
   private:
     void on_request_impl(boost::beast::http::verb method, string_view method_str,
                          string_view target, int version, error_code& ec) override;
     void on_response_impl(int, string_view, int, error_code& ec) override;
-    void on_field_impl(boost::beast::http::field name, string_view name_string, string_view value,
-                       error_code& ec) override;
-    void on_header_impl(error_code&) override {}
 
-    FlatFields& fields_;
     FlatFields::Span method_text_;
     FlatFields::Span target_;
     boost::beast::http::verb method_ = boost::beast::http::verb::unknown;
     unsigned version_ = 11;
 };
 
-/// An upstream's response. Single use; the fields' storage outlives it.
-class ResponseParser : public WindowedParser<false> {
+/// An upstream's response.
+class ResponseParser : public FlatParser<false> {
   public:
-    /// Fills `fields` (cleared here), which must outlive the parser.
-    explicit ResponseParser(FlatFields& fields);
+    using FlatParser::FlatParser;
 
     unsigned status() const { return status_; }
     unsigned version() const { return version_; }
     std::string_view reason() const { return fields_.kept(reason_); }
-    const FlatFields& fields() const { return fields_; }
 
   private:
     void on_request_impl(boost::beast::http::verb, string_view, string_view, int,
                          error_code& ec) override;
     void on_response_impl(int code, string_view reason, int version, error_code& ec) override;
-    void on_field_impl(boost::beast::http::field name, string_view name_string, string_view value,
-                       error_code& ec) override;
-    void on_header_impl(error_code&) override {}
 
-    FlatFields& fields_;
     FlatFields::Span reason_;
     unsigned status_ = 0;
     unsigned version_ = 11;
