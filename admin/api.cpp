@@ -1,10 +1,17 @@
 #include "admin/api.hpp"
 
 #include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
+
+#include <set>
 
 namespace bgs::admin {
 namespace json = boost::json;
 namespace {
+
+std::uint64_t micros(double ms) {
+    return ms > 0 ? static_cast<std::uint64_t>(ms * 1000.0 + 0.5) : 0;
+}
 
 // Builds a message by appending (GCC 12 warns falsely on "literal" + std::string).
 std::string msg(std::initializer_list<std::string_view> parts) {
@@ -15,7 +22,68 @@ std::string msg(std::initializer_list<std::string_view> parts) {
     return out;
 }
 
+// Walks a document and stops at the first key that appears twice in one
+// object. json::parse keeps one of them silently, so {"dry_run":true,
+// "dry_run":false} would mean whatever the parser chose.
+class DuplicateKeyFinder {
+  public:
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+
+    std::optional<std::string> duplicate;
+
+    bool on_document_begin(json::error_code&) { return true; }
+    bool on_document_end(json::error_code&) { return true; }
+    bool on_object_begin(json::error_code&) {
+        objects_.emplace_back();
+        return true;
+    }
+    bool on_object_end(std::size_t, json::error_code&) {
+        objects_.pop_back();
+        return true;
+    }
+    bool on_array_begin(json::error_code&) { return true; }
+    bool on_array_end(std::size_t, json::error_code&) { return true; }
+    bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+        key_.append(s.data(), s.size());
+        return true;
+    }
+    bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
+        key_.append(s.data(), s.size());
+        if (!objects_.back().insert(key_).second) {
+            duplicate = key_;
+            ec = boost::system::errc::make_error_code(boost::system::errc::invalid_argument);
+            return false;
+        }
+        key_.clear();
+        return true;
+    }
+    bool on_string_part(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_string(json::string_view, std::size_t, json::error_code&) { return true; }
+    bool on_number_part(json::string_view, json::error_code&) { return true; }
+    bool on_int64(std::int64_t, json::string_view, json::error_code&) { return true; }
+    bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return true; }
+    bool on_double(double, json::string_view, json::error_code&) { return true; }
+    bool on_bool(bool, json::error_code&) { return true; }
+    bool on_null(json::error_code&) { return true; }
+    bool on_comment_part(json::string_view, json::error_code&) { return true; }
+    bool on_comment(json::string_view, json::error_code&) { return true; }
+
+  private:
+    std::vector<std::set<std::string>> objects_;
+    std::string key_;
+};
+
 }  // namespace
+
+std::optional<std::string> duplicate_json_key(std::string_view text) {
+    json::basic_parser<DuplicateKeyFinder> p{json::parse_options{}};
+    json::error_code ec;
+    p.write_some(false, text.data(), text.size(), ec);
+    return p.handler().duplicate;
+}
 
 ApiResponse error_response(unsigned status, std::string_view message, json::object details) {
     json::object o;
@@ -41,6 +109,9 @@ std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_
     if (ec) {
         return msg({"malformed JSON: ", ec.message()});
     }
+    if (auto dup = duplicate_json_key(body)) {
+        return msg({"duplicate key \"", *dup, "\""});
+    }
     if (!v.is_object()) {
         return std::string("the body must be a JSON object");
     }
@@ -63,7 +134,8 @@ std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_
             }
             auto d = parse_duration(std::string_view(val.as_string()));
             if (!d) {
-                return msg({"\"drain_timeout\": \"", val.as_string(), "\" is not a duration"});
+                return msg({"\"drain_timeout\": \"", val.as_string(),
+                            "\" is not a duration (e.g. 30s, 5m; at most ", kMaxDurationText, ")"});
             }
             req.drain_timeout = d;
         } else if (key == "dry_run") {
@@ -103,7 +175,7 @@ json::object gates_json(const health::GateReport& g) {
     json::array health;
     for (const auto& h : g.health) {
         json::object o{
-            {"upstream", h.upstream}, {"healthy", h.healthy}, {"latency_ms", h.latency_ms}};
+            {"upstream", h.upstream}, {"healthy", h.healthy}, {"latency_us", micros(h.latency_ms)}};
         if (h.status != 0) {
             o["status"] = h.status;
         }
@@ -117,7 +189,7 @@ json::object gates_json(const health::GateReport& g) {
         json::object o{{"check", s.check},
                        {"upstream", s.upstream},
                        {"passed", s.passed},
-                       {"latency_ms", s.latency_ms}};
+                       {"latency_us", micros(s.latency_ms)}};
         if (s.status != 0) {
             o["status"] = s.status;
         }
@@ -131,11 +203,11 @@ json::object gates_json(const health::GateReport& g) {
         {"health", json::object{{"passed", g.health_passed},
                                 {"healthy", g.healthy},
                                 {"required", g.required},
-                                {"duration_ms", g.health_ms},
+                                {"duration_us", micros(g.health_ms)},
                                 {"upstreams", std::move(health)}}},
         {"smoke", json::object{{"ran", g.smoke_ran},
                                {"passed", g.smoke_ran && g.smoke_passed},
-                               {"duration_ms", g.smoke_ms},
+                               {"duration_us", micros(g.smoke_ms)},
                                {"checks", std::move(smoke)}}},
     };
 }

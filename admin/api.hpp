@@ -7,6 +7,7 @@
 #include <boost/json/object.hpp>
 
 #include <array>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -36,6 +37,10 @@ struct ApiResponse {
     std::string content_type = "application/json";
     std::vector<std::pair<std::string, std::string>> headers;
 };
+
+/// The first key that appears twice in one object of the JSON `text`, if any
+/// (a malformed document has none).
+std::optional<std::string> duplicate_json_key(std::string_view text);
 
 /// {"error": message, ...details} with `status`.
 ApiResponse error_response(unsigned status, std::string_view message,

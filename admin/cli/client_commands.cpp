@@ -122,12 +122,56 @@ std::string fmt_ms(double ms) {
     return b;
 }
 
+// Text from the API made safe for a terminal: control characters (C0, DEL,
+// and C1 as UTF-8 encodes them) and bytes that are not UTF-8 are shown as \xNN,
+// so a reason or an error message cannot move the cursor or recolor the screen.
+std::string terminal_safe(std::string_view in) {
+    std::string out;
+    out.reserve(in.size());
+    auto escape = [&](unsigned char c) {
+        char b[5];
+        std::snprintf(b, sizeof b, "\\x%02x", c);
+        out += b;
+    };
+    for (std::size_t i = 0; i < in.size();) {
+        const auto c = static_cast<unsigned char>(in[i]);
+        if (c < 0x20 || c == 0x7f) {
+            escape(c);
+            ++i;
+            continue;
+        }
+        if (c < 0x80) {
+            out += static_cast<char>(c);
+            ++i;
+            continue;
+        }
+        const std::size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+        bool valid = len > 0 && len <= 4 && i + len <= in.size();
+        for (std::size_t k = 1; valid && k < len; ++k) {
+            valid = (static_cast<unsigned char>(in[i + k]) & 0xc0) == 0x80;
+        }
+        const bool c1 = valid && c == 0xc2 && static_cast<unsigned char>(in[i + 1]) < 0xa0;
+        if (!valid || c1) {
+            escape(c);
+            ++i;
+            continue;
+        }
+        out.append(in.substr(i, len));
+        i += len;
+    }
+    return out;
+}
+
+std::string fmt_us(const json::value& us) {
+    return fmt_ms(us.to_number<double>() / 1000.0);
+}
+
 std::string str(const json::value* v) {
     if (v == nullptr || v->is_null()) {
         return "-";
     }
     if (v->is_string()) {
-        return std::string(v->as_string());
+        return terminal_safe(v->as_string());
     }
     return json::serialize(*v);
 }
@@ -155,14 +199,13 @@ std::optional<int> failure(const HttpResult& r, json::value& doc) {
 void print_gates(const json::object& gates) {
     const auto& h = gates.at("health").as_object();
     std::cout << "health gate: " << str(h.if_contains("healthy")) << " healthy, need "
-              << str(h.if_contains("required")) << " ("
-              << fmt_ms(h.at("duration_ms").to_number<double>()) << ")\n";
+              << str(h.if_contains("required")) << " (" << fmt_us(h.at("duration_us")) << ")\n";
     for (const auto& u : h.at("upstreams").as_array()) {
         const auto& o = u.as_object();
         std::cout << "  " << (o.at("healthy").as_bool() ? "ok    " : "FAIL  ")
                   << str(o.if_contains("upstream")) << "  "
                   << (o.contains("status") ? str(o.if_contains("status")) : "---") << "  "
-                  << fmt_ms(o.at("latency_ms").to_number<double>());
+                  << fmt_us(o.at("latency_us"));
         if (o.contains("error")) {
             std::cout << "  " << str(o.if_contains("error"));
         }
@@ -174,13 +217,13 @@ void print_gates(const json::object& gates) {
         return;
     }
     std::cout << "smoke gate: " << (s.at("passed").as_bool() ? "passed" : "FAILED") << " ("
-              << fmt_ms(s.at("duration_ms").to_number<double>()) << ")\n";
+              << fmt_us(s.at("duration_us")) << ")\n";
     for (const auto& c : s.at("checks").as_array()) {
         const auto& o = c.as_object();
         std::cout << "  " << (o.at("passed").as_bool() ? "ok    " : "FAIL  ")
                   << str(o.if_contains("check")) << " @ " << str(o.if_contains("upstream")) << "  "
                   << (o.contains("status") ? str(o.if_contains("status")) : "---") << "  "
-                  << fmt_ms(o.at("latency_ms").to_number<double>());
+                  << fmt_us(o.at("latency_us"));
         if (o.contains("error")) {
             std::cout << "  " << str(o.if_contains("error"));
         }
@@ -337,13 +380,21 @@ int history(const ClientOptions& opt) {
         const auto& o = e.as_object();
         const auto& g = o.at("gates").as_object();
         const double gate_ms =
-            g.at("health_ms").to_number<double>() + g.at("smoke_ms").to_number<double>();
+            (g.at("health_us").to_number<double>() + g.at("smoke_us").to_number<double>()) / 1000.0;
+        std::string result = str(o.if_contains("result"));
+        if (const auto* d = o.if_contains("dry_run");
+            d != nullptr && d->is_bool() && d->as_bool()) {
+            result += " (dry run)";
+        }
+        std::string reason = str(o.if_contains("reason"));
+        if (const auto* f = o.if_contains("failure")) {
+            reason += (reason.empty() ? "" : "; ") + str(f);
+        }
         std::printf("%-24s %-8s %-6s %-6s %-15s %7s %9s  %-15s %s\n",
                     str(o.if_contains("time")).c_str(), str(o.if_contains("action")).c_str(),
                     str(o.if_contains("from")).c_str(), str(o.if_contains("to")).c_str(),
-                    str(o.if_contains("result")).c_str(), str(o.if_contains("version")).c_str(),
-                    fmt_ms(gate_ms).c_str(), str(o.if_contains("source")).c_str(),
-                    str(o.if_contains("reason")).c_str());
+                    result.c_str(), str(o.if_contains("version")).c_str(), fmt_ms(gate_ms).c_str(),
+                    str(o.if_contains("source")).c_str(), reason.c_str());
     }
     std::fflush(stdout);
     return kExitOk;

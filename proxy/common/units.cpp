@@ -49,8 +49,7 @@ std::optional<Duration> parse_duration(std::string_view text) {
         return std::nullopt;
     }
     auto ms = scaled(number->value, unit_ms);
-    // Keep durations well inside what steady_clock arithmetic can add without overflow.
-    if (!ms || *ms > std::uint64_t{1} << 50) {
+    if (!ms || *ms > static_cast<std::uint64_t>(kMaxDuration.count())) {
         return std::nullopt;
     }
     return Duration{static_cast<Duration::rep>(*ms)};

@@ -12,8 +12,13 @@ namespace bgs {
 
 using Duration = std::chrono::milliseconds;
 
+/// The longest duration anything accepts: a year, far below what deadline
+/// arithmetic on steady_clock (nanoseconds in 64 bits) could overflow.
+inline constexpr Duration kMaxDuration = std::chrono::hours(24 * 365);
+inline constexpr std::string_view kMaxDurationText = "8760h";
+
 /// Parses "0", "500ms", "2s", "5m", "1h". Returns nullopt for anything else,
-/// including negative numbers and values that overflow.
+/// including negative numbers and values over kMaxDuration.
 std::optional<Duration> parse_duration(std::string_view text);
 
 /// Parses "512", "512B", "16KiB", "10MiB", "1GiB". Returns nullopt otherwise.

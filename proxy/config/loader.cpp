@@ -13,6 +13,10 @@
 namespace bgs::config {
 namespace {
 
+// A header is held in memory whole, and parsers count it in 32 bits.
+constexpr std::uint64_t kMaxHeaderBytes = std::uint64_t{1} << 20;
+constexpr std::uint64_t kMaxBodyBytes = std::uint64_t{1} << 40;
+
 std::string child(const std::string& path, std::string_view key) {
     return path.empty() ? std::string(key) : path + "." + std::string(key);
 }
@@ -180,7 +184,9 @@ class Loader {
         }
         auto d = parse_duration(*s);
         if (!d) {
-            error_value(path, *s, "not a duration (use e.g. 500ms, 2s, 5m, 1h)");
+            error_value(path, *s,
+                        "not a duration (use e.g. 500ms, 2s, 5m, 1h; at most " +
+                            std::string(kMaxDurationText) + ")");
             return std::nullopt;
         }
         if (!allow_zero && d->count() == 0) {
@@ -190,7 +196,9 @@ class Loader {
         return d;
     }
 
-    std::optional<std::uint64_t> size(const YAML::Node& n, const std::string& path) {
+    /// A size in [1, max]; `max_text` spells max for the error.
+    std::optional<std::uint64_t> size(const YAML::Node& n, const std::string& path,
+                                      std::uint64_t max, std::string_view max_text) {
         auto s = scalar(n, path);
         if (!s) {
             return std::nullopt;
@@ -198,6 +206,10 @@ class Loader {
         auto v = parse_size(*s);
         if (!v) {
             error_value(path, *s, "not a size (use e.g. 512, 16KiB, 10MiB)");
+            return std::nullopt;
+        }
+        if (*v > max) {
+            error_value(path, *s, "too large (at most " + std::string(max_text) + ")");
             return std::nullopt;
         }
         if (*v == 0) {
@@ -584,13 +596,15 @@ class Loader {
             return;
         }
         if (auto v = n["max_header_bytes"]) {
-            l.max_header_bytes = size(v, "limits.max_header_bytes").value_or(l.max_header_bytes);
+            l.max_header_bytes = size(v, "limits.max_header_bytes", kMaxHeaderBytes, "1MiB")
+                                     .value_or(l.max_header_bytes);
             if (l.max_header_bytes < 1024) {
                 error("limits.max_header_bytes", "must be at least 1KiB");
             }
         }
         if (auto v = n["max_body_bytes"]) {
-            l.max_body_bytes = size(v, "limits.max_body_bytes").value_or(l.max_body_bytes);
+            l.max_body_bytes = size(v, "limits.max_body_bytes", kMaxBodyBytes, "1024GiB")
+                                   .value_or(l.max_body_bytes);
         }
         if (auto v = n["max_connections"]) {
             l.max_connections =

@@ -107,8 +107,9 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     event.to = out.to;
     event.source = req.source;
     event.reason = req.reason;
-    event.health_ms = out.gates.health_ms;
-    event.smoke_ms = out.gates.smoke_ms;
+    event.dry_run = req.dry_run;
+    event.health_us = static_cast<std::uint64_t>(out.gates.health_ms * 1000.0);
+    event.smoke_us = static_cast<std::uint64_t>(out.gates.smoke_ms * 1000.0);
 
     auto record_only = [&](Result r) {
         // Failed and dry runs change no color; they are kept in the history
@@ -132,6 +133,7 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
                    !out.gates.smoke_ran     ? "not run"
                    : out.gates.smoke_passed ? "passed"
                                             : "failed");
+        event.failure = health::first_failure(out.gates);
         record_only(Result::GateFailed);
         co_return finish(out);
     }
@@ -141,6 +143,11 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     }
 
     // --- durable state, then the flip ----------------------------------------
+    if (state_.version >= state::SwitchState::kMaxVersion) {
+        out.result = Result::PersistFailed;
+        out.error = "the state version is at its maximum; reset the state file";
+        co_return finish(out);
+    }
     auto next = state_;
     next.previous = out.from;
     next.active = out.to;

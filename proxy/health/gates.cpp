@@ -19,42 +19,62 @@ namespace {
 namespace asio = net::asio;
 using Clock = std::chrono::steady_clock;
 
-// Runs every task concurrently on the current executor and returns their
-// results in order.
+// What gather's checks share: their results and how many are still running.
 template <typename T>
-net::Task<std::vector<T>> gather(std::vector<net::Task<T>> tasks) {
-    auto ex = co_await asio::this_coro::executor;
-    struct Shared {
-        explicit Shared(asio::any_io_executor e, std::size_t n) : results(n), left(n), done(e) {}
-        std::vector<T> results;
-        std::size_t left;
-        asio::steady_timer done;
-    };
-    auto shared = std::make_shared<Shared>(ex, tasks.size());
+struct GatherState {
+    GatherState(net::asio::any_io_executor e, std::vector<T> r)
+        : results(std::move(r)), left(results.size()), done(e) {}
+    std::vector<T> results;
+    std::size_t left;
+    net::asio::steady_timer done;
+};
+
+template <typename T>
+net::Task<void> run_check(std::shared_ptr<GatherState<T>> s, std::size_t slot, net::Task<T> task) {
+    try {
+        s->results[slot] = co_await std::move(task);
+    } catch (const std::exception& e) {
+        s->results[slot].error = std::string("check failed: ") + e.what();
+        log().error("a gate check failed by an exception: {}", e.what());
+    } catch (...) {
+        s->results[slot].error = "check failed: unknown exception";
+        log().error("a gate check failed by an unknown exception");
+    }
+    if (--s->left == 0) {
+        s->done.cancel();
+    }
+}
+
+}  // namespace
+
+template <typename T>
+net::Task<std::vector<T>> gather(std::vector<net::Task<T>> tasks, std::vector<T> failed) {
     if (tasks.empty()) {
         co_return std::vector<T>{};
     }
-    shared->done.expires_at(Clock::time_point::max());
+    auto ex = co_await asio::this_coro::executor;
+    auto shared = std::make_shared<GatherState<T>>(ex, std::move(failed));
+    shared->done.expires_at(std::chrono::steady_clock::time_point::max());
     for (std::size_t i = 0; i < tasks.size(); ++i) {
-        asio::co_spawn(
-            ex,
-            [](std::shared_ptr<Shared> s, std::size_t slot, net::Task<T> task) -> net::Task<void> {
-                s->results[slot] = co_await std::move(task);
-                if (--s->left == 0) {
-                    s->done.cancel();
-                }
-            }(shared, i, std::move(tasks[i])),
-            [](std::exception_ptr e) {
-                if (e) {
-                    log().error("a gate check ended by an exception");
-                }
-            });
+        asio::co_spawn(ex, run_check<T>(shared, i, std::move(tasks[i])), [](std::exception_ptr e) {
+            if (e) {  // only the bookkeeping above could throw; it does not
+                log().critical("gate bookkeeping ended by an exception");
+                std::terminate();
+            }
+        });
     }
     while (shared->left > 0) {
         co_await shared->done.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     co_return std::move(shared->results);
 }
+
+template net::Task<std::vector<HealthGateResult>> gather(std::vector<net::Task<HealthGateResult>>,
+                                                         std::vector<HealthGateResult>);
+template net::Task<std::vector<SmokeResult>> gather(std::vector<net::Task<SmokeResult>>,
+                                                    std::vector<SmokeResult>);
+
+namespace {
 
 net::Task<HealthGateResult> probe_one(const config::Health& h, net::tcp::endpoint ep,
                                       std::string name) {
@@ -135,16 +155,20 @@ net::Task<std::vector<HealthGateResult>> probe_health(const config::Config& cfg,
                                                       const upstream::Endpoints& endpoints,
                                                       Color color) {
     std::vector<net::Task<HealthGateResult>> tasks;
+    std::vector<HealthGateResult> failed;
     const auto& eps = endpoints[index(color)];
     for (std::size_t i = 0; i < eps.size(); ++i) {
-        tasks.push_back(probe_one(cfg.health, eps[i], cfg.group(color).upstreams[i].to_string()));
+        const auto name = cfg.group(color).upstreams[i].to_string();
+        tasks.push_back(probe_one(cfg.health, eps[i], name));
+        failed.emplace_back().upstream = name;
     }
-    co_return co_await gather(std::move(tasks));
+    co_return co_await gather(std::move(tasks), std::move(failed));
 }
 
 net::Task<std::vector<SmokeResult>> run_smoke(const config::Config& cfg,
                                               const upstream::Endpoints& endpoints, Color color) {
     std::vector<net::Task<SmokeResult>> tasks;
+    std::vector<SmokeResult> failed;
     const auto& eps = endpoints[index(color)];
     for (const auto& check : cfg.smoke) {
         // A check slower than its max_latency has failed; no need to wait longer.
@@ -152,11 +176,35 @@ net::Task<std::vector<SmokeResult>> run_smoke(const config::Config& cfg,
                                      ? *check.expect.max_latency + std::chrono::milliseconds(100)
                                      : cfg.timeouts.upstream_response;
         for (std::size_t i = 0; i < eps.size(); ++i) {
-            tasks.push_back(
-                smoke_one(check, timeout, eps[i], cfg.group(color).upstreams[i].to_string()));
+            const auto name = cfg.group(color).upstreams[i].to_string();
+            tasks.push_back(smoke_one(check, timeout, eps[i], name));
+            auto& f = failed.emplace_back();
+            f.check = check.name;
+            f.upstream = name;
         }
     }
-    co_return co_await gather(std::move(tasks));
+    co_return co_await gather(std::move(tasks), std::move(failed));
+}
+
+std::string first_failure(const GateReport& g) {
+    if (!g.health_passed) {
+        std::string out = "health: " + std::to_string(g.healthy) + " of " +
+                          std::to_string(g.health.size()) + " upstreams healthy, " +
+                          std::to_string(g.required) + " required";
+        for (const auto& h : g.health) {
+            if (!h.healthy) {
+                out += "; " + h.upstream + ": " + h.error;
+                break;
+            }
+        }
+        return out;
+    }
+    for (const auto& s : g.smoke) {
+        if (!s.passed) {
+            return "smoke check " + s.check + " on " + s.upstream + ": " + s.error;
+        }
+    }
+    return {};
 }
 
 net::Task<GateReport> run_gates(const config::Config& cfg, const upstream::Endpoints& endpoints,

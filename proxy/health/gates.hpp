@@ -44,6 +44,13 @@ struct GateReport {
     bool passed() const { return health_passed && (!smoke_ran || smoke_passed); }
 };
 
+/// Awaits every task of `tasks` concurrently on the current executor. Slot i
+/// of the answer is task i's result, or `failed[i]` with `error` set to what
+/// was thrown when task i threw: a check that throws is a failed check, never
+/// a gate that waits forever. Defined for HealthGateResult and SmokeResult.
+template <typename T>
+net::Task<std::vector<T>> gather(std::vector<net::Task<T>> tasks, std::vector<T> failed);
+
 /// Probes every upstream of `color` once, in parallel.
 net::Task<std::vector<HealthGateResult>> probe_health(const config::Config& cfg,
                                                       const upstream::Endpoints& endpoints,
@@ -56,6 +63,11 @@ net::Task<std::vector<SmokeResult>> run_smoke(const config::Config& cfg,
 /// Both gates in order (smoke only when health passed and `with_smoke`).
 net::Task<GateReport> run_gates(const config::Config& cfg, const upstream::Endpoints& endpoints,
                                 Color color, bool with_smoke);
+
+/// The first failed check of a refused gate and its reason, in words
+/// ("health: 1 of 2 upstreams healthy, 2 required; 127.0.0.1:9101: status 503
+/// is not expected"); empty when the gates passed.
+std::string first_failure(const GateReport& g);
 
 /// Judges a probe against a smoke check's expectations; empty when it passed.
 std::string smoke_mismatch(const config::SmokeCheck& check, unsigned status,

@@ -52,7 +52,8 @@ class Stream {
 
     /// Operations started or pending after `at` fail with beast::error::timeout.
     void expires_at(SteadyTime at);
-    void expires_after(Duration d) { expires_at(coarse_now() + d); }
+    /// Saturates: a duration over kMaxDuration counts as kMaxDuration.
+    void expires_after(Duration d) { expires_at(coarse_now() + std::min(d, kMaxDuration)); }
     void expires_never() { expires_at(SteadyTime::max()); }
     bool expired() const { return expired_; }
 

@@ -61,7 +61,7 @@ bool write_all(int fd, const std::string& data) {
 }  // namespace
 
 static json::object event_object(const HistoryEvent& e) {
-    return json::object{
+    json::object o{
         {"time", metrics::format_time(e.time)},
         {"action", e.action},
         {"from", to_string(e.from)},
@@ -70,8 +70,25 @@ static json::object event_object(const HistoryEvent& e) {
         {"source", e.source},
         {"reason", e.reason},
         {"version", e.version},
-        {"gates", json::object{{"health_ms", e.health_ms}, {"smoke_ms", e.smoke_ms}}},
+        {"dry_run", e.dry_run},
+        {"gates", json::object{{"health_us", e.health_us}, {"smoke_us", e.smoke_us}}},
     };
+    if (!e.failure.empty()) {
+        o["failure"] = e.failure;
+    }
+    return o;
+}
+
+// Gate timings: microseconds since format 1 gained them; milliseconds as a
+// double before.
+static std::uint64_t gate_us(const json::object& g, const char* us, const char* ms) {
+    if (const auto* v = g.if_contains(us)) {
+        return v->to_number<std::uint64_t>();
+    }
+    if (const auto* v = g.if_contains(ms)) {
+        return static_cast<std::uint64_t>(std::max(0.0, v->to_number<double>() * 1000.0));
+    }
+    return 0;
 }
 
 std::string StateStore::event_json(const HistoryEvent& e) {
@@ -107,6 +124,11 @@ SwitchState StateStore::from_json(const std::string& text) {
             s.previous = color_field(o, "previous");
         }
         s.version = o.at("version").to_number<std::uint64_t>();
+        if (s.version > SwitchState::kMaxVersion) {
+            throw std::runtime_error("version " + std::to_string(s.version) +
+                                     " out of range (at most " +
+                                     std::to_string(SwitchState::kMaxVersion) + ")");
+        }
         if (const auto* h = o.if_contains("history")) {
             for (const auto& item : h->as_array()) {
                 const auto& e = item.as_object();
@@ -120,8 +142,14 @@ SwitchState StateStore::from_json(const std::string& text) {
                 ev.reason = e.at("reason").as_string();
                 ev.version = e.at("version").to_number<std::uint64_t>();
                 const auto& g = e.at("gates").as_object();
-                ev.health_ms = g.at("health_ms").to_number<double>();
-                ev.smoke_ms = g.at("smoke_ms").to_number<double>();
+                ev.health_us = gate_us(g, "health_us", "health_ms");
+                ev.smoke_us = gate_us(g, "smoke_us", "smoke_ms");
+                if (const auto* d = e.if_contains("dry_run")) {
+                    ev.dry_run = d->as_bool();
+                }
+                if (const auto* f = e.if_contains("failure")) {
+                    ev.failure = f->as_string();
+                }
                 s.history.push_back(std::move(ev));
             }
         }

@@ -23,12 +23,16 @@ struct HistoryEvent {
     std::string source;  // the admin client's address
     std::string reason;
     std::uint64_t version = 0;  // the version after the event
-    double health_ms = 0;       // gate timings
-    double smoke_ms = 0;
+    bool dry_run = false;
+    std::string failure;          // gate_failed: the first failed check and its reason
+    std::uint64_t health_us = 0;  // gate timings
+    std::uint64_t smoke_us = 0;
 };
 
 struct SwitchState {
     static constexpr std::size_t kHistoryLimit = 200;
+    /// Versions stay exact in every JSON reader (2^53 - 1).
+    static constexpr std::uint64_t kMaxVersion = (std::uint64_t{1} << 53) - 1;
 
     Color active = Color::Blue;
     std::optional<Color> previous;

@@ -200,7 +200,8 @@ TEST_F(AdminTest, HistoryIsNewestFirstWithSourceReasonAndTimings) {
     EXPECT_EQ(events[1].at("to"), "green");
     EXPECT_EQ(events[1].at("result"), "switched");
     EXPECT_EQ(events[1].at("source"), "127.0.0.1");
-    EXPECT_GE(events[1].at("gates").at("health_ms").to_number<double>(), 0.0);
+    EXPECT_TRUE(events[1].at("gates").at("health_us").is_number());
+    EXPECT_EQ(events[1].at("dry_run"), false);
     EXPECT_TRUE(events[1].as_object().contains("time"));
 }
 
@@ -252,8 +253,26 @@ TEST(GateTest, FailingHealthGives412AndTrafficStays) {
     EXPECT_EQ(up.at("status").to_number<int>(), 503);
     EXPECT_EQ(o.at("gates").at("smoke").at("ran"), false);
     EXPECT_EQ(color_of_next_request(proxy.port()), "blue");
+    // Durations are whole microseconds, never a double in exponent form.
+    EXPECT_TRUE(up.at("latency_us").is_number());
+    EXPECT_FALSE(up.at("latency_us").is_double());
+    EXPECT_EQ(r.body.find("E-"), std::string::npos) << r.body;
     auto h = parse(admin_call(proxy.server->admin_port(), "GET", "/v1/history", "", kToken).body);
     EXPECT_EQ(h.at("events").at(0).at("result"), "gate_failed");
+    EXPECT_EQ(h.at("events").at(0).at("dry_run"), false);
+
+    // A failed dry run says it was one, and which check failed with its reason.
+    auto dry = admin_call(proxy.server->admin_port(), "POST", "/v1/switch",
+                          R"({"to":"green","dry_run":true})", kToken);
+    EXPECT_EQ(dry.status, 412);
+    h = parse(admin_call(proxy.server->admin_port(), "GET", "/v1/history", "", kToken).body);
+    const auto& ev = h.at("events").at(0);
+    EXPECT_EQ(ev.at("result"), "gate_failed");
+    EXPECT_EQ(ev.at("dry_run"), true);
+    const std::string failure(ev.at("failure").as_string());
+    EXPECT_NE(failure.find("health: 0 of 1 upstreams healthy, 1 required"), std::string::npos)
+        << failure;
+    EXPECT_NE(failure.find("status 503 is not expected"), std::string::npos) << failure;
 }
 
 TEST(GateTest, HealthyButFailingSmokeNeverGetsTraffic) {

@@ -41,11 +41,15 @@ TEST(ApiTest, RejectsBadSwitchBodies) {
         {"", false, "the body must be a JSON object with \"to\""},
         {"[1]", false, "the body must be a JSON object"},
         {R"({"to":"green","drain_timeout":"2 s"})", false,
-         "\"drain_timeout\": \"2 s\" is not a duration"},
+         "\"drain_timeout\": \"2 s\" is not a duration (e.g. 30s, 5m; at most 8760h)"},
         {R"({"to":"green","expect_version":-1})", false,
          "\"expect_version\" must be a whole number"},
         {R"({"to":"green"})", true, "unknown field \"to\""},
         {R"({"skip_smoke":true})", false, "unknown field \"skip_smoke\""},
+        // One key twice must not mean whichever the parser kept: this made a real switch.
+        {R"({"to":"green","dry_run":true,"dry_run":false})", false, "duplicate key \"dry_run\""},
+        {R"({"to":"green","drain_timeout":"3000000h"})", false,
+         "\"drain_timeout\": \"3000000h\" is not a duration (e.g. 30s, 5m; at most 8760h)"},
     };
     for (const auto& c : cases) {
         auto r = parse_switch_body(c.body, c.rollback);
@@ -54,6 +58,14 @@ TEST(ApiTest, RejectsBadSwitchBodies) {
     }
     auto malformed = parse_switch_body("{nope", false);
     EXPECT_EQ(std::get<std::string>(malformed).rfind("malformed JSON", 0), 0u);
+}
+
+TEST(ApiTest, FindsDuplicateKeysAtAnyDepth) {
+    EXPECT_EQ(duplicate_json_key(R"({"a":1,"b":{"c":1,"c":2}})"), "c");
+    EXPECT_EQ(duplicate_json_key(R"({"a":{"x":1},"b":{"x":1}})"), std::nullopt);
+    EXPECT_EQ(duplicate_json_key(R"([{"k":1},{"k":2}])"), std::nullopt);
+    EXPECT_EQ(duplicate_json_key(R"({"\u0061":1,"a":2})"), "a");
+    EXPECT_EQ(duplicate_json_key("{nope"), std::nullopt);
 }
 
 TEST(ApiTest, OutcomesMapToTheSpecsStatuses) {

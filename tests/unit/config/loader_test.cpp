@@ -103,10 +103,30 @@ TEST(LoaderTest, UnsetVariableIsAnError) {
 }
 
 TEST(LoaderTest, BadDurationAndSize) {
-    EXPECT_EQ(only_error(std::string(kMinimal) + "health: {interval: 2x}\n"),
-              "health.interval: \"2x\": not a duration (use e.g. 500ms, 2s, 5m, 1h)");
+    EXPECT_EQ(
+        only_error(std::string(kMinimal) + "health: {interval: 2x}\n"),
+        "health.interval: \"2x\": not a duration (use e.g. 500ms, 2s, 5m, 1h; at most 8760h)");
     EXPECT_EQ(only_error(std::string(kMinimal) + "limits: {max_body_bytes: 10MB}\n"),
               "limits.max_body_bytes: \"10MB\": not a size (use e.g. 512, 16KiB, 10MiB)");
+}
+
+// Values past what the proxy can use are refused with the maximum, never
+// wrapped: 3000000h overflowed deadline arithmetic, and a 4GiB header limit was
+// truncated to 0 so that every request got 431.
+TEST(LoaderTest, DurationsAndSizesHaveCheckedRanges) {
+    EXPECT_EQ(only_error(std::string(kMinimal) + "switch: {drain_timeout: 3000000h}\n"),
+              "switch.drain_timeout: \"3000000h\": not a duration (use e.g. 500ms, 2s, 5m, 1h; "
+              "at most 8760h)");
+    EXPECT_EQ(only_error(std::string(kMinimal) + "timeouts: {idle: 99999999999999999999s}\n"),
+              "timeouts.idle: \"99999999999999999999s\": not a duration (use e.g. 500ms, 2s, 5m, "
+              "1h; at most 8760h)");
+    EXPECT_EQ(only_error(std::string(kMinimal) + "limits: {max_header_bytes: 4GiB}\n"),
+              "limits.max_header_bytes: \"4GiB\": too large (at most 1MiB)");
+    EXPECT_EQ(only_error(std::string(kMinimal) + "limits: {max_body_bytes: 2000GiB}\n"),
+              "limits.max_body_bytes: \"2000GiB\": too large (at most 1024GiB)");
+    auto r = load(std::string(kMinimal) + "switch: {drain_timeout: 8760h}\n");
+    ASSERT_TRUE(r.config);
+    EXPECT_EQ(r.config->switching.drain_timeout, kMaxDuration);
 }
 
 TEST(LoaderTest, ReportsEveryProblemAtOnce) {

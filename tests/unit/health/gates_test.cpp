@@ -2,7 +2,13 @@
 #include "proxy/health/health_checker.hpp"
 #include "proxy/metrics/metrics.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
 #include <gtest/gtest.h>
+
+#include <stdexcept>
 
 namespace bgs::health {
 namespace {
@@ -75,6 +81,43 @@ TEST(MetricsTest, RendersCountersAndCumulativeBuckets) {
          }) {
         EXPECT_NE(text.find(line), std::string::npos) << line;
     }
+}
+
+HealthGateResult result_for(std::string upstream, bool healthy) {
+    HealthGateResult r;
+    r.upstream = std::move(upstream);
+    r.healthy = healthy;
+    return r;
+}
+
+net::Task<HealthGateResult> healthy_check() {
+    co_return result_for("a", true);
+}
+
+net::Task<HealthGateResult> throwing_check() {
+    throw std::runtime_error("probe exploded");
+    co_return HealthGateResult{};
+}
+
+// A check that throws is a failed check with its reason, and the gate still
+// answers: before, one exception left the gate waiting (and the switcher busy,
+// so every later switch got 409).
+TEST(GatherTest, ACheckThatThrowsIsAFailedCheckAndTheGateStillAnswers) {
+    net::asio::io_context io;
+    std::vector<net::Task<HealthGateResult>> tasks;
+    tasks.push_back(throwing_check());
+    tasks.push_back(healthy_check());
+    std::vector<HealthGateResult> failed{result_for("b", false), result_for("a", false)};
+    auto done =
+        net::asio::co_spawn(io, gather(std::move(tasks), std::move(failed)), net::asio::use_future);
+    io.run_for(std::chrono::seconds(5));
+    ASSERT_EQ(done.wait_for(std::chrono::seconds(0)), std::future_status::ready);
+    const auto results = done.get();
+    ASSERT_EQ(results.size(), 2u);
+    EXPECT_EQ(results[0].upstream, "b");
+    EXPECT_FALSE(results[0].healthy);
+    EXPECT_EQ(results[0].error, "check failed: probe exploded");
+    EXPECT_TRUE(results[1].healthy);
 }
 
 }  // namespace

@@ -36,8 +36,10 @@ TEST(StateStoreTest, SaveThenLoadRoundTrips) {
     e.source = "::1";
     e.reason = "quote \" and newline \n";
     e.version = 42;
-    e.health_ms = 1.5;
-    e.smoke_ms = 2.25;
+    e.dry_run = true;
+    e.failure = "smoke check api on 127.0.0.1:9101: status 503, expected 200";
+    e.health_us = 1500;
+    e.smoke_us = 2250;
     s.record(e);
     ASSERT_FALSE(store.save(s));
     auto loaded = store.load();
@@ -50,7 +52,9 @@ TEST(StateStoreTest, SaveThenLoadRoundTrips) {
     EXPECT_EQ(h.time, e.time);
     EXPECT_EQ(h.reason, e.reason);
     EXPECT_EQ(h.source, "::1");
-    EXPECT_DOUBLE_EQ(h.smoke_ms, 2.25);
+    EXPECT_EQ(h.smoke_us, 2250u);
+    EXPECT_TRUE(h.dry_run);
+    EXPECT_EQ(h.failure, e.failure);
     EXPECT_FALSE(std::filesystem::exists(store.path() + ".tmp"));
     std::filesystem::remove_all(dir);
 }
