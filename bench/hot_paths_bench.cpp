@@ -55,7 +55,9 @@ void BM_HeaderRewrite(benchmark::State& state) {
         http::request_id_for(in, id);
         http::UpstreamRequestHead h;
         h.method = "GET";
-        h.target = "/api/v1/items?page=2";
+        const auto where = http::resolve_target(in, "GET", "/api/v1/items?page=2");
+        h.target = where.target;
+        h.host = where.host;
         h.client_ip = "10.1.2.3";
         h.request_id = id;
         out.clear();  // the session reuses one buffer
@@ -183,7 +185,9 @@ void BM_RequestHeadParseCheckRewrite(benchmark::State& state) {
         http::request_id_for(p.fields(), id);
         http::UpstreamRequestHead h;
         h.method = p.method_string();
-        h.target = p.target();
+        const auto where = http::resolve_target(p.fields(), h.method, p.target());
+        h.target = where.target;
+        h.host = where.host;
         h.client_ip = "10.1.2.3";
         h.request_id = id;
         out.clear();

@@ -83,6 +83,9 @@ struct Switch {
 struct Proxy {
     unsigned workers = 0;  // 0 = one per core
     bool expose_color_header = false;
+    /// Peers whose X-Forwarded-* the proxy keeps (a load balancer in front);
+    /// from any other peer they are replaced.
+    std::vector<Cidr> trusted_proxies;
 };
 
 struct Timeouts {

@@ -345,23 +345,28 @@ class Loader {
             }
         }
         if (auto a = n["allow"]) {
-            if (!a.IsSequence()) {
-                error("admin.allow", "must be a list of CIDR networks");
-                return;
-            }
-            admin.allow.clear();
-            for (std::size_t i = 0; i < a.size(); ++i) {
-                const auto path = item("admin.allow", i);
-                if (auto s = scalar(a[i], path)) {
-                    std::string why;
-                    if (auto c = Cidr::parse(*s, &why)) {
-                        admin.allow.push_back(*c);
-                    } else {
-                        error_value(path, *s, why);
-                    }
+            admin.allow = networks(a, "admin.allow");
+        }
+    }
+
+    std::vector<Cidr> networks(const YAML::Node& n, const std::string& path) {
+        std::vector<Cidr> out;
+        if (!n.IsSequence()) {
+            error(path, "must be a list of CIDR networks");
+            return out;
+        }
+        for (std::size_t i = 0; i < n.size(); ++i) {
+            const auto at = item(path, i);
+            if (auto s = scalar(n[i], at)) {
+                std::string why;
+                if (auto c = Cidr::parse(*s, &why)) {
+                    out.push_back(*c);
+                } else {
+                    error_value(at, *s, why);
                 }
             }
         }
+        return out;
     }
 
     void read_colors(const YAML::Node& n, Config& cfg) {
@@ -559,7 +564,7 @@ class Loader {
     }
 
     void read_proxy(const YAML::Node& n, Proxy& p) {
-        if (!map(n, "proxy", {"workers", "expose_color_header"})) {
+        if (!map(n, "proxy", {"workers", "expose_color_header", "trusted_proxies"})) {
             return;
         }
         if (auto v = n["workers"]) {
@@ -571,6 +576,9 @@ class Loader {
         }
         if (auto v = n["expose_color_header"]) {
             p.expose_color_header = boolean(v, "proxy.expose_color_header").value_or(false);
+        }
+        if (auto v = n["trusted_proxies"]) {
+            p.trusted_proxies = networks(v, "proxy.trusted_proxies");
         }
     }
 

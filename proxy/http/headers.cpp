@@ -113,6 +113,122 @@ std::optional<std::string> request_framing_error(const Fields& fields, unsigned 
     return std::nullopt;
 }
 
+namespace {
+
+bool is_alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+bool is_hex(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// RFC 3986 reg-name: unreserved / pct-encoded / sub-delims (IPv4 fits too).
+bool valid_reg_name(std::string_view s) {
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const char c = s[i];
+        if (is_alnum(c) || std::string_view("-._~!$&'()*+,;=").find(c) != std::string_view::npos) {
+            continue;
+        }
+        if (c == '%' && i + 2 < s.size() && is_hex(s[i + 1]) && is_hex(s[i + 2])) {
+            i += 2;
+            continue;
+        }
+        return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+bool valid_host(std::string_view host) {
+    if (host.empty()) {
+        return false;
+    }
+    std::string_view name = host;
+    std::string_view port;
+    if (host.front() == '[') {
+        const auto close = host.find(']');
+        if (close == std::string_view::npos || close < 3) {
+            return false;
+        }
+        const auto literal = host.substr(1, close - 1);
+        const bool ok = std::all_of(literal.begin(), literal.end(),
+                                    [](char c) { return is_hex(c) || c == ':' || c == '.'; });
+        if (!ok) {
+            return false;
+        }
+        const auto rest = host.substr(close + 1);
+        if (!rest.empty()) {
+            if (rest.front() != ':') {
+                return false;
+            }
+            port = rest.substr(1);
+        }
+        name = {};
+    } else if (const auto colon = host.rfind(':'); colon != std::string_view::npos) {
+        name = host.substr(0, colon);
+        port = host.substr(colon + 1);
+        if (name.empty()) {
+            return false;
+        }
+    }
+    if (!port.empty() && (!all_digits(port) || port.size() > 5)) {
+        return false;
+    }
+    return valid_reg_name(name);
+}
+
+RequestTarget resolve_target(const Fields& fields, std::string_view method,
+                             std::string_view target) {
+    RequestTarget out;
+    if (const auto host = fields.find(bh::field::host)) {
+        out.host = host->value();
+        if (!valid_host(out.host)) {
+            out.error = "invalid Host";
+        }
+    }
+    if (!target.empty() && target.front() == '/') {
+        out.target = target;
+        return out;
+    }
+    if (target == "*") {
+        if (method != "OPTIONS") {
+            out.error = "asterisk-form target outside OPTIONS";
+        }
+        out.target = target;
+        return out;
+    }
+    // absolute-form: scheme "://" authority [path-abempty] ["?" query]
+    const auto sep = target.find("://");
+    const auto scheme = target.substr(0, sep == std::string_view::npos ? 0 : sep);
+    if (sep == std::string_view::npos ||
+        !(iequals(bsv(scheme), "http") || iequals(bsv(scheme), "https"))) {
+        out.error = "request target is not origin-form or an http(s) absolute URI";
+        return out;
+    }
+    const auto rest = target.substr(sep + 3);
+    const auto end = std::min(rest.find_first_of("/?#"), rest.size());
+    const auto authority = rest.substr(0, end);
+    if (authority.find('@') != std::string_view::npos) {
+        out.error = "userinfo in the request target";
+        return out;
+    }
+    if (!valid_host(authority)) {
+        out.error = "invalid authority in the request target";
+        return out;
+    }
+    out.host = authority;
+    out.error.reset();  // the target's authority wins over a Host field (§3.2.2)
+    // "http://a" and "http://a?x" have an empty path; the head writer puts
+    // the "/" that origin-form needs in front.
+    out.target = rest.substr(end);
+    if (!out.target.empty() && out.target.front() == '#') {
+        out.target = {};
+    }
+    return out;
+}
+
 bool connection_has_token(const Fields& fields, std::string_view token) {
     auto tokens = list_tokens(fields, bh::field::connection);
     return std::any_of(tokens.begin(), tokens.end(),
@@ -151,6 +267,8 @@ bool is_forwarding_field(std::string_view sname) {
 // The end-to-end fields of `in`, each as "Name: value\r\n". Hop-by-hop fields
 // (RFC 9110 §7.6.1) and those the Connection field names are left out, and so
 // are the framing fields, which the caller writes for what it actually sends.
+// `skip` sees each field first: what the caller writes itself (Host, the
+// forwarding fields) is skipped there, so Connection can never remove it.
 template <typename Skip>
 void append_end_to_end(std::string& out, const Fields& in, bool keep_upgrade, Skip&& skip) {
     const auto named = list_tokens(in, bh::field::connection);
@@ -206,36 +324,46 @@ void append_framing(std::string& out, Framing framing, std::uint64_t length) {
 void write_upstream_request_head(std::string& out, const Fields& in, const UpstreamRequestHead& h) {
     out.append(h.method);
     out += ' ';
+    if (h.target.empty() || h.target.front() == '?') {
+        out += '/';
+    }
     out.append(h.target);
-    out += " HTTP/1.1\r\n";
+    out += " HTTP/1.1\r\nHost: ";
+    out.append(h.host);
+    out += "\r\n";
+    std::string_view proto;
+    std::string_view forwarded_host;
     append_end_to_end(out, in, h.upgrade, [&](bh::field f, std::string_view name) {
-        if (f == bh::field::expect && h.drop_expect) {
+        if (f == bh::field::host || (f == bh::field::expect && h.drop_expect)) {
             return true;
         }
         if (f == bh::field::unknown && is_forwarding_field(name)) {
+            if (h.trusted_peer && proto.empty() && iequals(bsv(name), "X-Forwarded-Proto")) {
+                proto = in.find(name)->value();
+            } else if (h.trusted_peer && forwarded_host.empty() &&
+                       iequals(bsv(name), "X-Forwarded-Host")) {
+                forwarded_host = in.find(name)->value();
+            }
             return true;
         }
         return false;
     });
     out += "X-Forwarded-For: ";
-    for (const auto& f : in) {
-        if (f.name() == bh::field::unknown && iequals(bsv(f.name_string()), "X-Forwarded-For")) {
-            out.append(f.value());
-            out += ", ";
+    if (h.trusted_peer) {
+        for (const auto& f : in) {
+            if (f.name() == bh::field::unknown &&
+                iequals(bsv(f.name_string()), "X-Forwarded-For")) {
+                out.append(f.value());
+                out += ", ";
+            }
         }
     }
     out.append(h.client_ip);
-    out += "\r\nX-Forwarded-Proto: http\r\n";
-    if (const auto host = in.find(bh::field::host)) {
-        out += "X-Forwarded-Host: ";
-        append(out, host->value());
-        out += "\r\n";
-    } else if (!h.default_host.empty()) {
-        out += "Host: ";
-        out.append(h.default_host);
-        out += "\r\n";
-    }
-    out += "X-Request-Id: ";
+    out += "\r\nX-Forwarded-Proto: ";
+    out.append(proto.empty() ? std::string_view("http") : proto);
+    out += "\r\nX-Forwarded-Host: ";
+    out.append(forwarded_host.empty() ? h.host : forwarded_host);
+    out += "\r\nX-Request-Id: ";
     out.append(h.request_id);
     out += "\r\n";
     append_framing(out, h.framing, h.content_length);

@@ -22,6 +22,26 @@ using Fields = net::FlatFields;
 /// repeated Host in HTTP/1.1.
 std::optional<std::string> request_framing_error(const Fields& fields, unsigned version);
 
+/// Where a request goes: the Host the upstream gets and the target in
+/// origin-form. `error` is set when the request must get 400.
+struct RequestTarget {
+    std::string_view host;    // the target's authority (absolute-form) or the Host field
+    std::string_view target;  // origin-form ("/path?query"), or "*" for OPTIONS
+    std::optional<std::string> error;
+};
+
+/// Checks the request target and the Host (RFC 9112 §3.2): origin-form as it
+/// is; absolute-form ("http://a/b") becomes origin-form with its authority as
+/// the Host (§3.2.2: the Host field is then ignored); "*" only with OPTIONS;
+/// anything else, an authority with userinfo, or a Host value that is not a
+/// host[:port] is an error. Views point into `target` and `fields`.
+RequestTarget resolve_target(const Fields& fields, std::string_view method,
+                             std::string_view target);
+
+/// True when `host` is a valid Host value: a reg-name, IPv4 or [IPv6] literal,
+/// with an optional port (RFC 3986 §3.2.2).
+bool valid_host(std::string_view host);
+
 /// True when the request asks for a protocol upgrade (Upgrade plus a Connection
 /// field naming "upgrade").
 bool is_upgrade_request(const Fields& fields, unsigned version);
@@ -35,23 +55,27 @@ enum class Framing { None, Length, Chunked, UntilClose };
 /// What the proxy puts into the request it sends upstream.
 struct UpstreamRequestHead {
     std::string_view method;
-    std::string_view target;
-    std::string_view client_ip;     // appended to X-Forwarded-For
-    std::string_view request_id;    // X-Request-Id
-    std::string_view default_host;  // Host when the client sent none (HTTP/1.0)
-    bool upgrade = false;           // keep Upgrade, send Connection: upgrade
-    bool drop_expect = false;       // the proxy answered Expect: 100-continue itself
+    std::string_view target;      // origin-form
+    std::string_view host;        // Host (the upstream's address when the client sent none)
+    std::string_view client_ip;   // appended to X-Forwarded-For
+    std::string_view request_id;  // X-Request-Id
+    /// The peer is in proxy.trusted_proxies: its X-Forwarded-For is appended
+    /// to, its X-Forwarded-Proto and -Host are kept. Otherwise all three are
+    /// the proxy's own.
+    bool trusted_peer = false;
+    bool upgrade = false;      // keep Upgrade, send Connection: upgrade
+    bool drop_expect = false;  // the proxy answered Expect: 100-continue itself
     Framing framing = Framing::None;
     std::uint64_t content_length = 0;
 };
 
 /// Appends the upstream request head to `out` in one pass: the request line
-/// (always HTTP/1.1), every end-to-end field of `in` (hop-by-hop fields, the
-/// fields Connection names, Content-Length and the forwarding headers the proxy
-/// sets itself are left out), then X-Forwarded-For (the client's list plus the
-/// peer, as nginx's $proxy_add_x_forwarded_for), X-Forwarded-Proto,
-/// X-Forwarded-Host (the client's Host), X-Request-Id, the framing, and the
-/// blank line.
+/// (always HTTP/1.1), Host, every end-to-end field of `in` (hop-by-hop fields,
+/// the fields Connection names, Content-Length and the fields the proxy sets
+/// itself are left out; Connection cannot remove those), then
+/// X-Forwarded-For (a trusted peer's list plus the peer, as nginx's
+/// $proxy_add_x_forwarded_for; just the peer otherwise), X-Forwarded-Proto,
+/// X-Forwarded-Host, X-Request-Id, the framing, and the blank line.
 void write_upstream_request_head(std::string& out, const Fields& in, const UpstreamRequestHead& h);
 
 /// What the proxy puts into the response it sends the client.

@@ -77,6 +77,25 @@ std::string ip_text(const net::asio::ip::address& a) {
     return text;
 }
 
+bool is_trusted(const std::vector<config::Cidr>& networks, const net::asio::ip::address& a) {
+    if (networks.empty()) {
+        return false;
+    }
+    std::array<unsigned char, 16> bytes{};
+    std::size_t len = 0;
+    if (a.is_v4()) {
+        const auto b = a.to_v4().to_bytes();
+        std::copy(b.begin(), b.end(), bytes.begin());
+        len = b.size();
+    } else {
+        const auto b = a.to_v6().to_bytes();
+        std::copy(b.begin(), b.end(), bytes.begin());
+        len = b.size();
+    }
+    return std::any_of(networks.begin(), networks.end(),
+                       [&](const config::Cidr& c) { return c.contains(bytes.data(), len); });
+}
+
 bool iequals(std::string_view a, std::string_view b) {
     return beast::iequals(beast::string_view(a.data(), a.size()),
                           beast::string_view(b.data(), b.size()));
@@ -188,6 +207,7 @@ class Session {
         worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
         peer_ip_ = ip_text(peer.address());
         peer_ = peer_ip_ + ":" + std::to_string(peer.port());
+        trusted_peer_ = is_trusted(cfg_.proxy.trusted_proxies, peer.address());
     }
 
     ~Session() {
@@ -298,6 +318,7 @@ class Session {
         auto& parser = parser_.emplace(scratch_->request_fields);
         parser.header_limit(static_cast<std::uint32_t>(cfg_.limits.max_header_bytes));
         parser.body_limit(cfg_.limits.max_body_bytes);
+        parser.framing_limit(cfg_.limits.max_header_bytes);
         // The deadline leaves the socket open, so a 408 can still be sent.
         client_.expires_after(cfg_.timeouts.header_read);
         if (auto ec = co_await net::read_header(client_, buf_, parser)) {
@@ -322,6 +343,16 @@ class Session {
             co_await reply(ex, 400, *why, true);
             co_return false;
         }
+        if (parser.method() == bh::verb::connect) {
+            // A reverse proxy opens no tunnels to where the client says.
+            co_await reply(ex, 405, "CONNECT is not supported", true);
+            co_return false;
+        }
+        const auto where = resolve_target(req, parser.method_string(), parser.target());
+        if (where.error) {
+            co_await reply(ex, 400, *where.error, true);
+            co_return false;
+        }
         const bool upgrade = is_upgrade_request(req, parser.version());
         const bool client_keep_alive = parser.keep_alive();
         const bool has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
@@ -343,7 +374,7 @@ class Session {
 
         // --- 5. send ---------------------------------------------------------
         const Framing request_framing =
-            prepare_request_head(parser, ex, color, up->index, upgrade, expect_continue);
+            prepare_request_head(parser, where, ex, color, up->index, upgrade, expect_continue);
 
         net::ResponseParser* rp = nullptr;
         for (int attempt = 0;; ++attempt) {
@@ -418,17 +449,20 @@ class Session {
     // Phase 5 (a plain function, so that what it needs stays off the coroutine
     // frame): writes the upstream's request head into head(); returns the body's
     // framing.
-    Framing prepare_request_head(const net::RequestParser& parser, const Exchange& ex, Color color,
-                                 std::size_t upstream_index, bool upgrade, bool expect_continue) {
+    Framing prepare_request_head(const net::RequestParser& parser, const RequestTarget& where,
+                                 const Exchange& ex, Color color, std::size_t upstream_index,
+                                 bool upgrade, bool expect_continue) {
         UpstreamRequestHead rh;
         rh.method = parser.method_string();
-        rh.target = parser.target();
+        rh.target = where.target;
+        rh.host = where.host;
+        if (rh.host.empty()) {  // HTTP/1.0 without Host
+            rh.host = worker_.shared().router.upstream(color, upstream_index).address;
+        }
         rh.client_ip = peer_ip_;
+        rh.trusted_peer = trusted_peer_;
         rh.request_id = ex.rec.request_id;
         const auto& fields = parser.fields();
-        if (fields.count(bh::field::host) == 0) {
-            rh.default_host = worker_.shared().router.upstream(color, upstream_index).address;
-        }
         rh.upgrade = upgrade;
         rh.drop_expect = expect_continue;  // answered here, when the body is wanted
         if (parser.chunked()) {
@@ -645,16 +679,18 @@ class Session {
 
     net::Task<AwaitResult> await_response(bool head, upstream::Connection& up) {
         AwaitResult result;
+        // One deadline for the final response: interim ones do not extend it.
+        up.stream.expires_after(cfg_.timeouts.upstream_response);
         for (;;) {
             auto* parser =
                 &rp_.emplace(scratch_->response_fields);  // single-use; the storage is not
             parser->header_limit(kUpstreamHeaderLimit);
+            parser->framing_limit(kUpstreamHeaderLimit);
             parser->body_limit(boost::none);
             if (head) {
                 parser->skip(true);
             }
             const auto before = up.buffer.size();
-            up.stream.expires_after(cfg_.timeouts.upstream_response);
             if (auto ec = co_await net::read_header(up.stream, up.buffer, *parser)) {
                 if (ec == beast::error::timeout) {
                     result.status = 504;
@@ -855,6 +891,7 @@ class Session {
     drain::TrackedSession tracked_;
     std::string peer_ip_;
     std::string peer_;
+    bool trusted_peer_ = false;
     std::unique_ptr<Scratch> scratch_;          // while busy: the exchange's storage
     std::optional<net::RequestParser> parser_;  // the current request
     std::optional<net::ResponseParser> rp_;     // the current upstream response

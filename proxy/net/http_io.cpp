@@ -8,7 +8,9 @@
 #include <boost/beast/http/error.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
+#include <string_view>
 
 namespace bgs::net {
 namespace {
@@ -37,6 +39,53 @@ void commit_read(beast::flat_buffer& buf, std::size_t asked, std::size_t got) {
     }
 }
 
+// RFC 9112 §2.6: a message with a higher minor version of HTTP/1 is handled as
+// HTTP/1.1 (Beast refuses anything but 1.0 and 1.1). Rewrites the version's
+// minor digit in the buffered start line, once that line is complete.
+void treat_higher_minor_as_http11(beast::flat_buffer& buf, bool request) {
+    auto* data = static_cast<char*>(buf.data().data());
+    const auto* eol = static_cast<const char*>(std::memchr(data, '\n', buf.size()));
+    if (eol == nullptr) {
+        return;
+    }
+    std::size_t len = static_cast<std::size_t>(eol - data);
+    if (len > 0 && data[len - 1] == '\r') {
+        --len;
+    }
+    static constexpr std::string_view kPrefix = "HTTP/1.";
+    constexpr std::size_t kVersionLen = 8;  // "HTTP/1.x"
+    if (len < kVersionLen) {
+        return;
+    }
+    char* version = request ? data + len - kVersionLen : data;
+    if (request && (len == kVersionLen || version[-1] != ' ')) {
+        return;
+    }
+    if (std::string_view(version, kPrefix.size()) == kPrefix && version[7] >= '2' &&
+        version[7] <= '9' && (request || len == kVersionLen || version[kVersionLen] == ' ')) {
+        version[7] = '1';
+    }
+}
+
+// In a body, the parser asks for more only while what is buffered is an
+// unfinished chunk-size line or trailer section: each is bounded, so that a
+// peer cannot make the buffer grow until the idle timeout.
+template <typename Parser>
+bool framing_over_limit(const beast::flat_buffer& buf, const Parser& p) {
+    constexpr std::size_t kLine = Parser::kChunkLineLimit;
+    if (buf.size() <= kLine) {
+        return false;
+    }
+    const auto* data = static_cast<const char*>(buf.data().data());
+    std::string_view head(data, kLine);
+    // The CRLF that ends the previous chunk's data may come first.
+    const std::size_t from = head.starts_with("\r\n") ? 2 : 0;
+    if (head.find('\n', from) == std::string_view::npos) {
+        return true;  // no chunk-size line ends within the bound
+    }
+    return buf.size() > p.framing_limit();  // the trailer section
+}
+
 // Feeds the parser what is buffered and reads more while it needs more: until
 // the header is complete (`whole_header`), or else until one step of progress
 // (the contract of http::async_read_some). One coroutine frame per call: the
@@ -47,6 +96,9 @@ Task<error_code> parse(Stream& s, beast::flat_buffer& buf, Parser& p, bool whole
     bool buffered = buf.size() > 0;
     for (;;) {
         if (buffered) {
+            if (!p.start_line_done()) {
+                treat_higher_minor_as_http11(buf, Parser::is_request::value);
+            }
             buf.consume(p.put(buf.data(), ec));
             if (ec != http::error::need_more) {
                 if (ec || !whole_header || p.is_header_done()) {
@@ -54,6 +106,9 @@ Task<error_code> parse(Stream& s, beast::flat_buffer& buf, Parser& p, bool whole
                 }
                 buffered = buf.size() > 0;
                 continue;
+            }
+            if (p.is_header_done() && framing_over_limit(buf, p)) {
+                co_return error_code(http::error::bad_chunk);
             }
         }
         if (s.expired()) {

@@ -94,6 +94,7 @@ template class FlatParser<false>;
 
 void RequestParser::on_request_impl(bh::verb method, string_view method_str, string_view target,
                                     int version, error_code&) {
+    start_line_done_ = true;
     method_ = method;
     method_text_ = fields_.keep({method_str.data(), method_str.size()});
     target_ = fields_.keep({target.data(), target.size()});
@@ -109,6 +110,7 @@ void ResponseParser::on_request_impl(bh::verb, string_view, string_view, int, er
 }
 
 void ResponseParser::on_response_impl(int code, string_view reason, int version, error_code&) {
+    start_line_done_ = true;
     status_ = static_cast<unsigned>(code);
     version_ = static_cast<unsigned>(version);
     reason_ = fields_.keep({reason.data(), reason.size()});

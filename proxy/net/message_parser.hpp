@@ -128,6 +128,16 @@ class FlatParser : public boost::beast::http::basic_parser<isRequest> {
     }
     std::size_t window_left() const { return window_left_; }
 
+    /// The most a body's framing may buffer: an unfinished chunk-size line
+    /// with its extensions gets kChunkLineLimit of it, the trailer section all
+    /// of it. Beast bounds neither.
+    void framing_limit(std::size_t n) { framing_limit_ = n; }
+    std::size_t framing_limit() const { return framing_limit_; }
+    static constexpr std::size_t kChunkLineLimit = 4096;
+
+    /// True once the start line was parsed.
+    bool start_line_done() const { return start_line_done_; }
+
   protected:
     using string_view = boost::beast::string_view;
     using error_code = boost::system::error_code;
@@ -147,9 +157,12 @@ class FlatParser : public boost::beast::http::basic_parser<isRequest> {
 
     FlatFields& fields_;
 
+    bool start_line_done_ = false;
+
   private:
     char* window_ = nullptr;
     std::size_t window_left_ = 0;
+    std::size_t framing_limit_ = 16 * 1024;
 };
 
 /// A client's request.

@@ -7,16 +7,17 @@
 namespace bgs::upstream {
 namespace {
 
-// A pooled socket is usable only if reading would block: EOF means the upstream
-// closed it, data means it is out of sync with the protocol.
-bool still_open(Connection& c) {
+// A pooled socket is reused only when it is provably clean: reading must
+// block. EOF or a reset means the upstream closed it (a request sent on it
+// would fail, and one with a body could not be sent again); data means the
+// upstream wrote past its last response, and those bytes would become the next
+// client's answer.
+bool clean(Connection& c) {
     char probe;
     const auto fd = c.stream.socket().native_handle();
     const auto n = ::recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
-
-constexpr auto kProbeAfter = std::chrono::seconds(1);
 
 }  // namespace
 
@@ -33,11 +34,9 @@ std::unique_ptr<Connection> Pool::take(Color color, std::size_t i) {
     while (!q.empty()) {
         auto conn = std::move(q.back());
         q.pop_back();
-        const auto idle = now - conn->idle_since;
-        // A socket idle for milliseconds (the keep-alive hot path) is not probed:
-        // the probe is a syscall per request, and a bodiless request that meets a
-        // closed one is retried on a fresh connection anyway.
-        if (idle < idle_timeout_ && (idle < kProbeAfter || still_open(*conn))) {
+        // One non-blocking peek per reuse: cheap next to the exchange, and the
+        // only way to know that nothing arrived since the last response.
+        if (now - conn->idle_since < idle_timeout_ && clean(*conn)) {
             conn->reused = true;
             return conn;
         }

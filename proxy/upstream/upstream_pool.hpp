@@ -35,8 +35,9 @@ class Pool {
     /// Keeps at most `max_idle` idle connections per upstream, each for at most `idle_timeout`.
     Pool(const Endpoints& endpoints, std::size_t max_idle, Duration idle_timeout);
 
-    /// A live idle connection to upstream (color, i), or nullptr. Connections the
-    /// upstream closed meanwhile, or that sent unsolicited bytes, are dropped here.
+    /// A live idle connection to upstream (color, i), or nullptr. Each is
+    /// checked before reuse: connections the upstream closed meanwhile, or
+    /// that hold bytes nobody asked for, are dropped here.
     std::unique_ptr<Connection> take(Color color, std::size_t i);
 
     /// Returns a connection whose last exchange completed cleanly.

@@ -110,6 +110,15 @@ TEST(LoaderTest, BadDurationAndSize) {
               "limits.max_body_bytes: \"10MB\": not a size (use e.g. 512, 16KiB, 10MiB)");
 }
 
+TEST(LoaderTest, TrustedProxiesAreCidrNetworks) {
+    auto r = load(std::string(kMinimal) + "proxy: {trusted_proxies: [10.0.0.0/8, \"::1/128\"]}\n");
+    ASSERT_TRUE(r.config) << r.errors.front();
+    EXPECT_EQ(r.config->proxy.trusted_proxies.size(), 2u);
+    EXPECT_NE(only_error(std::string(kMinimal) + "proxy: {trusted_proxies: [10.0.0.0/33]}\n")
+                  .find("proxy.trusted_proxies[0]: \"10.0.0.0/33\""),
+              std::string::npos);
+}
+
 // Values past what the proxy can use are refused with the maximum, never
 // wrapped: 3000000h overflowed deadline arithmetic, and a 4GiB header limit was
 // truncated to 0 so that every request got 431.

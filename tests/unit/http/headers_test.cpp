@@ -104,6 +104,7 @@ TEST(HeaderRewriteTest, RequestHeadDropsHopByHopAndTheFieldsConnectionNames) {
                     {"Accept", "a"},
                     {"Accept", "b"}});
     auto h = basic_request();
+    h.host = "a";
     h.framing = Framing::Chunked;
     std::string out;
     write_upstream_request_head(out, in, h);
@@ -114,7 +115,7 @@ TEST(HeaderRewriteTest, RequestHeadDropsHopByHopAndTheFieldsConnectionNames) {
               "X-Request-Id: rid\r\nTransfer-Encoding: chunked\r\n\r\n");
 }
 
-TEST(HeaderRewriteTest, RequestHeadForwardingHeaders) {
+TEST(HeaderRewriteTest, ForwardingHeadersFromAnUntrustedPeerAreReplaced) {
     auto in = make({{"Host", "example.com"},
                     {"X-Forwarded-For", "203.0.113.9"},
                     {"X-Forwarded-For", "198.51.100.1"},
@@ -123,6 +124,7 @@ TEST(HeaderRewriteTest, RequestHeadForwardingHeaders) {
                     {"X-Request-Id", "client-id"},
                     {"Expect", "100-continue"}});
     auto h = basic_request();
+    h.host = "example.com";
     h.request_id = "client-id";
     h.drop_expect = true;
     h.framing = Framing::Length;
@@ -131,9 +133,45 @@ TEST(HeaderRewriteTest, RequestHeadForwardingHeaders) {
     write_upstream_request_head(out, in, h);
     EXPECT_EQ(out,
               "GET /p?q=1 HTTP/1.1\r\nHost: example.com\r\n"
-              "X-Forwarded-For: 203.0.113.9, 198.51.100.1, 127.0.0.1\r\n"
+              "X-Forwarded-For: 127.0.0.1\r\n"
               "X-Forwarded-Proto: http\r\nX-Forwarded-Host: example.com\r\n"
               "X-Request-Id: client-id\r\nContent-Length: 42\r\n\r\n");
+}
+
+// A load balancer in proxy.trusted_proxies: its list is appended to, and a TLS
+// load balancer's "https" passes through.
+TEST(HeaderRewriteTest, ForwardingHeadersFromATrustedPeerAreKept) {
+    auto in = make({{"Host", "example.com"},
+                    {"X-Forwarded-For", "203.0.113.9"},
+                    {"X-Forwarded-For", "198.51.100.1"},
+                    {"X-Forwarded-Proto", "https"},
+                    {"X-Forwarded-Host", "shop.example"}});
+    auto h = basic_request();
+    h.host = "example.com";
+    h.trusted_peer = true;
+    std::string out;
+    write_upstream_request_head(out, in, h);
+    EXPECT_EQ(out,
+              "GET /p?q=1 HTTP/1.1\r\nHost: example.com\r\n"
+              "X-Forwarded-For: 203.0.113.9, 198.51.100.1, 127.0.0.1\r\n"
+              "X-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example\r\n"
+              "X-Request-Id: rid\r\n\r\n");
+}
+
+// Connection lists hop-by-hop fields; it must not remove Host or let a
+// client's own forwarding fields through.
+TEST(HeaderRewriteTest, ConnectionCannotRemoveFieldsTheProxyOwns) {
+    auto in = make({{"Host", "a"},
+                    {"Connection", "Host, X-Forwarded-For, X-Request-Id"},
+                    {"X-Forwarded-For", "6.6.6.6"}});
+    auto h = basic_request();
+    h.host = "a";
+    std::string out;
+    write_upstream_request_head(out, in, h);
+    EXPECT_EQ(out,
+              "GET /p?q=1 HTTP/1.1\r\nHost: a\r\n"
+              "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: a\r\n"
+              "X-Request-Id: rid\r\n\r\n");
 }
 
 TEST(HeaderRewriteTest, RequestHeadForTunnelsAndHostlessClients) {
@@ -141,16 +179,77 @@ TEST(HeaderRewriteTest, RequestHeadForTunnelsAndHostlessClients) {
         make({{"Connection", "Upgrade"}, {"Upgrade", "websocket"}, {"Sec-WebSocket-Key", "k"}});
     auto h = basic_request();
     h.upgrade = true;
-    h.default_host = "10.0.0.1:9001";
+    h.host = "10.0.0.1:9001";
     std::string out;
     write_upstream_request_head(out, in, h);
-    EXPECT_EQ(out,
-              "GET /p?q=1 HTTP/1.1\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n"
-              "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\nHost: 10.0.0.1:9001\r\n"
-              "X-Request-Id: rid\r\nConnection: upgrade\r\n\r\n");
+    EXPECT_EQ(
+        out,
+        "GET /p?q=1 HTTP/1.1\r\nHost: 10.0.0.1:9001\r\nUpgrade: websocket\r\n"
+        "Sec-WebSocket-Key: k\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n"
+        "X-Forwarded-Host: 10.0.0.1:9001\r\nX-Request-Id: rid\r\nConnection: upgrade\r\n\r\n");
     EXPECT_TRUE(is_upgrade_request(in, 11));
     EXPECT_FALSE(is_upgrade_request(in, 10));
     EXPECT_FALSE(is_upgrade_request(make({{"Upgrade", "websocket"}}), 11));
+}
+
+TEST(RequestTargetTest, FormsAndHosts) {
+    struct Case {
+        const char* method;
+        const char* target;
+        const char* host;  // the Host field; nullptr for none
+        const char* want_host;
+        const char* want_target;
+        const char* error;  // nullptr when accepted
+    };
+    const Case cases[] = {
+        {"GET", "/a?b", "example.com:8080", "example.com:8080", "/a?b", nullptr},
+        {"GET", "/", "[::1]:80", "[::1]:80", "/", nullptr},
+        {"GET", "/", "10.0.0.1", "10.0.0.1", "/", nullptr},
+        {"GET", "/", nullptr, "", "/", nullptr},
+        // RFC 9112 §3.2.2: the authority of an absolute-form target is the Host.
+        {"GET", "http://other/echo?x=1", "a", "other", "/echo?x=1", nullptr},
+        {"GET", "HTTPS://other:8443", "a", "other:8443", "", nullptr},
+        {"GET", "http://other?x", "a", "other", "?x", nullptr},
+        {"OPTIONS", "*", "a", "a", "*", nullptr},
+        {"GET", "*", "a", "a", "*", "asterisk-form target outside OPTIONS"},
+        {"GET", "http://user:pass@evil/", "a", "", "", "userinfo in the request target"},
+        {"GET", "ftp://x/", "a", "", "",
+         "request target is not origin-form or an http(s) absolute URI"},
+        {"GET", "x/y", "a", "", "", "request target is not origin-form or an http(s) absolute URI"},
+        {"GET", "http://a b/", "a", "", "", "invalid authority in the request target"},
+        {"GET", "/", "a b/c", "", "", "invalid Host"},
+        {"GET", "/", "user:pass@evil", "", "", "invalid Host"},
+        {"GET", "/", "", "", "", "invalid Host"},
+        {"GET", "/", "a:99x", "", "", "invalid Host"},
+        {"GET", "/", "[zz]", "", "", "invalid Host"},
+    };
+    for (const auto& c : cases) {
+        Fields f;
+        if (c.host != nullptr) {
+            f.insert("Host", c.host);
+        }
+        const auto r = resolve_target(f, c.method, c.target);
+        if (c.error != nullptr) {
+            ASSERT_TRUE(r.error) << c.target << " Host " << (c.host ? c.host : "-");
+            EXPECT_EQ(*r.error, c.error) << c.target;
+            continue;
+        }
+        ASSERT_FALSE(r.error) << c.target << ": " << *r.error;
+        EXPECT_EQ(r.host, c.want_host) << c.target;
+        EXPECT_EQ(r.target, c.want_target) << c.target;
+    }
+}
+
+TEST(HeaderRewriteTest, AbsoluteFormGoesUpstreamInOriginFormWithItsAuthority) {
+    auto in = make({{"Host", "a"}, {"Accept", "*/*"}});
+    const auto where = resolve_target(in, "GET", "http://other?x");
+    auto h = basic_request();
+    h.target = where.target;
+    h.host = where.host;
+    std::string out;
+    write_upstream_request_head(out, in, h);
+    EXPECT_EQ(out.substr(0, out.find("X-Forwarded-For")),
+              "GET /?x HTTP/1.1\r\nHost: other\r\nAccept: */*\r\n");
 }
 
 TEST(HeaderRewriteTest, ResponseHeadFramingAndConnection) {
