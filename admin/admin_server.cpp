@@ -1,5 +1,6 @@
 #include "admin/admin_server.hpp"
 
+#include "proxy/common/backoff.hpp"
 #include "proxy/common/logging.hpp"
 #include "proxy/net/listen.hpp"
 
@@ -11,6 +12,9 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
 #include <stdexcept>
 
 namespace bgs::admin {
@@ -20,6 +24,33 @@ namespace asio = net::asio;
 namespace http = net::http;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t kMaxBody = 64 * 1024;
+constexpr std::uint32_t kMaxHeader = 16 * 1024;
+// The admin endpoint never holds more descriptors than this, whatever arrives,
+// so that a flood on it cannot starve the data path.
+constexpr std::size_t kMaxConnections = 64;
+constexpr std::size_t kMaxOutsiders = 16;
+constexpr std::uint32_t kOutsiderHeader = 4 * 1024;
+
+bool allowed(const std::vector<config::Cidr>& allow, const ApiRequest& who) {
+    return std::any_of(allow.begin(), allow.end(), [&](const config::Cidr& c) {
+        return c.contains(who.source_bytes.data(), who.source_len);
+    });
+}
+
+ApiRequest request_from(const net::tcp::endpoint& peer) {
+    ApiRequest base;
+    base.source = peer.address().to_string();
+    if (peer.address().is_v4()) {
+        auto b = peer.address().to_v4().to_bytes();
+        std::copy(b.begin(), b.end(), base.source_bytes.begin());
+        base.source_len = 4;
+    } else {
+        auto b = peer.address().to_v6().to_bytes();
+        std::copy(b.begin(), b.end(), base.source_bytes.begin());
+        base.source_len = 16;
+    }
+    return base;
+}
 
 }  // namespace
 
@@ -33,16 +64,49 @@ struct AdminServer::Impl {
     net::tcp::acceptor acceptor;
     bool stopping = false;
 
+    std::size_t open = 0;       // connections from admin.allow being served
+    std::size_t outsiders = 0;  // connections from elsewhere
+    AcceptBackoff backoff;
+
+    // Counts a connection for as long as it lives.
+    struct Held {
+        explicit Held(std::size_t& n) : count(n) { ++count; }
+        ~Held() { --count; }
+        Held(const Held&) = delete;
+        Held& operator=(const Held&) = delete;
+        std::size_t& count;
+    };
+
     net::Task<void> accept_loop() {
+        net::tcp::endpoint peer;
         while (!stopping) {
-            auto [ec, socket] = co_await acceptor.async_accept(kNoThrow);
+            auto [ec, socket] = co_await acceptor.async_accept(peer, kNoThrow);
             if (ec) {
                 if (stopping || ec == asio::error::operation_aborted) {
                     co_return;
                 }
+                const auto step = backoff.failed(AcceptBackoff::Clock::now());
+                if (step.log) {
+                    log().warn(
+                        "admin accept failed: {} (waiting {} ms; {} more failures since "
+                        "the last report)",
+                        ec.message(), step.wait.count(), step.suppressed);
+                }
+                asio::steady_timer pause(ioc, step.wait);
+                co_await pause.async_wait(kNoThrow);
                 continue;
             }
-            asio::co_spawn(ioc, serve(std::move(socket)), [](std::exception_ptr e) {
+            backoff.succeeded();
+            auto who = request_from(peer);
+            // The source is judged at accept: a connection from outside
+            // admin.allow gets a short, small budget of its own.
+            const bool inside = allowed(cfg.admin.allow, who);
+            if (inside ? open >= kMaxConnections : outsiders >= kMaxOutsiders) {
+                continue;  // closed at once: the socket goes out of scope
+            }
+            auto task = inside ? serve(std::move(socket), std::move(who))
+                               : serve_outsider(std::move(socket), std::move(who));
+            asio::co_spawn(ioc, std::move(task), [](std::exception_ptr e) {
                 if (e) {
                     log().error("admin connection ended by an exception");
                 }
@@ -50,34 +114,50 @@ struct AdminServer::Impl {
         }
     }
 
-    net::Task<void> serve(net::tcp::socket socket) {
+    // A source outside admin.allow may only read /healthz and /metrics (a
+    // kubelet's probe, a Prometheus scrape). Its one request must arrive whole
+    // within 2 s and 4 KiB; everything else gets 403 and the connection closes.
+    net::Task<void> serve_outsider(net::tcp::socket socket, ApiRequest who) {
+        Held held(outsiders);
         net::beast::tcp_stream stream(std::move(socket));
-        net::error_code ec;
-        const auto peer = stream.socket().remote_endpoint(ec);
-        if (ec) {
+        net::beast::flat_buffer buffer;
+        http::request_parser<http::string_body> parser;
+        parser.header_limit(kOutsiderHeader);
+        parser.body_limit(0);
+        stream.expires_after(std::chrono::seconds(2));
+        auto [rec, rn] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+        const auto path = rec ? std::string_view{} : std::string_view(parser.get().target());
+        const bool open_path = path.substr(0, path.find('?')) == "/healthz" ||
+                               path.substr(0, path.find('?')) == "/metrics";
+        if (!rec && open_path) {
+            ApiRequest req = std::move(who);
+            req.method = std::string(parser.get().method_string());
+            req.target = std::string(path);
+            co_await send(stream, co_await routes.handle(std::move(req)), false, 11,
+                          std::chrono::seconds(2));
             co_return;
         }
-        ApiRequest base;
-        base.source = peer.address().to_string();
-        if (peer.address().is_v4()) {
-            auto b = peer.address().to_v4().to_bytes();
-            std::copy(b.begin(), b.end(), base.source_bytes.begin());
-            base.source_len = 4;
-        } else {
-            auto b = peer.address().to_v6().to_bytes();
-            std::copy(b.begin(), b.end(), base.source_bytes.begin());
-            base.source_len = 16;
-        }
+        log().warn("admin: 403 to {}: not in admin.allow", who.source);
+        co_await send(stream, error_response(403, "source address not allowed"), false, 11,
+                      std::chrono::seconds(2));
+    }
+
+    net::Task<void> serve(net::tcp::socket socket, ApiRequest base) {
+        Held held(open);
+        net::beast::tcp_stream stream(std::move(socket));
         net::beast::flat_buffer buffer;
         while (!stopping) {
             http::request_parser<http::string_body> parser;
-            parser.header_limit(16 * 1024);
+            parser.header_limit(kMaxHeader);
             parser.body_limit(kMaxBody);
             stream.expires_after(std::chrono::seconds(30));
             auto [rec, rn] = co_await http::async_read(stream, buffer, parser, kNoThrow);
             if (rec) {
-                if (rec == http::error::body_limit || rec == http::error::header_limit) {
-                    co_await send(stream, error_response(413, "request too large"), false, 11);
+                if (rec == http::error::header_limit) {
+                    co_await send(stream, error_response(431, "request header too large"), false,
+                                  11);
+                } else if (rec == http::error::body_limit) {
+                    co_await send(stream, error_response(413, "request body too large"), false, 11);
                 } else if (rec.category() ==
                                http::make_error_code(http::error::bad_method).category() &&
                            rec != http::error::end_of_stream &&
@@ -102,7 +182,8 @@ struct AdminServer::Impl {
     }
 
     static net::Task<bool> send(net::beast::tcp_stream& stream, ApiResponse r, bool keep_alive,
-                                unsigned version) {
+                                unsigned version,
+                                std::chrono::seconds within = std::chrono::seconds(30)) {
         http::response<http::string_body> res{http::int_to_status(r.status), version};
         res.set(http::field::content_type, r.content_type);
         res.set(http::field::cache_control, "no-store");
@@ -112,7 +193,7 @@ struct AdminServer::Impl {
         res.body() = std::move(r.body);
         res.keep_alive(keep_alive);
         res.prepare_payload();
-        stream.expires_after(std::chrono::seconds(30));
+        stream.expires_after(within);
         auto [ec, n] = co_await http::async_write(stream, res, kNoThrow);
         co_return !ec;
     }

@@ -61,7 +61,9 @@ std::optional<ApiResponse> Routes::check_access(const ApiRequest& req) const {
                    req.target, req.source);
         return error_response(403, "source address not allowed");
     }
-    if (!cfg_.admin.token.empty() && !token_matches(req.authorization, cfg_.admin.token)) {
+    // No token configured (only a config made in code can lack one) means no
+    // access, never open access.
+    if (cfg_.admin.token.empty() || !token_matches(req.authorization, cfg_.admin.token)) {
         log().warn("admin: {} {} from {} refused: {}", req.method, req.target, req.source,
                    req.authorization.empty() ? "no token" : "wrong token");
         auto r = error_response(

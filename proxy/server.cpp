@@ -123,8 +123,8 @@ Server::Server(config::Config cfg) : cfg_(std::move(cfg)), store_(cfg_.state_fil
     }
     if (cfg_.admin.token.empty()) {
         log().warn(
-            "admin API on {} has no token: any local process allowed by admin.allow can "
-            "switch colors",
+            "admin API on {} has no token: every endpoint but /healthz and /metrics "
+            "answers 401",
             cfg_.admin.address.to_string());
     }
 }

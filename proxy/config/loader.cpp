@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -312,6 +313,7 @@ class Loader {
                 admin.address = *hp;
             }
         }
+        token_given_ = n["token"] || n["token_file"];
         if (n["token"] && n["token_file"]) {
             error("admin", "set token or token_file, not both");
         } else if (auto t = n["token"]) {
@@ -323,6 +325,11 @@ class Loader {
             }
         } else if (auto f = n["token_file"]) {
             if (auto s = scalar(f, "admin.token_file")) {
+                std::error_code dir_ec;
+                if (std::filesystem::is_directory(*s, dir_ec)) {
+                    error_value("admin.token_file", *s, "is a directory, not a file");
+                    return;
+                }
                 std::ifstream in(*s);
                 std::stringstream content;
                 if (in) {
@@ -652,10 +659,9 @@ class Loader {
     }
 
     void cross_checks(const Config& cfg) {
-        if (!is_loopback_host(cfg.admin.address.host) && cfg.admin.token.empty()) {
-            error_value("admin.address", cfg.admin.address.to_string(),
-                        "a token (admin.token or admin.token_file) is required on a "
-                        "non-loopback address");
+        // Loopback too: in a pod or on a shared host, loopback is not private.
+        if (cfg.admin.token.empty() && !token_given_) {
+            error("admin", "a token is required (admin.token or admin.token_file)");
         }
         std::set<std::string> bound;
         auto claim = [&](const HostPort& hp, const std::string& path) {
@@ -688,6 +694,7 @@ class Loader {
 
     const EnvLookup& env_;
     std::vector<std::string> errors_;
+    bool token_given_ = false;  // admin.token or admin.token_file is present
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "proxy/worker/worker.hpp"
 
+#include "proxy/common/backoff.hpp"
 #include "proxy/common/logging.hpp"
 #include "proxy/http/session.hpp"
 
@@ -210,18 +211,27 @@ net::Task<void> Worker::drain_loop(Color color, std::uint64_t generation,
 net::Task<void> Worker::accept_loop(net::tcp::acceptor& acceptor, routing::Audience audience) {
     const auto max = shared_.cfg.limits.max_connections;
     net::tcp::endpoint peer;
+    AcceptBackoff backoff;
     while (!stopping_) {
         auto [ec, socket] = co_await acceptor.async_accept(peer, kNoThrow);
         if (ec) {
             if (stopping_ || ec == asio::error::operation_aborted) {
                 co_return;
             }
-            // EMFILE and friends: back off briefly instead of spinning.
-            log().warn("accept failed: {}", ec.message());
-            asio::steady_timer backoff(ioc_, std::chrono::milliseconds(50));
-            co_await backoff.async_wait(kNoThrow);
+            // EMFILE and friends: wait longer each time instead of spinning; the
+            // connection stays in the backlog until descriptors are free.
+            const auto step = backoff.failed(AcceptBackoff::Clock::now());
+            if (step.log) {
+                log().warn(
+                    "accept failed: {} (waiting {} ms; {} more failures since the last "
+                    "report)",
+                    ec.message(), step.wait.count(), step.suppressed);
+            }
+            asio::steady_timer pause(ioc_, step.wait);
+            co_await pause.async_wait(kNoThrow);
             continue;
         }
+        backoff.succeeded();
         if (shared_.open_connections.load(std::memory_order_relaxed) >= max ||
             shared_.shutting_down.load(std::memory_order_relaxed)) {
             log().warn("503 to {}: {}", peer.address().to_string(),

@@ -214,6 +214,60 @@ TEST_F(AdminTest, WrongMethodsAndPathsAndOversizedBodies) {
                     R"({"to":"green","reason":")" + std::string(100000, 'x') + "\"}");
     EXPECT_EQ(big.status, 413);
     EXPECT_EQ(color_of_next_request(proxy_.port()), "blue");
+    // A header over the limit is 431, like on the data path.
+    auto huge = Socket::connect(proxy_.server->admin_port());
+    huge.send("GET /v1/status HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(20000, 'x') +
+              "\r\n\r\n");
+    EXPECT_EQ(read_response(huge).status, 431);
+}
+
+// A source outside admin.allow is judged at accept: it may read /healthz and
+// /metrics (a kubelet, a scraper) but nothing else, and its connections are
+// few and short, so that a flood of them cannot hold the admin endpoint or the
+// process's descriptors.
+TEST(AdminAccessTest, SourcesOutsideTheAllowListGetAShortSmallBudget) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    auto cfg = app_config(blue.port(), green.port());
+    std::string why;
+    cfg.admin.allow = {*config::Cidr::parse("127.0.0.1/32", &why)};
+    RunningProxy proxy(cfg);
+    const auto port = proxy.server->admin_port();
+
+    auto outsider_get = [&](const std::string& path) {
+        auto s = Socket::connect(port, "127.0.0.2");
+        s.send("GET " + path + " HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer " + kToken +
+               "\r\n\r\n");
+        return read_response(s).status;
+    };
+    EXPECT_EQ(outsider_get("/v1/status"), 403);
+    EXPECT_EQ(outsider_get("/healthz"), 200);
+    EXPECT_EQ(outsider_get("/metrics"), 200);
+
+    // Outsiders that send nothing are closed within their 2 s budget, and the
+    // allowed caller is served meanwhile.
+    std::vector<Socket> idle;
+    for (int i = 0; i < 40; ++i) {
+        idle.push_back(Socket::connect(port, "127.0.0.2"));
+    }
+    EXPECT_EQ(admin_call(port, "GET", "/v1/status", "", kToken).status, 200);
+    for (auto& s : idle) {
+        EXPECT_TRUE(s.closed_within(5s));
+    }
+}
+
+// A server whose configuration was made in code without a token refuses
+// every authenticated endpoint instead of opening them.
+TEST(AdminAccessTest, NoTokenMeansNoAccess) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    auto cfg = test_config({blue.port()}, {blue.port()});
+    cfg.admin.token.clear();
+    RunningProxy proxy(cfg);
+    EXPECT_EQ(admin_call(proxy.server->admin_port(), "GET", "/v1/status").status, 401);
+    EXPECT_EQ(
+        admin_call(proxy.server->admin_port(), "POST", "/v1/switch", R"({"to":"green"})").status,
+        401);
+    EXPECT_EQ(color_of_next_request(proxy.port()), "blue");
 }
 
 TEST_F(AdminTest, MetricsFollowSwitches) {

@@ -152,7 +152,8 @@ TEST(CliTest, RunServesAndExitsZeroOnSigterm) {
         "listen: [{address: \"127.0.0.1:" + std::to_string(port) +
             "\"}]\ncolors:\n  blue: {upstreams: [\"127.0.0.1:" + std::to_string(up.port()) +
             "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(dead_port()) +
-            "\"]}\nlog: {access: off}\nadmin: {address: \"127.0.0.1:0\"}\nstate: {file: \"" +
+            "\"]}\nlog: {access: off}\nadmin: {address: \"127.0.0.1:0\", token: t}\nstate: {file: "
+            "\"" +
             path_for("run-state.json") + "\"}\n");
     auto child = spawn({"run", "--config", path});
     std::string body;
@@ -351,7 +352,7 @@ TEST(CliTest, RunRefusesACorruptStateFile) {
     std::ofstream(state) << "{garbage";
     const auto path = write_file("corrupt.yaml",
                                  "listen: [{address: \"127.0.0.1:0\"}]\n"
-                                 "admin: {address: \"127.0.0.1:0\"}\n"
+                                 "admin: {address: \"127.0.0.1:0\", token: t}\n"
                                  "colors:\n  blue: {upstreams: [\"127.0.0.1:" +
                                      std::to_string(blue.port()) +
                                      "\"]}\n  green: {upstreams: [\"127.0.0.1:1\"]}\n"

@@ -93,8 +93,18 @@ void Socket::close() {
     }
 }
 
-Socket Socket::connect(std::uint16_t port) {
+Socket Socket::connect(std::uint16_t port, const char* source) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (source != nullptr) {
+        sockaddr_in from{};
+        from.sin_family = AF_INET;
+        ::inet_pton(AF_INET, source, &from.sin_addr);
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+            const int err = errno;
+            ::close(fd);
+            throw std::runtime_error(std::string("bind to ") + source + ": " + std::strerror(err));
+        }
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);

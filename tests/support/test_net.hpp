@@ -30,8 +30,9 @@ class Socket {
     Socket& operator=(Socket&& o) noexcept;
     ~Socket();
 
-    /// Connects to 127.0.0.1:port. Throws std::runtime_error.
-    static Socket connect(std::uint16_t port);
+    /// Connects to 127.0.0.1:port, from `source` (an IPv4 loopback address
+    /// such as "127.0.0.2") when given. Throws std::runtime_error.
+    static Socket connect(std::uint16_t port, const char* source = nullptr);
 
     void send(std::string_view data);
     /// Reads what is available (at least one byte); "" at EOF. Throws Timeout.
