@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/version.hpp>
 
+#include <sys/resource.h>
 #include <unistd.h>
 #include <csignal>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <string>
 
 namespace {
@@ -37,22 +39,45 @@ void print_problems(const std::string& source, const std::vector<std::string>& e
     }
 }
 
-// Blocks SIGINT and SIGTERM in every thread (the workers inherit the mask) so
-// that only the main thread's sigwait sees them.
+// Blocks SIGINT, SIGTERM and SIGHUP in every thread (the workers inherit the
+// mask) so that only the main thread's sigwait sees them. A write to a closed
+// socket must never kill the process: SIGPIPE is ignored.
 sigset_t block_stop_signals() {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
     return set;
 }
 
+// A proxy holds two descriptors per proxied connection: take the hard limit
+// rather than a shell's default of 1024 (as nginx's worker_rlimit_nofile).
+void raise_descriptor_limit() {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+        const auto before = lim.rlim_cur;
+        lim.rlim_cur = lim.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &lim) == 0) {
+            log().debug("descriptor limit raised from {} to {}", before, lim.rlim_cur);
+        }
+    }
+}
+
 int serve_until_signal(Server& server, const sigset_t& signals) {
     server.start();
     int sig = 0;
-    sigwait(&signals, &sig);
+    for (;;) {
+        sigwait(&signals, &sig);
+        if (sig != SIGHUP) {
+            break;
+        }
+        // A habit from nginx and HAProxy, and what logrotate sends: it must not
+        // stop the proxy.
+        log().warn("received SIGHUP: configuration reload is not available yet; ignored");
+    }
     log().info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     server.shutdown();
     server.wait();
@@ -68,15 +93,16 @@ int cmd_run(const std::string& path) {
         return kExitRefused;
     }
     init_logging(loaded.config->log.level);
+    raise_descriptor_limit();
     try {
         Server server(std::move(*loaded.config));
         std::string ports;
         for (auto p : server.listen_ports()) {
             ports += (ports.empty() ? "" : ", ") + std::to_string(p);
         }
-        log().info("bgswitch {} serving on port {} with {} workers, active color {}",
+        log().info("bgswitch {} serving on port {} with {} workers, active color {} ({})",
                    BGSWITCH_VERSION, ports, server.config().worker_count(),
-                   to_string(server.config().active));
+                   to_string(server.active()), server.active_source());
         return serve_until_signal(server, signals);
     } catch (const StartupError& e) {
         log().error("cannot start: {}", e.what());
@@ -94,6 +120,32 @@ int cmd_check_config(const std::string& path) {
     return kExitOk;
 }
 
+// How a user runs this binary from a shell: "bgswitch" when the PATH finds this
+// very file, else its absolute path (a build tree's binary is not installed).
+std::string cli_path() {
+    std::error_code ec;
+    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (ec) {
+        return "bgswitch";
+    }
+    if (const char* path = std::getenv("PATH")) {
+        std::string_view rest(path);
+        while (!rest.empty()) {
+            const auto colon = rest.find(':');
+            const auto dir = rest.substr(0, colon);
+            rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+            if (dir.empty()) {
+                continue;
+            }
+            const auto candidate = std::filesystem::path(dir) / "bgswitch";
+            if (std::filesystem::equivalent(candidate, self, ec)) {
+                return "bgswitch";
+            }
+        }
+    }
+    return self.string();
+}
+
 struct DemoOptions {
     std::string listen = "127.0.0.1:8080";
     std::string admin = "127.0.0.1:9901";
@@ -104,6 +156,7 @@ struct DemoOptions {
 int cmd_demo(const DemoOptions& opt) {
     const auto signals = block_stop_signals();
     init_logging("info");
+    raise_descriptor_limit();
     try {
         demo::DemoUpstream blue(Color::Blue, "127.0.0.1", opt.blue_port);
         demo::DemoUpstream green(Color::Green, "127.0.0.1", opt.green_port);
@@ -138,6 +191,7 @@ int cmd_demo(const DemoOptions& opt) {
             cfg.listen.front().host + ":" + std::to_string(server.listen_ports().front());
         const auto admin = cfg.admin.address.host + ":" + std::to_string(server.admin_port());
         const std::string flag = admin == "127.0.0.1:9901" ? "" : " --admin http://" + admin;
+        const std::string cli = cli_path();
         std::cout
             << "\n"
             << "  bgswitch demo is running.\n\n"
@@ -153,11 +207,11 @@ int cmd_demo(const DemoOptions& opt) {
             << "    WebSocket echo at ws://" << proxy << "/ws\n\n"
             << "  Then move traffic; streams and WebSockets open on blue keep going for 30s:\n"
             << "    export BGSWITCH_ADMIN_TOKEN=" << values.at("DEMO_TOKEN") << "\n"
-            << "    bgswitch status" << flag << "\n"
-            << "    bgswitch switch green --dry-run" << flag << "\n"
-            << "    bgswitch switch green --reason 'first deploy'" << flag << "\n"
-            << "    bgswitch rollback" << flag << "\n"
-            << "    bgswitch history" << flag << "\n\n"
+            << "    " << cli << " status" << flag << "\n"
+            << "    " << cli << " switch green --dry-run" << flag << "\n"
+            << "    " << cli << " switch green --reason 'first deploy'" << flag << "\n"
+            << "    " << cli << " rollback" << flag << "\n"
+            << "    " << cli << " history" << flag << "\n\n"
             << "  Press Ctrl-C to stop.\n\n"
             << std::flush;
         return serve_until_signal(server, signals);
@@ -167,12 +221,20 @@ int cmd_demo(const DemoOptions& opt) {
     }
 }
 
+std::string version_text() {
+    std::ostringstream out;
+    out << "bgswitch " << BGSWITCH_VERSION;
+    if (std::string_view(BGSWITCH_COMMIT).size() > 0) {
+        out << " (commit " << BGSWITCH_COMMIT << ")";
+    }
+    out << "\nbuild: " << BGSWITCH_BUILD_TYPE << ", " << __VERSION__ << ", C++" << __cplusplus
+        << "\nlibraries: Boost " << BOOST_VERSION / 100000 << "." << BOOST_VERSION / 100 % 1000
+        << ", " << OPENSSL_VERSION_TEXT;
+    return out.str();
+}
+
 int cmd_version() {
-    std::cout << "bgswitch " << BGSWITCH_VERSION << "\n"
-              << "build: " << BGSWITCH_BUILD_TYPE << ", " << __VERSION__ << ", C++" << __cplusplus
-              << "\n"
-              << "libraries: Boost " << BOOST_VERSION / 100000 << "." << BOOST_VERSION / 100 % 1000
-              << ", " << OPENSSL_VERSION_TEXT << "\n";
+    std::cout << version_text() << "\n";
     return kExitOk;
 }
 
@@ -182,6 +244,7 @@ int main(int argc, char** argv) {
     CLI::App app{"bgswitch: a blue-green traffic switcher and reverse proxy"};
     app.require_subcommand(1);
     app.set_help_all_flag("--help-all", "help for every command");
+    app.set_version_flag("--version", version_text(), "print version and build information");
 
     std::string run_config;
     auto* run = app.add_subcommand("run", "run the proxy and its admin endpoint in the foreground");

@@ -51,6 +51,7 @@ Server::Server(config::Config cfg) : cfg_(std::move(cfg)), store_(cfg_.state_fil
     // stops the start rather than silently flipping traffic.
     std::optional<state::SwitchState> saved;
     try {
+        store_.lock();
         saved = store_.load();
     } catch (const state::StateError& e) {
         throw StartupError(e.what());
@@ -58,15 +59,22 @@ Server::Server(config::Config cfg) : cfg_(std::move(cfg)), store_(cfg_.state_fil
     state::SwitchState initial;
     if (saved) {
         initial = std::move(*saved);
-        log().info("state file {}: active {} (version {})", store_.path(),
-                   to_string(initial.active), initial.version);
+        active_source_ =
+            "from the state file " + store_.path() + ", version " + std::to_string(initial.version);
+        if (initial.active != cfg_.active) {
+            active_source_ +=
+                "; the configuration's active: " + std::string(to_string(cfg_.active)) +
+                " applies to a first start only";
+        }
     } else {
         initial.active = cfg_.active;
         if (auto err = store_.save(initial)) {
             throw StartupError("state file: " + *err);
         }
-        log().info("state file {} created: active {}", store_.path(), to_string(initial.active));
+        active_source_ = "from the configuration's active:, first start; state file " +
+                         store_.path() + " created";
     }
+    log().info("active color {} ({})", to_string(initial.active), active_source_);
     color_state_ = std::make_unique<routing::ColorState>(initial.active, initial.version);
     router_ = std::make_unique<routing::Router>(cfg_, *color_state_);
     shared_ = std::make_unique<worker::Shared>(cfg_, *router_);

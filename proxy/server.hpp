@@ -71,6 +71,10 @@ class Server {
     std::uint16_t admin_port() const;
 
     const config::Config& config() const { return cfg_; }
+    /// The color served now, and where it came from at start (state file or
+    /// configuration), in words for the start-up log.
+    Color active() const { return color_state_->load().active; }
+    const std::string& active_source() const { return active_source_; }
     routing::ColorState& color_state() { return *color_state_; }
     routing::Router& router() { return *router_; }
     worker::Shared& shared() { return *shared_; }
@@ -78,6 +82,7 @@ class Server {
   private:
     config::Config cfg_;
     state::StateStore store_;
+    std::string active_source_;
     std::unique_ptr<routing::ColorState> color_state_;
     std::unique_ptr<routing::Router> router_;
     std::unique_ptr<worker::Shared> shared_;

@@ -1,5 +1,7 @@
 #include "admin/cli/client_commands.hpp"
 
+#include "proxy/common/utf8.hpp"
+
 #include <boost/json.hpp>
 
 #include <netdb.h>
@@ -145,13 +147,9 @@ std::string terminal_safe(std::string_view in) {
             ++i;
             continue;
         }
-        const std::size_t len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-        bool valid = len > 0 && len <= 4 && i + len <= in.size();
-        for (std::size_t k = 1; valid && k < len; ++k) {
-            valid = (static_cast<unsigned char>(in[i + k]) & 0xc0) == 0x80;
-        }
-        const bool c1 = valid && c == 0xc2 && static_cast<unsigned char>(in[i + 1]) < 0xa0;
-        if (!valid || c1) {
+        const std::size_t len = utf8_sequence_at(in, i);
+        const bool c1 = len == 2 && c == 0xc2 && static_cast<unsigned char>(in[i + 1]) < 0xa0;
+        if (len == 0 || c1) {
             escape(c);
             ++i;
             continue;

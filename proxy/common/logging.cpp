@@ -13,7 +13,9 @@ namespace {
 
 std::shared_ptr<spdlog::logger> make_error_logger() {
     auto logger = spdlog::stderr_color_mt("bgswitch");
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    // UTC with its Z, like the access log, so that lines from hosts in
+    // different zones sort together.
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ %v", spdlog::pattern_time_type::utc);
     return logger;
 }
 

@@ -1,5 +1,7 @@
 #include "proxy/metrics/access_log.hpp"
 
+#include "proxy/common/utf8.hpp"
+
 #include <cstdio>
 #include <ctime>
 
@@ -7,19 +9,28 @@ namespace bgs::metrics {
 namespace {
 
 // Escapes for a JSON string and for the quoted request of the text format alike:
-// quotes, backslashes and control bytes never reach the log raw.
-void append_escaped(std::string& out, const std::string& s) {
-    for (unsigned char c : s) {
+// quotes, backslashes, control bytes and bytes that are not UTF-8 never reach
+// the log raw, so every JSON line parses. A stray byte is written as the code
+// point of the same number (\u00ff for 0xff), which keeps it recoverable.
+void append_escaped(std::string& out, std::string_view s) {
+    for (std::size_t i = 0; i < s.size();) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        const std::size_t len = utf8_sequence_at(s, i);
         if (c == '"' || c == '\\') {
             out.push_back('\\');
             out.push_back(static_cast<char>(c));
-        } else if (c < 0x20 || c == 0x7f) {
+        } else if (c < 0x20 || c == 0x7f || len == 0) {
             char buf[8];
             std::snprintf(buf, sizeof buf, "\\u%04x", c);
             out += buf;
+            i += 1;
+            continue;
         } else {
-            out.push_back(static_cast<char>(c));
+            out.append(s.substr(i, len));
+            i += len;
+            continue;
         }
+        i += 1;
     }
 }
 

@@ -5,6 +5,7 @@
 #include <boost/json.hpp>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,7 +160,55 @@ SwitchState StateStore::from_json(const std::string& text) {
     }
 }
 
+StateStore::~StateStore() {
+    if (lock_fd_ >= 0) {
+        ::close(lock_fd_);  // releases the flock
+    }
+}
+
+void StateStore::lock() {
+    namespace fs = std::filesystem;
+    const fs::path target(path_);
+    std::error_code ec;
+    if (target.has_parent_path()) {
+        fs::create_directories(target.parent_path(), ec);
+    }
+    const std::string lock_path = path_ + ".lock";
+    const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        throw StateError("state file " + path_ + ": cannot open " + lock_path + ": " +
+                         errno_text());
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        char pid[32] = {};
+        const auto n = ::pread(fd, pid, sizeof pid - 1, 0);
+        ::close(fd);
+        if (err == EWOULDBLOCK) {
+            std::string owner(pid, n > 0 ? static_cast<std::size_t>(n) : 0);
+            while (!owner.empty() && (owner.back() == '\n' || owner.back() == ' ')) {
+                owner.pop_back();
+            }
+            throw StateError("state file " + path_ + " is in use by another bgswitch (pid " +
+                             (owner.empty() ? "unknown" : owner) +
+                             "): two processes on one state file would each serve their own "
+                             "color");
+        }
+        throw StateError("state file " + path_ + ": cannot lock " + lock_path + ": " +
+                         std::strerror(err));
+    }
+    const std::string me = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) == 0) {
+        write_all(fd, me);
+    }
+    lock_fd_ = fd;
+}
+
 std::optional<SwitchState> StateStore::load() const {
+    std::error_code dir_ec;
+    if (std::filesystem::is_directory(path_, dir_ec)) {
+        throw StateError("state file " + path_ + " is a directory; state.file must name a file");
+    }
     std::ifstream in(path_);
     if (!in) {
         if (errno == ENOENT) {

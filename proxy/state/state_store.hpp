@@ -20,6 +20,15 @@ class StateError : public std::runtime_error {
 class StateStore {
   public:
     explicit StateStore(std::string path) : path_(std::move(path)) {}
+    ~StateStore();
+    StateStore(const StateStore&) = delete;
+    StateStore& operator=(const StateStore&) = delete;
+
+    /// Takes the state file for this process: an exclusive flock on
+    /// "<path>.lock", which holds the owner's PID, kept until destruction.
+    /// Two processes on one state file would each believe their own color.
+    /// Throws StateError naming the other process when it is taken.
+    void lock();
 
     /// The saved state, or nullopt when the file does not exist. Throws
     /// StateError when it exists but cannot be read or parsed: the caller must
@@ -41,6 +50,7 @@ class StateStore {
 
   private:
     std::string path_;
+    int lock_fd_ = -1;
 };
 
 }  // namespace bgs::state

@@ -10,7 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <csignal>
+#include <filesystem>
 #include <fstream>
+#include <regex>
 
 namespace bgs::test {
 namespace {
@@ -84,14 +86,34 @@ std::pair<int, std::string> run(const std::vector<std::string>& args) {
     return {c.wait(), out};
 }
 
+// Every file the tests name is removed (with a state file's lock and
+// temporary file) when the process ends.
+struct TempFiles {
+    ~TempFiles() {
+        for (const auto& p : paths) {
+            for (const char* suffix : {"", ".lock", ".tmp"}) {
+                std::remove((p + suffix).c_str());
+            }
+        }
+    }
+    std::vector<std::string> paths;
+};
+
+std::string temp_file(const std::string& name) {
+    static TempFiles files;
+    auto path = ::testing::TempDir() + "/" + name + "_" + std::to_string(::getpid());
+    files.paths.push_back(path);
+    return path;
+}
+
 std::string path_for(const std::string& name) {
-    const auto path = ::testing::TempDir() + "/" + name + "_" + std::to_string(::getpid());
+    const auto path = temp_file(name);
     std::remove(path.c_str());
     return path;
 }
 
 std::string write_file(const std::string& name, const std::string& text) {
-    const auto path = ::testing::TempDir() + "/" + name + "_" + std::to_string(::getpid());
+    const auto path = temp_file(name);
     std::ofstream(path) << text;
     return path;
 }
@@ -100,6 +122,9 @@ TEST(CliTest, VersionAndHelp) {
     auto [code, out] = run({"version"});
     EXPECT_EQ(code, 0);
     EXPECT_EQ(out.rfind("bgswitch ", 0), 0u) << out;
+    auto [vcode, vout] = run({"--version"});
+    EXPECT_EQ(vcode, 0);
+    EXPECT_EQ(vout, out);
     auto [hcode, help] = run({"--help"});
     EXPECT_EQ(hcode, 0);
     EXPECT_NE(help.find("check-config"), std::string::npos);
@@ -147,31 +172,63 @@ admin: {token: "${BGSWITCH_TEST_UNSET_VARIABLE}"}
 TEST(CliTest, RunServesAndExitsZeroOnSigterm) {
     ScriptedUpstream up(ScriptedUpstream::respond_with("from upstream"));
     const auto port = dead_port();
-    const auto path = write_file(
-        "run.yaml",
-        "listen: [{address: \"127.0.0.1:" + std::to_string(port) +
-            "\"}]\ncolors:\n  blue: {upstreams: [\"127.0.0.1:" + std::to_string(up.port()) +
-            "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(dead_port()) +
-            "\"]}\nlog: {access: off}\nadmin: {address: \"127.0.0.1:0\", token: t}\nstate: {file: "
-            "\"" +
-            path_for("run-state.json") + "\"}\n");
+    const auto state = path_for("run-state.json");
+    auto config_text = [&](std::uint16_t listen) {
+        return "listen: [{address: \"127.0.0.1:" + std::to_string(listen) +
+               "\"}]\ncolors:\n  blue: {upstreams: [\"127.0.0.1:" + std::to_string(up.port()) +
+               "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(dead_port()) +
+               "\"]}\nlog: {access: off}\nadmin: {address: \"127.0.0.1:0\", token: t}\n"
+               "state: {file: \"" +
+               state + "\"}\n";
+    };
+    const auto path = write_file("run.yaml", config_text(port));
     auto child = spawn({"run", "--config", path});
     std::string body;
-    ASSERT_TRUE(eventually(
-        [&] {
-            try {
-                auto c = Socket::connect(port);
-                c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
-                body = read_response(c).body;
-                return true;
-            } catch (const std::exception&) {
-                return false;
-            }
-        },
-        10s));
+    auto served = [&] {
+        try {
+            auto c = Socket::connect(port);
+            c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+            body = read_response(c).body;
+            return true;
+        } catch (const std::exception&) {
+            return false;
+        }
+    };
+    ASSERT_TRUE(eventually(served, 10s));
     EXPECT_EQ(body, "from upstream");
+
+    // The start-up log names the color served and where it came from, in UTC.
+    const auto log = child.output.read_until("first start", 5s);
+    EXPECT_NE(log.find("active color blue (from the configuration's active:, first start"),
+              std::string::npos)
+        << log;
+    EXPECT_TRUE(
+        std::regex_search(log, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info)")))
+        << log;
+
+    // SIGHUP (logrotate's habit, and nginx's reload) never stops it.
+    ::kill(child.pid, SIGHUP);
+    EXPECT_NE(child.output.read_until("ignored", 5s).find("SIGHUP"), std::string::npos);
+    ASSERT_TRUE(served());
+
+    // A second process on the same state file is refused and names the first.
+    auto [code, second] =
+        run({"run", "--config", write_file("run2.yaml", config_text(dead_port()))});
+    EXPECT_EQ(code, 1) << second;
+    EXPECT_NE(second.find("is in use by another bgswitch (pid " + std::to_string(child.pid) + ")"),
+              std::string::npos)
+        << second;
+
     ::kill(child.pid, SIGTERM);
     EXPECT_EQ(child.wait(), 0);
+
+    // After a restart the color comes from the state file, and the lock was released.
+    auto again = spawn({"run", "--config", path});
+    EXPECT_NE(
+        again.output.read_until("version 1)", 10s).find("active color blue (from the state file"),
+        std::string::npos);
+    ::kill(again.pid, SIGTERM);
+    EXPECT_EQ(again.wait(), 0);
 }
 
 TEST(CliTest, RunRefusesABrokenConfig) {
@@ -187,6 +244,10 @@ TEST(CliTest, DemoServesBluePageEventsAndWebSocket) {
                         "127.0.0.1:" + std::to_string(dead_port())});
     auto banner = child.output.read_until("Press Ctrl-C to stop.", 10s);
     EXPECT_NE(banner.find("admin token: "), std::string::npos);
+    // The hints name a command that works from a shell: this build's binary is
+    // not on the PATH, so its full path.
+    const std::string binary = std::filesystem::canonical(BGSWITCH_BINARY).string();
+    EXPECT_NE(banner.find("    " + binary + " status"), std::string::npos) << banner;
 
     auto page = Socket::connect(port);
     page.send("GET / HTTP/1.1\r\nHost: demo\r\n\r\n");

@@ -7,14 +7,48 @@
 #include <unistd.h>
 #include <atomic>
 #include <cstdio>
+#include <mutex>
+#include <string>
+#include <vector>
 
 namespace bgs::test {
+
+namespace {
+
+// Removes every state file the tests of this process made (with its lock and
+// temporary file) when the process ends, so that runs leave nothing in /tmp.
+class StateFiles {
+  public:
+    ~StateFiles() {
+        for (const auto& p : paths_) {
+            for (const char* suffix : {"", ".lock", ".tmp"}) {
+                std::remove((p + suffix).c_str());
+            }
+        }
+    }
+    void add(const std::string& p) {
+        std::lock_guard lock(mutex_);
+        paths_.push_back(p);
+    }
+
+  private:
+    std::mutex mutex_;
+    std::vector<std::string> paths_;
+};
+
+StateFiles& state_files() {
+    static StateFiles files;
+    return files;
+}
+
+}  // namespace
 
 std::string fresh_state_path() {
     static std::atomic<int> counter{0};
     auto path = ::testing::TempDir() + "/bgswitch-state-" + std::to_string(::getpid()) + "-" +
                 std::to_string(counter++) + ".json";
     std::remove(path.c_str());
+    state_files().add(path);
     return path;
 }
 

@@ -1,6 +1,7 @@
 #include "proxy/metrics/access_log.hpp"
 
 #include <gtest/gtest.h>
+#include <boost/json.hpp>
 
 namespace bgs::metrics {
 namespace {
@@ -34,6 +35,23 @@ TEST(AccessLogTest, JsonLineEscapes) {
         R"({"time":"2026-11-23T12:00:00.123Z","client":"127.0.0.1:5555","method":"GET",)"
         R"("target":"/x\u000a","protocol":"HTTP/1.1","status":200,"bytes_sent":42,)"
         R"("duration_s":0.001500,"color":"blue","upstream":"127.0.0.1:9001","request_id":"rid"})");
+}
+
+// Every JSON line must parse, whatever bytes the client put in its target:
+// bytes that are not UTF-8 are escaped, well-formed UTF-8 passes as it is.
+TEST(AccessLogTest, JsonLineStaysValidWithBytesThatAreNotUtf8) {
+    auto r = sample();
+    r.target = "/\xff\xc3\xa9\xed\xa0\x80\xc0\xaf\xf0\x9f\x98\x80";
+    const auto line = format_access(r, config::LogFormat::Json);
+    boost::system::error_code ec;
+    const auto doc = boost::json::parse(line, ec);
+    ASSERT_FALSE(ec) << line;
+    EXPECT_TRUE(doc.at("target").is_string());
+    // The é and the emoji are UTF-8 and kept; each stray byte became a code point.
+    EXPECT_NE(line.find("\"target\":\"/\\u00ff\xc3\xa9\\u00ed\\u00a0\\u0080\\u00c0\\u00af"
+                        "\xf0\x9f\x98\x80\""),
+              std::string::npos)
+        << line;
 }
 
 }  // namespace

@@ -92,6 +92,53 @@ TEST(StateStoreTest, CorruptFilesAreErrorsThatNameTheFile) {
     std::filesystem::remove(path);
 }
 
+TEST(StateStoreTest, ADirectoryOrAVersionOutOfRangeIsNamedAsSuch) {
+    const auto dir = temp_path("state-is-dir");
+    std::filesystem::create_directories(dir);
+    StateStore store(dir);
+    try {
+        store.load();
+        FAIL() << "a directory loaded";
+    } catch (const StateError& e) {
+        EXPECT_NE(std::string(e.what()).find("is a directory"), std::string::npos) << e.what();
+    }
+    const auto file = temp_path("state-version.json");
+    std::ofstream(file) << R"({"format":1,"active":"blue","previous":null,)"
+                        << R"("version":18446744073709551615,"history":[]})";
+    try {
+        StateStore(file).load();
+        FAIL() << "a version at 2^64-1 loaded";
+    } catch (const StateError& e) {
+        EXPECT_NE(std::string(e.what()).find("out of range"), std::string::npos) << e.what();
+    }
+    std::filesystem::remove_all(dir);
+    std::filesystem::remove(file);
+}
+
+// Two processes on one state file would diverge; the second one is refused
+// with the first one's PID (flock conflicts between open files in one process
+// too, which is what lets this test show it).
+TEST(StateStoreTest, OneOwnerAtATime) {
+    const auto path = temp_path("locked.json");
+    {
+        StateStore first(path);
+        first.lock();
+        StateStore second(path);
+        try {
+            second.lock();
+            FAIL() << "locked twice";
+        } catch (const StateError& e) {
+            EXPECT_NE(std::string(e.what()).find("in use by another bgswitch (pid " +
+                                                 std::to_string(::getpid()) + ")"),
+                      std::string::npos)
+                << e.what();
+        }
+    }
+    StateStore after(path);
+    EXPECT_NO_THROW(after.lock());  // released with its owner
+    std::filesystem::remove(path + ".lock");
+}
+
 TEST(StateStoreTest, UnwritableLocationIsReportedNotThrown) {
     const auto blocker = temp_path("blocker");
     std::ofstream(blocker) << "a file where a directory should be";
