@@ -14,7 +14,10 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <list>
 #include <stdexcept>
 
 namespace bgs::admin {
@@ -64,6 +67,13 @@ struct AdminServer::Impl {
     net::tcp::acceptor acceptor;
     bool stopping = false;
 
+    // Requests whose handler has not answered yet, by their socket.
+    struct InFlight {
+        net::tcp::socket* socket;
+        unsigned version;
+        bool answered = false;
+    };
+    std::list<InFlight> in_flight;
     std::size_t open = 0;       // connections from admin.allow being served
     std::size_t outsiders = 0;  // connections from elsewhere
     AcceptBackoff backoff;
@@ -174,7 +184,13 @@ struct AdminServer::Impl {
             req.body = std::move(msg.body());
             const bool keep = msg.keep_alive();
             const unsigned version = msg.version();
+            auto mine = in_flight.insert(in_flight.end(), {&stream.socket(), version});
             auto res = co_await routes.handle(std::move(req));
+            const bool answered = mine->answered;
+            in_flight.erase(mine);
+            if (answered) {
+                co_return;  // shutdown answered 503 for it meanwhile
+            }
             if (!co_await send(stream, std::move(res), keep, version) || !keep) {
                 co_return;
             }
@@ -228,6 +244,28 @@ void AdminServer::start() {
             log().error("admin accept loop ended by an exception");
         }
     });
+}
+
+void AdminServer::answer_in_flight_with_503() {
+    const std::string body = R"({"error":"shutting down; nothing was changed"})"
+                             "\n";
+    for (auto& f : impl_->in_flight) {
+        if (f.answered) {
+            continue;
+        }
+        f.answered = true;
+        const std::string text = std::string(f.version == 10 ? "HTTP/1.0" : "HTTP/1.1") +
+                                 " 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                 "Cache-Control: no-store\r\nConnection: close\r\n"
+                                 "Content-Length: " +
+                                 std::to_string(body.size()) + "\r\n\r\n" + body;
+        // A short answer on an idle socket: one non-blocking send takes it all,
+        // so no operation outlives the handler's frame that owns the socket.
+        const int fd = f.socket->native_handle();
+        [[maybe_unused]] const auto n =
+            ::send(fd, text.data(), text.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        ::shutdown(fd, SHUT_WR);
+    }
 }
 
 void AdminServer::stop() {

@@ -21,6 +21,10 @@ class AdminServer {
     void start();
     /// Stops accepting and ends idle admin connections.
     void stop();
+    /// Answers every request still being handled (a switch whose gates run)
+    /// with 503 "shutting down" and closes its connection, without waiting;
+    /// the handler's own answer, should it come, is dropped. Control thread.
+    void answer_in_flight_with_503();
 
   private:
     struct Impl;

@@ -236,6 +236,8 @@ ApiResponse outcome_response(const control::SwitchOutcome& o) {
             return error_response(409, "there is no previous color to roll back to");
         case Result::GateFailed:
             return error_response(412, "gate failed", std::move(body));
+        case Result::ShuttingDown:
+            return error_response(503, "shutting down; nothing was changed");
         case Result::PersistFailed:
             body["detail"] = o.error;
             return error_response(500, "the state file could not be written; traffic did not move",

@@ -11,6 +11,8 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
+#include <future>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/socket_base.hpp>
 
@@ -179,6 +181,7 @@ void Server::shutdown() {
     log().info("shutting down: no new connections, in-flight requests get up to {}",
                format_duration(cfg_.timeouts.shutdown));
     asio::post(*control_, [this] {
+        switcher_->stop();
         admin_->stop();
         health_->stop();
     });
@@ -221,6 +224,15 @@ void Server::wait() {
         deadline_thread_.join();
     }
     if (control_thread_.joinable()) {
+        // A caller waiting on a switch gets its answer before the control
+        // thread stops, and nothing commits after this point.
+        std::promise<void> answered;
+        asio::post(*control_, [this, &answered] {
+            switcher_->stop();
+            admin_->answer_in_flight_with_503();
+            answered.set_value();
+        });
+        answered.get_future().wait_for(std::chrono::seconds(5));
         control_->stop();
         control_thread_.join();
     }

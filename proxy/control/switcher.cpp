@@ -23,6 +23,8 @@ const char* to_string(Result r) {
             return "gate_failed";
         case Result::PersistFailed:
             return "persist_failed";
+        case Result::ShuttingDown:
+            return "shutting_down";
     }
     return "unknown";
 }
@@ -66,6 +68,10 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     SwitchOutcome out;
     out.from = state_.active;
     out.version = state_.version;
+    if (stopping_) {
+        out.result = Result::ShuttingDown;
+        co_return finish(out);
+    }
     if (busy_) {
         out.result = Result::Busy;
         co_return finish(out);
@@ -99,6 +105,12 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     out.gates =
         co_await health::run_gates(cfg_, endpoints_, out.to, !(req.rollback && req.skip_smoke));
     out.gates_ran = true;
+    if (stopping_) {
+        log().info("{} to {} abandoned after its gates: shutting down", action,
+                   bgs::to_string(out.to));
+        out.result = Result::ShuttingDown;
+        co_return finish(out);
+    }
 
     state::HistoryEvent event;
     event.time = std::chrono::system_clock::now();

@@ -48,6 +48,7 @@ enum class Result {
     NoPrevious,
     GateFailed,
     PersistFailed,
+    ShuttingDown,
 };
 
 /// The name used in the API, the history and the metrics.
@@ -79,6 +80,10 @@ class Switcher {
     std::optional<std::chrono::system_clock::time_point> drain_deadline(Color color) const;
     const std::map<std::string, std::uint64_t>& counts() const { return counts_; }
 
+    /// The process is stopping: no switch starts or commits from now on (one
+    /// whose gates are running ends as ShuttingDown and changes nothing).
+    void stop() { stopping_ = true; }
+
   private:
     SwitchOutcome finish(SwitchOutcome out);
     void start_drain(Color color, Duration timeout);
@@ -91,6 +96,7 @@ class Switcher {
     state::SwitchState state_;
     std::vector<worker::Worker*> workers_;
     bool busy_ = false;
+    bool stopping_ = false;
     std::array<std::optional<std::chrono::system_clock::time_point>, 2> drain_deadlines_;
     std::map<std::string, std::uint64_t> counts_;
 };

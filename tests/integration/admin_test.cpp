@@ -507,5 +507,43 @@ TEST(StateTest, UnwritableStateFailsTheSwitchAndTrafficStays) {
     std::filesystem::remove(dir);
 }
 
+// SIGTERM while a switch's gates run: the caller gets 503 at once, not an
+// empty reply when the control thread stops, and nothing is committed.
+TEST(ShutdownTest, ASwitchWhoseGatesRunIsAnswered503AndChangesNothing) {
+    std::promise<void> release;
+    auto released = release.get_future().share();
+    std::atomic<bool> smoke_seen{false};
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream slow([&](Socket& s, ScriptedUpstream& u) {
+        while (auto req = u.next_request(s)) {
+            if (req->target == "/api/v1/health") {
+                smoke_seen = true;
+                released.wait();
+            }
+            s.send(http_response(200, R"({"status":"ok"})"));
+        }
+    });
+    auto cfg = app_config(blue.port(), slow.port());
+    const auto state_path = cfg.state_file;
+    RunningProxy proxy(cfg);
+    const auto port = proxy.server->admin_port();
+    auto answer = std::async(std::launch::async, [port] {
+        return admin_call(port, "POST", "/v1/switch", R"({"to":"green"})", kToken);
+    });
+    ASSERT_TRUE(eventually([&] { return smoke_seen.load(); }));
+    proxy.server->shutdown();
+    std::thread waiter([&] { proxy.server->wait(); });
+    const bool answered = answer.wait_for(10s) == std::future_status::ready;
+    release.set_value();
+    waiter.join();
+    ASSERT_TRUE(answered);
+    const auto r = answer.get();
+    EXPECT_EQ(r.status, 503);
+    EXPECT_EQ(parse(r.body).at("error"), "shutting down; nothing was changed");
+    std::ifstream in(state_path);
+    const std::string saved((std::istreambuf_iterator<char>(in)), {});
+    EXPECT_NE(saved.find(R"("active":"blue")"), std::string::npos) << saved;
+}
+
 }  // namespace
 }  // namespace bgs::test
