@@ -190,6 +190,7 @@ std::string Routes::metrics_text() const {
         }
     }
     g.switches = switcher_.counts();
+    g.access_log_dropped = access_log_dropped();
     return shared_.metrics.render(g);
 }
 

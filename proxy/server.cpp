@@ -8,8 +8,12 @@
 #include "proxy/net/listen.hpp"
 #include "proxy/worker/worker.hpp"
 
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <future>
 
@@ -46,7 +50,21 @@ tcp::acceptor bind_listener(asio::io_context& ioc, const tcp::endpoint& ep, cons
     return acceptor;
 }
 
+// Periodic chores of the control thread: reports of dropped access log lines.
+net::Task<void> housekeep(asio::steady_timer& timer, const std::atomic<bool>& stopping) {
+    while (!stopping.load()) {
+        timer.expires_after(std::chrono::seconds(10));
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        report_access_log_drops();
+    }
+}
+
 }  // namespace
+
+struct Server::Housekeeping {
+    explicit Housekeeping(asio::io_context& ioc) : timer(ioc) {}
+    asio::steady_timer timer;
+};
 
 Server::Server(config::Config cfg) : cfg_(std::move(cfg)), store_(cfg_.state_file) {
     // The state file wins over `active:`; one that exists but cannot be read
@@ -153,6 +171,13 @@ std::uint16_t Server::admin_port() const {
 void Server::start() {
     health_->start(control_->get_executor());
     admin_->start();
+    housekeeping_ = std::make_unique<Housekeeping>(*control_);
+    asio::co_spawn(*control_, housekeep(housekeeping_->timer, shared_->shutting_down),
+                   [](std::exception_ptr e) {
+                       if (e) {
+                           log().error("housekeeping ended by an exception");
+                       }
+                   });
     control_thread_ = std::thread([this] {
         auto guard = asio::make_work_guard(*control_);
         try {
@@ -184,6 +209,9 @@ void Server::shutdown() {
         switcher_->stop();
         admin_->stop();
         health_->stop();
+        if (housekeeping_) {
+            housekeeping_->timer.cancel();
+        }
     });
     for (auto& w : workers_) {
         w->begin_shutdown();

@@ -94,6 +94,8 @@ class Server {
     std::unique_ptr<boost::asio::io_context> control_;
     std::unique_ptr<health::HealthChecker> health_;
     std::unique_ptr<admin::AdminServer> admin_;
+    struct Housekeeping;  // the control thread's periodic chores
+    std::unique_ptr<Housekeeping> housekeeping_;
 
     std::vector<std::thread> threads_;
     std::thread control_thread_;

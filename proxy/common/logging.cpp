@@ -68,6 +68,27 @@ std::shared_ptr<spdlog::logger> make_access_logger(const std::string& target) {
     return logger;
 }
 
+std::uint64_t access_log_dropped() {
+    // The pool exists once an access logger was made.
+    const auto pool = spdlog::thread_pool();
+    return pool ? pool->overrun_counter() : 0;
+}
+
+void report_access_log_drops() {
+    static std::uint64_t reported = 0;
+    static std::chrono::steady_clock::time_point last{};
+    const auto now = std::chrono::steady_clock::now();
+    const auto dropped = access_log_dropped();
+    if (dropped > reported && (last == decltype(last){} || now - last >= std::chrono::minutes(1))) {
+        log().warn(
+            "access log: {} lines dropped since the last report ({} in all): its writer "
+            "cannot keep up with the traffic",
+            dropped - reported, dropped);
+        reported = dropped;
+        last = now;
+    }
+}
+
 void shutdown_logging() {
     error_logger()->flush();
     spdlog::shutdown();

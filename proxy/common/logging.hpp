@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,14 @@ void init_logging(const std::string& level);
 /// when full, so a slow disk never blocks a worker. Returns nullptr for "off".
 /// Throws spdlog::spdlog_ex when the file cannot be opened (start-up only).
 std::shared_ptr<spdlog::logger> make_access_logger(const std::string& target);
+
+/// Access log lines dropped so far because the queue to the writer was full
+/// (a disk or pipe slower than the traffic). Any thread.
+std::uint64_t access_log_dropped();
+
+/// Logs a warning when access log lines were dropped since the last call,
+/// at most once a minute; call it periodically. One caller thread.
+void report_access_log_drops();
 
 /// Flushes and drops every logger; call before exit.
 void shutdown_logging();

@@ -111,6 +111,12 @@ std::string Metrics::render(const Gauges& g) const {
         add("bgswitch_drain_closed_total{kind=\"%s\"} %llu\n", kDrainKinds[k],
             static_cast<unsigned long long>(drain_closed_count(static_cast<DrainKind>(k))));
     }
+    out +=
+        "# HELP bgswitch_access_log_dropped_total Access log lines dropped because the writer "
+        "fell behind.\n"
+        "# TYPE bgswitch_access_log_dropped_total counter\n";
+    add("bgswitch_access_log_dropped_total %llu\n",
+        static_cast<unsigned long long>(g.access_log_dropped));
     return out;
 }
 

@@ -45,6 +45,7 @@ class Metrics {
         };
         std::vector<Upstream> upstreams;
         std::map<std::string, std::uint64_t> switches;  // by result
+        std::uint64_t access_log_dropped = 0;
     };
 
     /// Prometheus text exposition format 0.0.4.

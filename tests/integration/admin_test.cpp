@@ -65,6 +65,7 @@ TEST_F(AdminTest, HealthzAndMetricsNeedNoToken) {
     EXPECT_EQ(m.status, 200);
     EXPECT_NE(m.content_type.find("text/plain"), std::string::npos);
     EXPECT_NE(m.body.find("bgswitch_active_color{color=\"blue\"} 1"), std::string::npos) << m.body;
+    EXPECT_NE(m.body.find("\nbgswitch_access_log_dropped_total 0\n"), std::string::npos) << m.body;
 }
 
 TEST_F(AdminTest, EveryOtherEndpointNeedsTheToken) {
