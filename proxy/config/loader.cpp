@@ -130,6 +130,19 @@ class Loader {
                 error(child(path, key), "unknown key");
             }
         }
+        check_duplicates(n, path);
+    }
+
+    // yaml-cpp keeps both entries of a key written twice and n[key] finds the
+    // first: a second "drain_timeout:" further down would be silently ignored.
+    void check_duplicates(const YAML::Node& n, const std::string& path) {
+        std::set<std::string> seen;
+        for (const auto& kv : n) {
+            const auto key = kv.first.as<std::string>("");
+            if (!seen.insert(key).second) {
+                error(child(path, key), "duplicate key (only one may be given)");
+            }
+        }
     }
 
     // A scalar with ${NAME} replaced from the environment.
@@ -471,6 +484,7 @@ class Loader {
             error(path, "must be a mapping of names to values");
             return out;
         }
+        check_duplicates(n, path);
         for (const auto& kv : n) {
             const auto key = kv.first.as<std::string>("");
             if (auto v = scalar(kv.second, child(path, key))) {

@@ -114,6 +114,18 @@ TEST(LoaderTest, BadDurationAndSize) {
               "limits.max_body_bytes: \"10MB\": not a size (use e.g. 512, 16KiB, 10MiB)");
 }
 
+// A key written twice must not pass silently (yaml-cpp would keep the first).
+TEST(LoaderTest, DuplicateKeysAreProblems) {
+    EXPECT_EQ(only_error(std::string(kMinimal) +
+                         "switch:\n  drain_timeout: 90s\n  drain_timeout: 0s\n"),
+              "switch.drain_timeout: duplicate key (only one may be given)");
+    EXPECT_EQ(only_error(std::string(kMinimal) + "log: {level: info}\nlog: {level: debug}\n"),
+              "log: duplicate key (only one may be given)");
+    EXPECT_EQ(only_error(std::string(kMinimal) +
+                         "smoke:\n  - name: a\n    path: /\n    headers: {X-A: 1, X-A: 2}\n"),
+              "smoke[0].headers.X-A: duplicate key (only one may be given)");
+}
+
 TEST(LoaderTest, TrustedProxiesAreCidrNetworks) {
     auto r = load(std::string(kMinimal) + "proxy: {trusted_proxies: [10.0.0.0/8, \"::1/128\"]}\n");
     ASSERT_TRUE(r.config) << r.errors.front();
