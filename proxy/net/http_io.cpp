@@ -94,6 +94,7 @@ template <typename Parser>
 Task<error_code> parse(Stream& s, beast::flat_buffer& buf, Parser& p, bool whole_header) {
     error_code ec;
     bool buffered = buf.size() > 0;
+    const std::size_t window_before = p.window_left();
     for (;;) {
         if (buffered) {
             if (!p.start_line_done()) {
@@ -109,6 +110,13 @@ Task<error_code> parse(Stream& s, beast::flat_buffer& buf, Parser& p, bool whole
             }
             if (p.is_header_done() && framing_over_limit(buf, p)) {
                 co_return error_code(http::error::bad_chunk);
+            }
+            // Beast asks for more after a chunk's data when the next chunk-size
+            // line is incomplete. Bytes already in the window go back to the
+            // caller first: a window may be shared by every coroutine of the
+            // thread, so it must never hold bytes across a suspension.
+            if (!whole_header && p.window_left() != window_before) {
+                co_return error_code{};
             }
         }
         if (s.expired()) {

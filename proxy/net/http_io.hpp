@@ -35,7 +35,10 @@ Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, RequestParser& 
 Task<error_code> read_header(Stream& s, beast::flat_buffer& buf, ResponseParser& p);
 
 /// Reads body bytes into the parser's current window. Beast's need_buffer (the
-/// window is full) is reported as success.
+/// window is full) is reported as success. Never suspends once the window
+/// holds a byte of this call's: it returns them first, so a window shared by
+/// the coroutines of a thread (thread_scratch) is safe as long as the caller
+/// hands the bytes on before its own next suspension.
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, RequestParser& p);
 Task<error_code> read_body(Stream& s, beast::flat_buffer& buf, ResponseParser& p);
 

@@ -139,6 +139,37 @@ TEST(FramingBoundsTest, EndlessChunkFramingFromAnUpstreamEndsTheResponse) {
     EXPECT_EQ(rest.find("0\r\n\r\n"), std::string::npos) << rest;
 }
 
+// Body bytes pass through one scratch buffer per worker thread. A chunk's data
+// followed by an incomplete chunk-size line once made the parser wait for more
+// input with that data still in the shared buffer, where another connection's
+// body overwrote it. Two uploads on one worker, the first paused exactly there.
+TEST(ScratchBufferTest, AnUploadPausedBetweenChunksKeepsItsBytes) {
+    ScriptedUpstream up([&](Socket& s, ScriptedUpstream& u) {
+        while (auto req = u.next_request(s)) {
+            s.send(http_response(200, req->body));
+        }
+    });
+    auto cfg = test_config({up.port()});
+    cfg.proxy.workers = 1;
+    RunningProxy proxy(cfg);
+
+    auto a = Socket::connect(proxy.port());
+    a.send("POST /a HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n");
+    a.send("3\r\nabc\r\n5");  // the next size line is not complete yet
+    // Another upload through the same worker meanwhile, in one piece.
+    const std::string other(12000, 'x');
+    auto b = Socket::connect(proxy.port());
+    b.send("POST /b HTTP/1.1\r\nHost: app.test\r\nContent-Length: " + std::to_string(other.size()) +
+           "\r\n\r\n" + other);
+    auto rb = read_response(b);
+    EXPECT_EQ(rb.status, 200);
+    EXPECT_EQ(rb.body, other);
+    a.send("\r\nhello\r\n0\r\n\r\n");
+    auto ra = read_response(a);
+    EXPECT_EQ(ra.status, 200);
+    EXPECT_EQ(ra.body, "abchello");
+}
+
 // timeouts.upstream_response runs to the final response; interim ones do not
 // extend it.
 TEST(UpstreamTimeoutTest, InterimResponsesDoNotHoldARequestForever) {
