@@ -130,7 +130,9 @@ TEST(StreamingTest, ConcurrentBackpressuredBodiesArriveIntact) {
         results.push_back(std::async(std::launch::async, [&, seed]() -> std::string {
             auto c = Socket::connect(proxy.port());
             c.send("GET /" + std::to_string(seed) + " HTTP/1.1\r\nHost: a\r\n\r\n");
-            std::this_thread::sleep_for(300ms);  // let the proxy hit a full socket buffer
+            // Not reading yet: the proxy fills this socket's buffer and has to
+            // keep the rest of a piece while the others use the scratch.
+            eventually([&] { return c.readable() >= 32 * 1024; }, 5s);
             auto res = read_response(c, 20s);
             if (res.body != pattern(seed)) {
                 return "download " + std::to_string(seed) + " differs";

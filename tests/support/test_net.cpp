@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -220,6 +221,12 @@ bool Socket::closed_within(Ms timeout) {
     } catch (const Timeout&) {
         return false;
     }
+}
+
+std::size_t Socket::readable() const {
+    int queued = 0;
+    ::ioctl(fd_, FIONREAD, &queued);
+    return pending_.size() + static_cast<std::size_t>(std::max(queued, 0));
 }
 
 void Socket::shutdown_write() {

@@ -44,6 +44,8 @@ class Socket {
     std::string read_to_eof(Ms timeout = 5s);
     /// True when the peer closed (EOF or reset) within `timeout`; data before is discarded.
     bool closed_within(Ms timeout);
+    /// Bytes received and not read yet (kernel buffer plus what a read kept).
+    std::size_t readable() const;
     void shutdown_write();
     void close();
     int fd() const { return fd_; }
