@@ -227,7 +227,7 @@ void BM_PoolTakeGiveBack(benchmark::State& state) {
 }
 BENCHMARK(BM_PoolTakeGiveBack);
 
-// Bytes through run_tunnel: the benchmark thread writes `range(0)` bytes on the
+// Bytes through a Tunnel: the benchmark thread writes `range(0)` bytes on the
 // client socket and reads them back from the upstream side while a worker
 // thread runs the tunnel.
 void BM_TunnelRelay(benchmark::State& state) {
@@ -246,9 +246,9 @@ void BM_TunnelRelay(benchmark::State& state) {
     net::Stream a(std::move(tunnel_client));
     net::Stream b(std::move(tunnel_up));
     net::beast::flat_buffer none_a, none_b;
-    http::TunnelControl control;
-    asio::co_spawn(ctx, http::run_tunnel(a, none_a, b, none_b, std::chrono::seconds(60), control),
-                   asio::detached);
+    metrics::Metrics metrics;
+    http::Tunnel tunnel(/*websocket=*/false, metrics);
+    asio::co_spawn(ctx, tunnel.run(a, none_a, b, none_b, std::chrono::seconds(60)), asio::detached);
     std::thread worker([&] { ctx.run(); });
 
     const std::string block(static_cast<std::size_t>(state.range(0)), 'x');

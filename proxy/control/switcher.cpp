@@ -191,10 +191,8 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
 
 void Switcher::start_drain(Color color, Duration timeout) {
     const auto now = std::chrono::steady_clock::now();
-    const auto deadline = now + timeout;
-    const auto close_from = deadline - std::min(cfg_.switching.close_spread, timeout);
     for (auto* w : workers_) {
-        w->start_drain(color, close_from, deadline);
+        w->start_drain(color, now, timeout, cfg_.switching.close_spread);
     }
     drain_deadlines_[index(color)] =
         std::chrono::system_clock::now() +

@@ -4,8 +4,7 @@
 
 namespace bgs::drain {
 
-TrackedSession::TrackedSession(SessionRegistry& registry, std::function<void(StopReason)> on_stop)
-    : registry_(registry), on_stop_(std::move(on_stop)) {
+TrackedSession::TrackedSession(SessionRegistry& registry) : registry_(registry) {
     next_ = registry_.head_;
     if (next_ != nullptr) {
         next_->prev_ = this;

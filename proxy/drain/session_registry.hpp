@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 
 namespace bgs::drain {
 
@@ -48,22 +47,22 @@ class ActivityCounts {
 
 /// Why a session is asked to end.
 enum class StopReason : std::uint8_t {
-    Shutdown,    // stop accepting work: idle connections close, WebSockets get 1001,
-                 // requests and streams in progress finish
-    DrainClose,  // its color's drain window is over: WebSockets get 1001, streams
-                 // their terminating chunk, anything else is closed
+    Shutdown,          // stop accepting work: idle connections close, WebSockets get
+                       // 1001, requests and streams in progress may finish
+    ShutdownDeadline,  // timeouts.shutdown is nearly over: streams get their
+                       // terminating chunk, anything else still open is closed
+    Drain,             // its color's drain window is over: WebSockets get 1001,
+                       // streams their terminating chunk, other tunnels are closed
 };
 
 class SessionRegistry;
 
-/// One client connection as drain and shutdown see it. Owned by the session's
-/// coroutine frame; registered for exactly its lifetime. Worker thread only.
+/// One client connection as drain and shutdown see it: a session derives from
+/// it and is registered for exactly its lifetime. Worker thread only.
 class TrackedSession {
   public:
-    /// `on_stop` is called (on the worker thread) when the session must end at
-    /// its next safe point. It must not destroy the session.
-    TrackedSession(SessionRegistry& registry, std::function<void(StopReason)> on_stop);
-    ~TrackedSession();
+    explicit TrackedSession(SessionRegistry& registry);
+    virtual ~TrackedSession();
     TrackedSession(const TrackedSession&) = delete;
     TrackedSession& operator=(const TrackedSession&) = delete;
 
@@ -71,21 +70,28 @@ class TrackedSession {
     void set(Activity activity, Color color);
     Activity activity() const { return activity_; }
     Color color() const { return color_; }
+
+    /// Asks the session to end at its next safe point, for `why`.
     void stop(StopReason why) {
-        if (why == StopReason::DrainClose) {
-            drain_signalled = true;
+        if (why == StopReason::Drain) {
+            drain_signalled_ = true;
         }
-        on_stop_(why);
+        on_stop(why);
     }
-    /// Set once the drain has asked this session to close.
-    bool drain_signalled = false;
+    /// True once a drain has asked this session to close.
+    bool drain_signalled() const { return drain_signalled_; }
+
+  protected:
+    /// What stopping means for this session (called on the worker thread); it
+    /// must not destroy the session.
+    virtual void on_stop(StopReason why) = 0;
 
   private:
     friend class SessionRegistry;
     SessionRegistry& registry_;
-    std::function<void(StopReason)> on_stop_;
     Activity activity_ = Activity::Idle;
     Color color_ = Color::Blue;
+    bool drain_signalled_ = false;
     TrackedSession* prev_ = nullptr;
     TrackedSession* next_ = nullptr;
 };

@@ -21,18 +21,26 @@
 //  8. done   Access log line; the upstream connection returns to the pool when
 //            its exchange ended cleanly; the client connection is kept alive or
 //            closed.
+//
+// A session is in one State at a time (Idle, Reading, Exchange, Streaming,
+// Tunnel), which is also what drain and shutdown see (drain::Activity); how it
+// ends is its Ending. Every failure is one ProxyError with its source and kind,
+// read by the log line, the access log and bgswitch_errors_total.
 #include "proxy/http/session.hpp"
 
+#include "proxy/common/error.hpp"
 #include "proxy/common/logging.hpp"
 #include "proxy/common/random.hpp"
 #include "proxy/http/headers.hpp"
 #include "proxy/http/tunnel.hpp"
 #include "proxy/metrics/access_log.hpp"
+#include "proxy/net/error_class.hpp"
 #include "proxy/worker/worker.hpp"
 
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/status.hpp>
+#include <boost/system/result.hpp>
 
 #include <charconv>
 #include <chrono>
@@ -101,30 +109,24 @@ bool iequals(std::string_view a, std::string_view b) {
                           beast::string_view(b.data(), b.size()));
 }
 
-bool is_benign_disconnect(const net::error_code& ec) {
-    return ec == asio::error::eof || ec == bh::error::end_of_stream ||
-           ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-           ec == asio::error::operation_aborted || ec == asio::error::not_connected ||
-           ec == asio::error::bad_descriptor;
-}
-
-/// Maps a failure to read the client's request header to the proxy's answer.
-/// 0 means close without answering (the client left).
-unsigned status_for_request_error(const net::error_code& ec) {
+/// What a failed read of the client's request means: the answer to give and
+/// the error to record, or nullopt when the client simply left.
+std::optional<ProxyError> client_error(const net::error_code& ec) {
+    ProxyError e{ErrorSource::Client, net::classify(ec), 0, ec.message()};
     if (ec == beast::error::timeout) {
-        return 408;
+        e.status = 408;
+    } else if (ec == bh::error::header_limit) {
+        e.status = 431;
+    } else if (ec == bh::error::body_limit) {
+        e.status = 413;
+    } else if (ec.category() == bh::make_error_code(bh::error::bad_method).category() &&
+               ec != bh::error::end_of_stream && ec != bh::error::partial_message) {
+        e.status = 400;
+        e.kind = ErrorKind::Protocol;
+    } else if (net::is_benign_disconnect(ec) || ec == bh::error::partial_message) {
+        return std::nullopt;
     }
-    if (ec == bh::error::header_limit) {
-        return 431;
-    }
-    if (ec == bh::error::body_limit) {
-        return 413;
-    }
-    if (ec.category() == bh::make_error_code(bh::error::bad_method).category() &&
-        ec != bh::error::end_of_stream && ec != bh::error::partial_message) {
-        return 400;
-    }
-    return 0;
+    return e;
 }
 
 std::string reply_text(unsigned status) {
@@ -149,6 +151,7 @@ struct Exchange {
         rec.color = "-";
         rec.upstream = "-";
         rec.request_id.clear();
+        rec.error.clear();
     }
 };
 
@@ -195,22 +198,62 @@ ScratchSpares& thread_spares() {
     return spares;
 }
 
-class Session {
+// What a session is doing; the drain and shutdown decide by it.
+enum class State : std::uint8_t {
+    Idle,       // phase 1: between requests
+    Reading,    // phase 2: reading a request header
+    Exchange,   // phases 3-8 with a response of known length (or none yet)
+    Streaming,  // phase 7 of a response without a known length (chunked, SSE)
+    Tunnel,     // upgraded: the Tunnel runs the connection
+};
+
+// How the connection ends.
+enum class Ending : std::uint8_t {
+    KeepAlive,  // as the peers allow
+    AfterThis,  // close once the current exchange ends (shutdown, drain, a closing reply)
+    EndStream,  // end the stream now with its terminating chunk, then close
+};
+
+Activity activity_of(State s) {
+    switch (s) {
+        case State::Exchange:
+            return Activity::Request;
+        case State::Streaming:
+            return Activity::Stream;
+        case State::Tunnel:
+            return Activity::Upgraded;
+        case State::Idle:
+        case State::Reading:
+            break;
+    }
+    return Activity::Idle;
+}
+
+// What check_request decided about a request that may go upstream.
+struct RequestPlan {
+    RequestTarget where;
+    bool upgrade = false;
+    bool keep_alive = false;  // the client's wish
+    bool has_body = false;
+    bool expect_continue = false;
+};
+
+class Session final : public drain::TrackedSession {
   public:
     Session(worker::Worker& worker, net::tcp::socket socket, const net::tcp::endpoint& peer,
             routing::Audience audience)
-        : worker_(worker),
+        : drain::TrackedSession(worker.registry()),
+          worker_(worker),
           cfg_(worker.cfg()),
           client_(std::move(socket)),
-          audience_(audience),
-          tracked_(worker.registry(), [this](drain::StopReason why) { stop(why); }) {
+          audience_(audience) {
         worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
         peer_ip_ = ip_text(peer.address());
         peer_ = peer_ip_ + ":" + std::to_string(peer.port());
         trusted_peer_ = is_trusted(cfg_.proxy.trusted_proxies, peer.address());
     }
 
-    ~Session() {
+    ~Session() override {
         release_scratch();
         worker_.shared().open_connections.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -220,19 +263,19 @@ class Session {
 
     net::Task<void> run() {
         bool keep_alive = true;
-        while (keep_alive && !stop_requested_) {
+        while (keep_alive && ending_ == Ending::KeepAlive) {
             // --- 1. wait -----------------------------------------------------
             // Here rather than in serve_one, whose frame an idle connection
             // then does not hold.
             if (requests_ > 0 && buf_.size() == 0) {
-                phase_ = Phase::Wait;
+                enter(State::Idle);
                 if (!co_await wait_for_next_request()) {
                     break;
                 }
             }
             keep_alive = co_await serve_one();
         }
-        if (needs_linger_) {
+        if (linger_) {
             co_await linger_close();
         }
         net::error_code ignored;
@@ -240,6 +283,50 @@ class Session {
     }
 
   private:
+    // Drain and shutdown end a session at its next safe point. A connection
+    // between requests is cut at once; a tunnel ends (WebSockets with 1001)
+    // for any reason; a stream gets its terminating chunk when its drain
+    // window or the shutdown is over; a request in flight completes.
+    void on_stop(drain::StopReason why) override {
+        stopped_for_ = why;
+        if (ending_ == Ending::KeepAlive) {
+            ending_ = Ending::AfterThis;
+        }
+        net::error_code ignored;
+        switch (state_) {
+            case State::Idle:
+                client_.socket().cancel(ignored);
+                break;
+            case State::Reading:
+                if (buf_.size() == 0) {
+                    client_.socket().cancel(ignored);
+                }
+                break;
+            case State::Tunnel:
+                tunnel_->stop(why);
+                break;
+            case State::Streaming:
+                if (why != drain::StopReason::Shutdown && ending_ != Ending::EndStream) {
+                    ending_ = Ending::EndStream;
+                    worker_.shared().metrics.ended(why == drain::StopReason::Drain
+                                                       ? metrics::EndReason::Drain
+                                                       : metrics::EndReason::Shutdown,
+                                                   metrics::DrainKind::Stream);
+                    if (active_upstream_ != nullptr) {
+                        active_upstream_->stream.socket().cancel(ignored);
+                    }
+                }
+                break;
+            case State::Exchange:
+                break;
+        }
+    }
+
+    void enter(State s, std::optional<Color> color = std::nullopt) {
+        state_ = s;
+        set(activity_of(s), color.value_or(this->color()));
+    }
+
     // The parsers point into the scratch, so they go first.
     void release_scratch() {
         parser_.reset();
@@ -263,49 +350,52 @@ class Session {
         }
     }
 
-    enum class Phase { Wait, Read, Busy, Tunnel };
-
-    // Called by the worker on shutdown and by the drain: end at the next safe
-    // point. A connection between requests is cut at once; a tunnel is closed
-    // (WebSockets with 1001) in both cases; a stream is ended with its last
-    // chunk only when its drain window is over; requests in flight complete.
-    void stop(drain::StopReason why) {
-        stop_requested_ = true;
-        net::error_code ignored;
-        switch (phase_) {
-            case Phase::Wait:
-                client_.socket().cancel(ignored);
-                break;
-            case Phase::Read:
-                if (buf_.size() == 0) {
-                    client_.socket().cancel(ignored);
-                }
-                break;
-            case Phase::Tunnel:
-                if (!tunnel_.close_requested()) {
-                    worker_.shared().metrics.drain_closed(tunnel_.websocket
-                                                              ? metrics::DrainKind::WebSocket
-                                                              : metrics::DrainKind::Other);
-                }
-                tunnel_.request_close();
-                break;
-            case Phase::Busy:
-                if (why == drain::StopReason::DrainClose &&
-                    tracked_.activity() == Activity::Stream && !end_stream_) {
-                    end_stream_ = true;
-                    worker_.shared().metrics.drain_closed(metrics::DrainKind::Stream);
-                    if (active_upstream_ != nullptr) {
-                        active_upstream_->stream.socket().cancel(ignored);
-                    }
-                }
-                break;
-        }
-    }
-
     // Phases 2 to 8 of one exchange; false when the connection must close.
     net::Task<bool> serve_one() {
         // --- 2. read ---------------------------------------------------------
-        phase_ = Phase::Read;
+        if (!co_await read_request()) {
+            co_return false;
+        }
+        Exchange& ex = scratch_->ex;
+        auto& parser = *parser_;
+        // --- 3. check --------------------------------------------------------
+        auto plan = check_request(parser);
+        if (!plan) {
+            co_await fail(ex, plan.error(), true);
+            co_return false;
+        }
+        // --- 4. route --------------------------------------------------------
+        const Color color = worker_.shared().router.route(audience_);
+        ex.routed = color;
+        ex.rec.color = to_string(color);
+        enter(State::Exchange, color);
+        auto up = co_await lease_upstream(color, std::nullopt);
+        if (!up) {
+            const bool close = !parser.is_done() || !plan->keep_alive;
+            // Named, not a temporary in the co_await: GCC 12 destroys such
+            // temporaries twice.
+            ProxyError err{ErrorSource::Upstream, ErrorKind::Refused, 502,
+                           "no upstream of " + ex.rec.color + " could be reached"};
+            co_await fail(ex, std::move(err), close);
+            co_return finish(!close);
+        }
+        // --- 5. send and 6. await ------------------------------------------
+        auto* rp = co_await send_and_await(ex, *plan, color, up);
+        if (rp == nullptr) {
+            co_return finish(ending_ == Ending::KeepAlive);
+        }
+        if (rp->status() == 101) {
+            co_await upgrade(ex, *plan, *rp, *up, color);
+            co_return finish(false);
+        }
+        // --- 7. relay and 8. done ----------------------------------------------
+        co_return co_await relay_and_finish(ex, *plan, *rp, std::move(up), color);
+    }
+
+    // Phase 2: reads the request header into a fresh exchange. False when the
+    // connection must close (the client left, or got an error reply).
+    net::Task<bool> read_request() {
+        enter(State::Reading);
         if (requests_ > 0) {
             ensure_no_delay();  // responses may now follow each other (pipelining)
         }
@@ -322,82 +412,75 @@ class Session {
         // The deadline leaves the socket open, so a 408 can still be sent.
         client_.expires_after(cfg_.timeouts.header_read);
         if (auto ec = co_await net::read_header(client_, buf_, parser)) {
-            const auto status = status_for_request_error(ec);
-            if (status == 0 || (status == 408 && buf_.size() == 0 && requests_ > 0)) {
+            auto err = client_error(ec);
+            // A quiet keep-alive connection that times out or closes is normal.
+            if (!err || (err->status == 408 && buf_.size() == 0 && requests_ > 0)) {
                 co_return false;
             }
             if (parser.is_header_done()) {
                 note_request(ex, parser);
             }
-            co_await reply(ex, status, ec.message(), true);
+            co_await fail(ex, std::move(*err), true);
             co_return false;
         }
         ++requests_;
-        phase_ = Phase::Busy;
-        const auto& req = parser.fields();
         note_request(ex, parser);
-        request_id_for(req, ex.rec.request_id);
+        request_id_for(parser.fields(), ex.rec.request_id);
+        co_return true;
+    }
 
-        // --- 3. check --------------------------------------------------------
+    // Phase 3 (a plain function): framing, method, target and Host; every
+    // ambiguity that could smuggle a second request is refused.
+    boost::system::result<RequestPlan, ProxyError> check_request(const net::RequestParser& parser) {
+        const auto& req = parser.fields();
         if (auto why = request_framing_error(req, parser.version())) {
-            co_await reply(ex, 400, *why, true);
-            co_return false;
+            return ProxyError{ErrorSource::Client, ErrorKind::Protocol, 400, *why};
         }
         if (parser.method() == bh::verb::connect) {
             // A reverse proxy opens no tunnels to where the client says.
-            co_await reply(ex, 405, "CONNECT is not supported", true);
-            co_return false;
+            return ProxyError{ErrorSource::Client, ErrorKind::Protocol, 405,
+                              "CONNECT is not supported"};
         }
-        const auto where = resolve_target(req, parser.method_string(), parser.target());
-        if (where.error) {
-            co_await reply(ex, 400, *where.error, true);
-            co_return false;
+        RequestPlan plan;
+        plan.where = resolve_target(req, parser.method_string(), parser.target());
+        if (plan.where.error) {
+            return ProxyError{ErrorSource::Client, ErrorKind::Protocol, 400, *plan.where.error};
         }
-        const bool upgrade = is_upgrade_request(req, parser.version());
-        const bool client_keep_alive = parser.keep_alive();
-        const bool has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
+        plan.upgrade = is_upgrade_request(req, parser.version());
+        plan.keep_alive = parser.keep_alive();
+        plan.has_body = parser.chunked() || parser.content_length().value_or(0) > 0;
         const auto expect = req.find(bh::field::expect);
-        const bool expect_continue = expect && iequals(expect->value(), "100-continue") && has_body;
+        plan.expect_continue = expect && iequals(expect->value(), "100-continue") && plan.has_body;
+        return plan;
+    }
 
-        // --- 4. route --------------------------------------------------------
-        const Color color = worker_.shared().router.route(audience_);
-        ex.routed = color;
-        ex.rec.color = to_string(color);
-        tracked_.set(Activity::Request, color);
-        auto up = co_await lease_upstream(color, std::nullopt);
+    // Phases 5 and 6: sends the request (once more on a fresh connection when
+    // a reused one turns out dead before answering a bodiless request) and
+    // awaits the response header. Null when the exchange ended here (the
+    // client got an error reply, or left); `up` is then dropped.
+    net::Task<net::ResponseParser*> send_and_await(Exchange& ex, const RequestPlan& plan,
+                                                   Color color,
+                                                   std::unique_ptr<upstream::Connection>& up) {
+        auto& parser = *parser_;
         active_upstream_ = up.get();
-        if (!up) {
-            const bool close = !parser.is_done() || !client_keep_alive;
-            co_await reply(ex, 502, "no upstream of " + ex.rec.color + " could be reached", close);
-            co_return finish(!close);
-        }
-
-        // --- 5. send ---------------------------------------------------------
-        const Framing request_framing =
-            prepare_request_head(parser, where, ex, color, up->index, upgrade, expect_continue);
-
-        net::ResponseParser* rp = nullptr;
+        const Framing framing = prepare_request_head(parser, plan, ex, color, up->index);
         for (int attempt = 0;; ++attempt) {
             ex.rec.upstream = worker_.shared().router.upstream(color, up->index).address;
-            auto sent = co_await send_request(ex, parser, request_framing, *up, expect_continue);
-            if (sent.client_failed) {
-                co_return finish(false);
+            if (auto err = co_await send_request(ex, parser, framing, *up, plan.expect_continue)) {
+                co_await fail(ex, std::move(*err), true);
+                co_return nullptr;
             }
-            if (sent.status != 0) {
-                co_await reply(ex, sent.status, sent.why, true);
-                co_return finish(false);
-            }
-
-            // --- 6. await ----------------------------------------------------
+            const bool nothing_before = up->buffer.size() == 0;
             auto got = co_await await_response(parser.method() == bh::verb::head, *up);
-            if (got.parser != nullptr) {
-                rp = got.parser;
-                break;
+            if (got) {
+                co_return *got;
             }
             // A pooled connection the upstream had already closed: nothing was
             // answered, so a bodiless request is safe to send again.
-            const bool retry = got.nothing_received && up->reused && !has_body && attempt == 0;
-            if (retry) {
+            const bool dead_on_reuse = nothing_before && up->buffer.size() == 0 &&
+                                       !rp_->got_some() && got.error().kind == ErrorKind::Reset &&
+                                       up->reused;
+            if (dead_on_reuse && !plan.has_body && attempt == 0) {
                 up = co_await lease_upstream(color, std::nullopt, /*fresh=*/true);
                 active_upstream_ = up.get();
                 if (up) {
@@ -405,66 +488,58 @@ class Session {
                 }
             }
             // The upstream connection is in an unknown state: it is dropped.
-            const bool close = !parser.is_done() || !client_keep_alive;
-            co_await reply(ex, got.status, got.why, close);
-            co_return finish(!close);
+            const bool close = !parser.is_done() || !plan.keep_alive;
+            co_await fail(ex, std::move(got.error()), close);
+            co_return nullptr;
         }
+    }
 
-        if (rp->status() == 101) {
-            if (!upgrade) {
-                co_await reply(ex, 502, "upstream sent 101 to a request without Upgrade", true);
-                co_return finish(false);
-            }
-            const auto proto = req.find(bh::field::upgrade);
-            co_await tunnel(ex, *rp, *up, color, proto && iequals(proto->value(), "websocket"));
-            co_return finish(false);
-        }
-
-        // --- 7. relay --------------------------------------------------------
-        const auto plan = prepare_response_head(parser.method() == bh::verb::head,
-                                                parser.version() == 10, client_keep_alive, *rp, ex);
-        if (plan.streaming) {
-            tracked_.set(Activity::Stream, color);
+    // Phases 7 and 8 of a response that is not an upgrade.
+    net::Task<bool> relay_and_finish(Exchange& ex, const RequestPlan& plan, net::ResponseParser& rp,
+                                     std::unique_ptr<upstream::Connection> up, Color color) {
+        auto& parser = *parser_;
+        const auto relay_plan = prepare_response_head(
+            parser.method() == bh::verb::head, parser.version() == 10, plan.keep_alive, rp, ex);
+        if (relay_plan.streaming) {
+            enter(State::Streaming, color);
         }
         // A client that asked to close (and sent nothing more) gets the end of the
         // response and the FIN in one segment. Not when the proxy itself closes:
         // a request the client already sent would turn the close into a reset
         // that takes the held bytes with it.
-        const bool fin_with_last = !client_keep_alive && buf_.size() == 0;
-        if (!co_await relay_response(ex, *rp, *up, plan.body_expected, plan.framing,
+        const bool fin_with_last = !plan.keep_alive && buf_.size() == 0;
+        if (!co_await relay_response(ex, rp, *up, relay_plan.body_expected, relay_plan.framing,
                                      fin_with_last)) {
             co_return finish(false);
         }
-
         // --- 8. done ---------------------------------------------------------
-        const bool until_close = plan.body_expected && rp->need_eof();
-        const bool keep_alive = plan.keep_alive;
-        if (rp->keep_alive() && !until_close && rp->is_done() && up->buffer.size() == 0) {
+        // Pooled only when provably clean: the response ended where its framing
+        // said, and nothing arrived after it.
+        const bool until_close = relay_plan.body_expected && rp.need_eof();
+        if (rp.keep_alive() && !until_close && rp.is_done() && up->buffer.size() == 0) {
             worker_.pool().give_back(std::move(up));
         }
         log_access(ex);
-        co_return finish(keep_alive);
+        co_return finish(relay_plan.keep_alive);
     }
 
     // Phase 5 (a plain function, so that what it needs stays off the coroutine
     // frame): writes the upstream's request head into head(); returns the body's
     // framing.
-    Framing prepare_request_head(const net::RequestParser& parser, const RequestTarget& where,
-                                 const Exchange& ex, Color color, std::size_t upstream_index,
-                                 bool upgrade, bool expect_continue) {
+    Framing prepare_request_head(const net::RequestParser& parser, const RequestPlan& plan,
+                                 const Exchange& ex, Color color, std::size_t upstream_index) {
         UpstreamRequestHead rh;
         rh.method = parser.method_string();
-        rh.target = where.target;
-        rh.host = where.host;
+        rh.target = plan.where.target;
+        rh.host = plan.where.host;
         if (rh.host.empty()) {  // HTTP/1.0 without Host
             rh.host = worker_.shared().router.upstream(color, upstream_index).address;
         }
         rh.client_ip = peer_ip_;
         rh.trusted_peer = trusted_peer_;
         rh.request_id = ex.rec.request_id;
-        const auto& fields = parser.fields();
-        rh.upgrade = upgrade;
-        rh.drop_expect = expect_continue;  // answered here, when the body is wanted
+        rh.upgrade = plan.upgrade;
+        rh.drop_expect = plan.expect_continue;  // answered here, when the body is wanted
         if (parser.chunked()) {
             rh.framing = Framing::Chunked;
         } else if (auto len = parser.content_length()) {
@@ -473,7 +548,7 @@ class Session {
         }
         head().clear();
         head().reserve(kHeadRoom);  // the first head is written without growing
-        write_upstream_request_head(head(), fields, rh);
+        write_upstream_request_head(head(), parser.fields(), rh);
         return rh.framing;
     }
 
@@ -507,7 +582,7 @@ class Session {
             plan.streaming = true;
             h.framing = client_v10 ? Framing::UntilClose : Framing::Chunked;
         }
-        h.keep_alive = client_keep_alive && !stop_requested_ &&
+        h.keep_alive = client_keep_alive && ending_ == Ending::KeepAlive &&
                        !worker_.shared().shutting_down.load(std::memory_order_relaxed) &&
                        h.framing != Framing::UntilClose;
         plan.framing = h.framing;
@@ -526,29 +601,30 @@ class Session {
         const auto idle_until = net::coarse_now() + cfg_.timeouts.idle;
         client_.expires_after(std::min<Duration>(cfg_.timeouts.idle, kBufferedWait));
         auto [ec, n] = co_await net::read_some(client_, buf_.prepare(kFirstRead));
-        if (ec == beast::error::timeout && net::coarse_now() < idle_until && !stop_requested_) {
+        if (ec == beast::error::timeout && net::coarse_now() < idle_until &&
+            ending_ == Ending::KeepAlive) {
             buf_.shrink_to_fit();
             client_.expires_at(idle_until);
-            if (co_await net::wait_readable(client_) || stop_requested_) {
+            if (co_await net::wait_readable(client_) || ending_ != Ending::KeepAlive) {
                 co_return false;
             }
             std::tie(ec, n) = co_await net::read_some(client_, buf_.prepare(kFirstRead));
         }
-        if (ec || n == 0 || stop_requested_) {
+        if (ec || n == 0 || ending_ != Ending::KeepAlive) {
             co_return false;
         }
         buf_.commit(n);
         co_return true;
     }
 
-    // Back to idle for the registry; passes `keep_alive` through.
+    // Back to idle for the drain; passes `keep_alive` through.
     bool finish(bool keep_alive) {
         active_upstream_ = nullptr;
         release_scratch();  // a connection between exchanges holds no header storage
         if (buf_.size() == 0 && buf_.capacity() > kKeptBuffer) {
             buf_.shrink_to_fit();  // nor the room a large header needed
         }
-        tracked_.set(Activity::Idle, tracked_.color());
+        enter(State::Idle);
         return keep_alive;
     }
 
@@ -580,38 +656,34 @@ class Session {
             }
             log().warn("connect to {} upstream {} failed: {}", to_string(color),
                        router.upstream(color, *i).address, ec.message());
+            worker_.shared().metrics.error(color, ErrorSource::Upstream, net::classify(ec));
             exclude = *i;
         }
         co_return nullptr;
     }
 
-    struct SendResult {
-        unsigned status = 0;  // non-zero: answer the client with this
-        std::string why;
-        bool client_failed = false;  // the client went away; just close
-    };
-
-    net::Task<SendResult> send_request(Exchange& ex, net::RequestParser& parser, Framing framing,
-                                       upstream::Connection& up, bool expect_continue) {
+    // Phase 5: the head, then the body piece by piece. The error when it failed.
+    net::Task<std::optional<ProxyError>> send_request(Exchange& ex, net::RequestParser& parser,
+                                                      Framing framing, upstream::Connection& up,
+                                                      bool expect_continue) {
         // The head goes first, alone, so that the upstream can start working while
         // the body is still arriving.
         up.stream.expires_after(cfg_.timeouts.upstream_response);
         if (auto ec = co_await net::write_all(up.stream, asio::buffer(head()))) {
-            co_return SendResult{502,
-                                 "sending the request to the upstream failed: " + ec.message()};
+            co_return upstream_error(ec, 502, "sending the request to the upstream failed");
         }
         if (parser.is_done()) {
-            co_return SendResult{};
+            co_return std::nullopt;
         }
         if (expect_continue) {
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
             client_.expires_after(cfg_.timeouts.idle);
-            if (co_await net::write_all(client_, asio::buffer(kContinue))) {
-                co_return SendResult{0, {}, true};
+            if (auto ec = co_await net::write_all(client_, asio::buffer(kContinue))) {
+                co_return ProxyError{ErrorSource::Client, net::classify(ec), 0, ec.message()};
             }
         }
-        // Body pieces pass through the worker's scratch buffer: the parser fills
-        // it only when it runs (after any wait), and write_piece copies what the
+        // Body pieces pass through the worker's scratch buffer: read_body fills it
+        // and returns before any suspension, and write_piece copies what the
         // kernel does not take at once, so no other session can see it half-used.
         const auto window = net::thread_scratch();
         char* io = static_cast<char*>(window.data());
@@ -619,18 +691,18 @@ class Session {
             parser.set_window(io, window.size());
             client_.expires_after(cfg_.timeouts.idle);
             if (auto ec = co_await net::read_body(client_, buf_, parser)) {
-                if (ec == bh::error::body_limit) {
-                    co_return SendResult{413, "request body over limits.max_body_bytes"};
+                auto err = client_error(ec);
+                if (!err) {
+                    log().info("client {} left while sending request {}: {}", peer_,
+                               ex.rec.request_id, ec.message());
+                    co_return ProxyError{ErrorSource::Client, ErrorKind::Reset, 0, ec.message()};
                 }
                 if (ec == beast::error::timeout) {
-                    co_return SendResult{408, "request body stalled"};
+                    err->why = "request body stalled";
+                } else if (ec == bh::error::body_limit) {
+                    err->why = "request body over limits.max_body_bytes";
                 }
-                if (status_for_request_error(ec) == 400) {
-                    co_return SendResult{400, ec.message()};
-                }
-                log().info("client {} left while sending request {}: {}", peer_, ex.rec.request_id,
-                           ec.message());
-                co_return SendResult{0, {}, true};
+                co_return err;
             }
             const std::size_t n = window.size() - parser.window_left();
             if (n == 0 && !parser.is_done()) {
@@ -638,11 +710,18 @@ class Session {
             }
             up.stream.expires_after(cfg_.timeouts.idle);
             if (auto ec = co_await write_piece(up.stream, {}, framing, io, n, parser.is_done())) {
-                co_return SendResult{
-                    502, "upstream failed while receiving the request body: " + ec.message()};
+                co_return upstream_error(ec, 502,
+                                         "upstream failed while receiving the request body");
             }
         }
-        co_return SendResult{};
+        co_return std::nullopt;
+    }
+
+    static ProxyError upstream_error(const net::error_code& ec, unsigned status,
+                                     std::string_view what) {
+        const auto kind = net::classify(ec);
+        return {ErrorSource::Upstream, kind, kind == ErrorKind::Timeout ? 504u : status,
+                std::string(what) + ": " + ec.message()};
     }
 
     // Writes one piece of a body in `framing` (as a chunk when chunked; the
@@ -670,16 +749,10 @@ class Session {
         co_return co_await net::write_copying(s, bufs, closing);
     }
 
-    struct AwaitResult {
-        net::ResponseParser* parser = nullptr;  // set on success: the session's rp_
-        unsigned status = 502;
-        std::string why;
-        bool nothing_received = false;
-    };
-
-    net::Task<AwaitResult> await_response(bool head, upstream::Connection& up) {
-        AwaitResult result;
-        // One deadline for the final response: interim ones do not extend it.
+    // Phase 6: the final response header (interim ones are skipped and do not
+    // extend the deadline). The session's rp_ on success.
+    net::Task<boost::system::result<net::ResponseParser*, ProxyError>> await_response(
+        bool head, upstream::Connection& up) {
         up.stream.expires_after(cfg_.timeouts.upstream_response);
         for (;;) {
             auto* parser =
@@ -690,18 +763,12 @@ class Session {
             if (head) {
                 parser->skip(true);
             }
-            const auto before = up.buffer.size();
             if (auto ec = co_await net::read_header(up.stream, up.buffer, *parser)) {
                 if (ec == beast::error::timeout) {
-                    result.status = 504;
-                    result.why = "no response header within timeouts.upstream_response";
-                } else {
-                    result.why = "invalid or missing response from the upstream: " + ec.message();
-                    result.nothing_received =
-                        before == 0 && up.buffer.size() == 0 &&
-                        (ec == bh::error::end_of_stream || is_benign_disconnect(ec));
+                    co_return ProxyError{ErrorSource::Upstream, ErrorKind::Timeout, 504,
+                                         "no response header within timeouts.upstream_response"};
                 }
-                co_return result;
+                co_return upstream_error(ec, 502, "invalid or missing response from the upstream");
             }
             const auto code = parser->status();
             // Interim responses (100, 103) are not passed on: the proxy answered
@@ -709,8 +776,7 @@ class Session {
             if (code >= 100 && code < 200 && code != 101) {
                 continue;
             }
-            result.parser = parser;
-            co_return result;
+            co_return parser;
         }
     }
 
@@ -736,21 +802,18 @@ class Session {
         const auto window = net::thread_scratch();  // see send_request
         char* io = static_cast<char*>(window.data());
         do {
-            if (end_stream_) {
-                co_return co_await end_stream_for_drain(ex, framing, head_sent);
+            if (ending_ == Ending::EndStream) {
+                co_return co_await end_stream(ex, framing, head_sent);
             }
             std::size_t n = 0;
             if (!rp.is_done()) {
                 rp.set_window(io, window.size());
                 up.stream.expires_after(cfg_.timeouts.idle);
                 if (auto ec = co_await net::read_body(up.stream, up.buffer, rp)) {
-                    if (end_stream_) {
-                        co_return co_await end_stream_for_drain(ex, framing, head_sent);
+                    if (ending_ == Ending::EndStream) {
+                        co_return co_await end_stream(ex, framing, head_sent);
                     }
-                    log().warn("upstream {} failed mid-response to {} (request {}): {}",
-                               ex.rec.upstream, peer_, ex.rec.request_id, ec.message());
-                    ex.rec.status = 502;
-                    log_access(ex);
+                    cut_short(ex, ErrorSource::Upstream, ec);
                     co_return false;
                 }
                 n = window.size() - rp.window_left();
@@ -767,9 +830,7 @@ class Session {
             const bool last = rp.is_done();
             if (auto ec = co_await write_piece(client_, head, framing, io, n, last,
                                                last && fin_with_last)) {
-                log().info("client {} left during the response (request {}): {}", peer_,
-                           ex.rec.request_id, ec.message());
-                log_access(ex);
+                cut_short(ex, ErrorSource::Client, ec);
                 co_return false;
             }
             head_sent = true;
@@ -778,25 +839,52 @@ class Session {
         co_return true;
     }
 
-    // The drain window is over: the response ends here, cleanly (a terminating
-    // chunk when chunked), and the client connection closes so it reconnects to
-    // the active color.
-    net::Task<bool> end_stream_for_drain(Exchange& ex, Framing framing, bool head_sent) {
+    // A response that broke after its status line went out: the client has a
+    // truncated one, recorded as such (an upstream failure is not a 502 here,
+    // since the client never saw one).
+    void cut_short(Exchange& ex, ErrorSource source, const net::error_code& ec) {
+        record(ex, {source, net::classify(ec), 0, ec.message()});
+        if (source == ErrorSource::Upstream) {
+            log().warn(
+                "upstream {} failed mid-response to {} (request {}): {}; the client saw a "
+                "truncated {}",
+                ex.rec.upstream, peer_, ex.rec.request_id, ec.message(), ex.rec.status);
+        } else {
+            log().info("client {} left during the response (request {}): {}", peer_,
+                       ex.rec.request_id, ec.message());
+        }
+        log_access(ex);
+    }
+
+    // The drain window or the shutdown is over: the response ends here,
+    // cleanly (a terminating chunk when chunked), and the client connection
+    // closes so it reconnects to the active color.
+    net::Task<bool> end_stream(Exchange& ex, Framing framing, bool head_sent) {
         if (framing == Framing::Chunked) {
             client_.expires_after(std::chrono::seconds(2));
             const std::string_view head =
                 head_sent ? std::string_view{} : std::string_view(this->head());
             co_await write_piece(client_, head, framing, nullptr, 0, /*last=*/true);
         }
-        log().info("stream to {} ended by the drain of {} (request {})", peer_, ex.rec.color,
-                   ex.rec.request_id);
+        log().info("stream to {} ended by the drain of {} or a shutdown (request {})", peer_,
+                   ex.rec.color, ex.rec.request_id);
         log_access(ex);
-        needs_linger_ = true;
+        linger_ = true;
         co_return false;
     }
 
-    net::Task<void> tunnel(Exchange& ex, net::ResponseParser& res, upstream::Connection& up,
-                           Color color, bool websocket) {
+    // After the upstream's 101: the client gets its 101, and the Tunnel runs
+    // the connection from here on.
+    net::Task<void> upgrade(Exchange& ex, const RequestPlan& plan, net::ResponseParser& res,
+                            upstream::Connection& up, Color color) {
+        if (!plan.upgrade) {
+            ProxyError err{ErrorSource::Upstream, ErrorKind::Protocol, 502,
+                           "upstream sent 101 to a request without Upgrade"};
+            co_await fail(ex, std::move(err), true);
+            co_return;
+        }
+        const auto proto = parser_->fields().find(bh::field::upgrade);
+        const bool websocket = proto && iequals(proto->value(), "websocket");
         ClientResponseHead h;
         h.status = 101;
         h.reason = res.reason();
@@ -814,24 +902,47 @@ class Session {
         ex.rec.status = 101;
         log_access(ex);
         release_scratch();  // nothing of the exchange is needed for the tunnel's life
-        tracked_.set(Activity::Upgraded, color);
-        phase_ = Phase::Tunnel;
+        Tunnel tunnel(websocket, worker_.shared().metrics);
+        tunnel_ = &tunnel;
+        enter(State::Tunnel, color);
         ensure_no_delay();
-        tunnel_.websocket = websocket;
-        if (stop_requested_) {
-            tunnel_.request_close();  // stopped during the handshake: close right away
+        if (stopped_for_) {
+            tunnel.stop(*stopped_for_);  // stopped during the handshake
         }
-        co_await run_tunnel(client_, buf_, up.stream, up.buffer, cfg_.timeouts.idle, tunnel_);
+        co_await tunnel.run(client_, buf_, up.stream, up.buffer, cfg_.timeouts.idle);
+        tunnel_ = nullptr;
     }
 
-    /// The proxy's own answer: a short plain-text body, a log line that says why.
-    net::Task<void> reply(Exchange& ex, unsigned status, std::string_view why, bool close) {
+    // Records `err` for the exchange: its metric, and the access log's field.
+    void record(Exchange& ex, const ProxyError& err) {
+        ex.rec.error = err.name();
+        worker_.shared().metrics.error(ex.routed, err.source, err.kind);
+    }
+
+    // An exchange that failed: recorded, logged, and answered by the proxy
+    // itself when `err` has a status (a short plain-text body). `close`: the
+    // connection ends after it.
+    net::Task<void> fail(Exchange& ex, ProxyError err, bool close) {
+        record(ex, err);
+        if (err.status == 0) {
+            if (ex.rec.status == 0) {
+                ex.rec.status = 499;  // nginx's word for a client that left before the answer
+            }
+            log_access(ex);
+            ending_ = Ending::AfterThis;
+            co_return;
+        }
         if (ex.rec.request_id.empty()) {
             make_request_id(ex.rec.request_id);
         }
-        log().warn("{} for {} \"{} {}\" (request {}): {}", status, peer_,
+        log().warn("{} for {} \"{} {}\" (request {}): {} ({})", err.status, peer_,
                    ex.rec.method.empty() ? "-" : ex.rec.method, ex.rec.target, ex.rec.request_id,
-                   why);
+                   err.why, ex.rec.error);
+        co_await reply(ex, err.status, close);
+    }
+
+    /// The proxy's own answer: a short plain-text body.
+    net::Task<void> reply(Exchange& ex, unsigned status, bool close) {
         const std::string body = reply_text(status) + "\n";
         std::string text =
             "HTTP/1.1 " + reply_text(status) +
@@ -844,8 +955,8 @@ class Session {
         co_await net::write_all(client_, asio::buffer(text));
         log_access(ex);
         if (close) {
-            needs_linger_ = true;
-            stop_requested_ = true;
+            linger_ = true;
+            ending_ = Ending::AfterThis;
         }
     }
 
@@ -888,21 +999,20 @@ class Session {
     net::Stream client_;
     beast::flat_buffer buf_;
     routing::Audience audience_;
-    drain::TrackedSession tracked_;
     std::string peer_ip_;
     std::string peer_;
     bool trusted_peer_ = false;
     std::unique_ptr<Scratch> scratch_;          // while busy: the exchange's storage
     std::optional<net::RequestParser> parser_;  // the current request
     std::optional<net::ResponseParser> rp_;     // the current upstream response
-    Phase phase_ = Phase::Read;
-    bool stop_requested_ = false;
-    bool needs_linger_ = false;
+    State state_ = State::Reading;
+    Ending ending_ = Ending::KeepAlive;
+    std::optional<drain::StopReason> stopped_for_;  // set once drain or shutdown asked
+    bool linger_ = false;  // half-close and drain the client before closing
     bool no_delay_ = false;
     std::uint64_t requests_ = 0;
     upstream::Connection* active_upstream_ = nullptr;  // the exchange's, for the drain to cancel
-    TunnelControl tunnel_;
-    bool end_stream_ = false;
+    Tunnel* tunnel_ = nullptr;                         // while the connection is a tunnel
 };
 
 }  // namespace

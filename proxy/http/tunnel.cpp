@@ -59,21 +59,12 @@ net::Task<void> send_going_away(net::Stream& to, bool to_upstream) {
     to.socket().shutdown(net::tcp::socket::shutdown_send, ignored);
 }
 
-// One direction. On a clean EOF the half-close is passed on and the other
-// direction keeps going; on any error both sides are torn down. When a close is
-// requested, a WebSocket direction forwards the rest of the frame in flight and
-// then sends Close 1001 instead of the next frame.
-net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer& pending,
-                     TunnelState& st, std::uint64_t& counter, TunnelControl& control,
-                     bool to_upstream) {
-    auto done = [&] {
-        if (--st.open_directions == 0) {
-            st.watchdog.cancel();
-        }
-    };
-    ws::BoundaryTracker frames;
+// Sends what arrived on `from` before the tunnel began (read with the
+// request or the 101). False when that failed: both sides are then closed.
+net::Task<bool> flush_pending(net::Stream& from, net::Stream& to, net::beast::flat_buffer& pending,
+                              ws::BoundaryTracker& frames, std::uint64_t& counter, bool websocket) {
     if (pending.size() > 0) {
-        if (control.websocket) {
+        if (websocket) {
             frames.consume(static_cast<const std::uint8_t*>(pending.data().data()), pending.size());
         }
         auto ec = co_await net::write_all(to, pending.data());
@@ -81,14 +72,33 @@ net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer
         pending.consume(pending.size());
         if (ec) {
             close_both(from, to);
-            done();
-            co_return;
+            co_return false;
         }
     }
     pending.shrink_to_fit();  // empty now: an idle tunnel holds no buffers
+    co_return true;
+}
+
+// One direction. On a clean EOF the half-close is passed on and the other
+// direction keeps going; on any error both sides are torn down. When a close is
+// requested, a WebSocket direction forwards the rest of the frame in flight and
+// then sends Close 1001 instead of the next frame.
+net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer& pending,
+                     TunnelState& st, std::uint64_t& counter, const Tunnel& control,
+                     bool to_upstream) {
+    auto done = [&] {
+        if (--st.open_directions == 0) {
+            st.watchdog.cancel();
+        }
+    };
+    ws::BoundaryTracker frames;
+    if (!co_await flush_pending(from, to, pending, frames, counter, control.websocket())) {
+        done();
+        co_return;
+    }
     for (;;) {
-        if (control.close_requested()) {
-            if (!control.websocket) {
+        if (control.stopping()) {
+            if (!control.websocket()) {
                 close_both(from, to);
                 done();
                 co_return;
@@ -109,10 +119,10 @@ net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer
         const auto scratch = net::thread_scratch();
         auto [rec, n] = co_await net::read_ready(from, scratch);
         if (rec) {
-            if (control.close_requested() && rec == asio::error::operation_aborted) {
+            if (control.stopping() && rec == asio::error::operation_aborted) {
                 continue;  // woken by request_close; the loop top decides
             }
-            if (rec == asio::error::eof && !control.close_requested()) {
+            if (rec == asio::error::eof && !control.stopping()) {
                 net::error_code ignored;
                 to.socket().shutdown(net::tcp::socket::shutdown_send, ignored);
             } else {
@@ -123,8 +133,8 @@ net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer
         }
         std::size_t forward = n;
         const auto* bytes = static_cast<const std::uint8_t*>(scratch.data());
-        if (control.websocket) {
-            if (control.close_requested()) {
+        if (control.websocket()) {
+            if (control.stopping()) {
                 forward = frames.consume_to_boundary(bytes, n);  // the next frame is not sent
             } else {
                 frames.consume(bytes, n);
@@ -168,8 +178,14 @@ net::Task<void> discard_until_closed(net::Stream& s) {
 
 }  // namespace
 
-void TunnelControl::request_close() {
-    close_requested_ = true;
+void Tunnel::stop(drain::StopReason why) {
+    if (stopping_) {
+        return;
+    }
+    stopping_ = true;
+    metrics_.ended(
+        why == drain::StopReason::Drain ? metrics::EndReason::Drain : metrics::EndReason::Shutdown,
+        websocket_ ? metrics::DrainKind::WebSocket : metrics::DrainKind::Other);
     net::error_code ignored;
     if (client_ != nullptr) {
         client_->socket().cancel(ignored);
@@ -179,22 +195,22 @@ void TunnelControl::request_close() {
     }
 }
 
-net::Task<TunnelStats> run_tunnel(net::Stream& client, net::beast::flat_buffer& client_pending,
-                                  net::Stream& upstream, net::beast::flat_buffer& upstream_pending,
-                                  Duration idle, TunnelControl& control) {
-    control.client_ = &client;
-    control.upstream_ = &upstream;
+net::Task<TunnelStats> Tunnel::run(net::Stream& client, net::beast::flat_buffer& client_pending,
+                                   net::Stream& upstream, net::beast::flat_buffer& upstream_pending,
+                                   Duration idle) {
+    client_ = &client;
+    upstream_ = &upstream;
     // The watchdog owns idleness from here on; a deadline only bounds closing.
     client.expires_never();
     upstream.expires_never();
     TunnelState st(client.get_executor());
-    co_await (pump(client, upstream, client_pending, st, st.stats.to_upstream, control, true) &&
-              pump(upstream, client, upstream_pending, st, st.stats.to_client, control, false) &&
+    co_await (pump(client, upstream, client_pending, st, st.stats.to_upstream, *this, true) &&
+              pump(upstream, client, upstream_pending, st, st.stats.to_client, *this, false) &&
               watch(client, upstream, idle, st));
-    control.client_ = nullptr;
-    control.upstream_ = nullptr;
-    st.stats.closed_by_request = control.close_requested();
-    if (control.close_requested() && control.websocket) {
+    client_ = nullptr;
+    upstream_ = nullptr;
+    st.stats.closed_by_request = stopping_;
+    if (stopping_ && websocket_) {
         co_await (discard_until_closed(client) && discard_until_closed(upstream));
     }
     co_return st.stats;

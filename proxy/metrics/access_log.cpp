@@ -77,6 +77,8 @@ std::string format_access(const AccessRecord& r, config::LogFormat format) {
         out += r.upstream;
         out += ' ';
         out += r.request_id;
+        out += ' ';
+        out += r.error.empty() ? std::string_view("-") : std::string_view(r.error);
         return out;
     }
     auto field = [&](const char* name, const std::string& value, bool first = false) {
@@ -98,6 +100,7 @@ std::string format_access(const AccessRecord& r, config::LogFormat format) {
     field("color", r.color);
     field("upstream", r.upstream);
     field("request_id", r.request_id);
+    field("error", r.error);
     out += '}';
     return out;
 }

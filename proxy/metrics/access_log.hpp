@@ -22,10 +22,11 @@ struct AccessRecord {
     std::string color;     // "blue", "green" or "-" when the proxy answered itself
     std::string upstream;  // "host:port" or "-"
     std::string request_id;
+    std::string error;  // "" or the ProxyError's name, e.g. "upstream_reset"
 };
 
 /// `2026-11-23T12:00:00.123Z 10.0.0.1:5123 "GET / HTTP/1.1" 200 512 0.0012 blue 127.0.0.1:9001
-/// <id>` or one JSON object with the same fields.
+/// <id> <error or ->` or one JSON object with the same fields.
 std::string format_access(const AccessRecord& r, config::LogFormat format);
 
 /// RFC 3339 UTC with milliseconds.

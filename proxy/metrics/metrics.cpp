@@ -23,9 +23,17 @@ std::uint64_t Metrics::requests(Color c, unsigned status_class) const {
     return sum([&](const Shard& s) -> const auto& { return s.requests[index(c)][status_class]; });
 }
 
-std::uint64_t Metrics::drain_closed_count(DrainKind kind) const {
+std::uint64_t Metrics::ended_count(EndReason why, DrainKind kind) const {
     return sum([&](const Shard& s) -> const auto& {
-        return s.drain_closed[static_cast<std::size_t>(kind)];
+        return s.ended[static_cast<std::size_t>(why)][static_cast<std::size_t>(kind)];
+    });
+}
+
+std::uint64_t Metrics::error_count(std::size_t color_slot, ErrorSource source,
+                                   ErrorKind kind) const {
+    return sum([&](const Shard& s) -> const auto& {
+        return s
+            .errors[color_slot][static_cast<std::size_t>(source)][static_cast<std::size_t>(kind)];
     });
 }
 
@@ -109,7 +117,35 @@ std::string Metrics::render(const Gauges& g) const {
     static constexpr const char* kDrainKinds[] = {"websocket", "stream", "other"};
     for (std::size_t k = 0; k < 3; ++k) {
         add("bgswitch_drain_closed_total{kind=\"%s\"} %llu\n", kDrainKinds[k],
-            static_cast<unsigned long long>(drain_closed_count(static_cast<DrainKind>(k))));
+            static_cast<unsigned long long>(
+                ended_count(EndReason::Drain, static_cast<DrainKind>(k))));
+    }
+    out +=
+        "# HELP bgswitch_shutdown_closed_total Connections ended by a shutdown.\n"
+        "# TYPE bgswitch_shutdown_closed_total counter\n";
+    for (std::size_t k = 0; k < 3; ++k) {
+        add("bgswitch_shutdown_closed_total{kind=\"%s\"} %llu\n", kDrainKinds[k],
+            static_cast<unsigned long long>(
+                ended_count(EndReason::Shutdown, static_cast<DrainKind>(k))));
+    }
+    out +=
+        "# HELP bgswitch_errors_total Errors on the data path by color, source and kind.\n"
+        "# TYPE bgswitch_errors_total counter\n";
+    static constexpr const char* kColorSlots[] = {"blue", "green", "none"};
+    for (std::size_t c = 0; c < 3; ++c) {
+        for (std::size_t src = 0; src < kErrorSources; ++src) {
+            for (std::size_t k = 0; k < kErrorKinds; ++k) {
+                const auto n =
+                    error_count(c, static_cast<ErrorSource>(src), static_cast<ErrorKind>(k));
+                if (n == 0) {
+                    continue;  // the zero series would be 45 lines of noise
+                }
+                add("bgswitch_errors_total{color=\"%s\",source=\"%s\",kind=\"%s\"} %llu\n",
+                    kColorSlots[c], to_string(static_cast<ErrorSource>(src)).data(),
+                    to_string(static_cast<ErrorKind>(k)).data(),
+                    static_cast<unsigned long long>(n));
+            }
+        }
     }
     out +=
         "# HELP bgswitch_access_log_dropped_total Access log lines dropped because the writer "

@@ -4,18 +4,22 @@
 #pragma once
 
 #include "proxy/common/color.hpp"
+#include "proxy/common/error.hpp"
 #include "proxy/common/shards.hpp"
 
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace bgs::metrics {
 
+/// What kind of long-lived connection was ended, and why.
 enum class DrainKind : std::uint8_t { WebSocket = 0, Stream = 1, Other = 2 };
+enum class EndReason : std::uint8_t { Drain = 0, Shutdown = 1 };
 
 class Metrics {
   public:
@@ -24,13 +28,23 @@ class Metrics {
 
     /// One request answered for `color` (routed requests only).
     void observe(Color color, unsigned status, double seconds);
-    void drain_closed(DrainKind kind) {
-        shards_.local().drain_closed[static_cast<std::size_t>(kind)].fetch_add(
-            1, std::memory_order_relaxed);
+    /// A WebSocket, stream or other tunnel ended by the proxy for `why`.
+    void ended(EndReason why, DrainKind kind) {
+        shards_.local()
+            .ended[static_cast<std::size_t>(why)][static_cast<std::size_t>(kind)]
+            .fetch_add(1, std::memory_order_relaxed);
+    }
+    /// An error on the data path; `color` is unset when the request had none yet.
+    void error(const std::optional<Color>& color, ErrorSource source, ErrorKind kind) {
+        shards_.local()
+            .errors[color ? index(*color) : 2][static_cast<std::size_t>(source)]
+                   [static_cast<std::size_t>(kind)]
+            .fetch_add(1, std::memory_order_relaxed);
     }
 
     std::uint64_t requests(Color c, unsigned status_class) const;
-    std::uint64_t drain_closed_count(DrainKind kind) const;
+    std::uint64_t ended_count(EndReason why, DrainKind kind) const;
+    std::uint64_t error_count(std::size_t color_slot, ErrorSource source, ErrorKind kind) const;
 
     /// Values owned elsewhere that the exposition includes.
     struct Gauges {
@@ -60,7 +74,11 @@ class Metrics {
     struct Shard {
         std::array<std::array<std::atomic<std::uint64_t>, 6>, 2> requests{};  // [color][1xx..5xx]
         std::array<Histogram, 2> durations{};
-        std::array<std::atomic<std::uint64_t>, 3> drain_closed{};
+        std::array<std::array<std::atomic<std::uint64_t>, 3>, 2> ended{};  // [reason][kind]
+        // [blue, green, none][source][kind]
+        std::array<std::array<std::array<std::atomic<std::uint64_t>, kErrorKinds>, kErrorSources>,
+                   3>
+            errors{};
     };
     template <typename F>
     std::uint64_t sum(F&& field) const {

@@ -89,12 +89,8 @@ void Worker::begin_shutdown() {
         }
         sweep_timer_.cancel();
         pool_->close_all();
-        for (auto& d : drains_) {
-            ++d.generation;
-            if (d.timer != nullptr) {
-                d.timer->cancel();
-            }
-        }
+        drains_.cancel_all();
+        drain_timer_.cancel();
         registry_.stop_all(drain::StopReason::Shutdown);
     });
 }
@@ -107,105 +103,62 @@ void Worker::close_all_now() {
     asio::post(ioc_, [this] {
         registry_.for_each([](drain::TrackedSession& s) {
             if (s.activity() != drain::Activity::Idle) {
-                s.stop(drain::StopReason::DrainClose);
+                s.stop(drain::StopReason::ShutdownDeadline);
             }
         });
     });
 }
 
-void Worker::start_drain(Color color, std::chrono::steady_clock::time_point close_from,
-                         std::chrono::steady_clock::time_point deadline) {
-    asio::post(ioc_, [this, color, close_from, deadline] {
-        auto& d = drains_[index(color)];
-        const auto generation = ++d.generation;
-        if (d.timer != nullptr) {
-            d.timer->cancel();
+void Worker::start_drain(Color color, drain::TimePoint start, Duration timeout, Duration spread) {
+    asio::post(ioc_, [this, color, start, timeout, spread] {
+        if (stopping_) {
+            return;
         }
         pool_->close_idle(color);
         pool_->set_pooling(color, false);
-        asio::co_spawn(ioc_, drain_loop(color, generation, close_from, deadline),
-                       [](std::exception_ptr e) { log_coroutine_exit("drain", e); });
+        drains_.start(color, start, timeout, spread);
+        wake_drains();
     });
 }
 
 void Worker::cancel_drain(Color color) {
     asio::post(ioc_, [this, color] {
-        auto& d = drains_[index(color)];
-        ++d.generation;
-        if (d.timer != nullptr) {
-            d.timer->cancel();
+        if (drains_.cancel(color)) {
+            pool_->set_pooling(color, true);
         }
-        pool_->set_pooling(color, true);
+        wake_drains();
     });
 }
 
-bool Worker::drain_close_one(Color color) {
-    drain::TrackedSession* victim = nullptr;
-    registry_.for_each([&](drain::TrackedSession& s) {
-        if (victim != nullptr || s.drain_signalled || s.color() != color) {
-            return;
-        }
-        const auto a = s.activity();
-        if (a == drain::Activity::Upgraded || a == drain::Activity::Stream) {
-            victim = &s;
-        }
-    });
-    if (victim == nullptr) {
-        return false;
+void Worker::wake_drains() {
+    if (drain_driver_running_) {
+        drain_timer_.cancel();  // it re-reads the plan
+        return;
     }
-    victim->stop(drain::StopReason::DrainClose);
-    return true;
+    drain_driver_running_ = true;
+    asio::co_spawn(ioc_, drive_drains(),
+                   [](std::exception_ptr e) { log_coroutine_exit("drain", e); });
 }
 
-net::Task<void> Worker::drain_loop(Color color, std::uint64_t generation,
-                                   std::chrono::steady_clock::time_point close_from,
-                                   std::chrono::steady_clock::time_point deadline) {
-    auto& d = drains_[index(color)];
-    asio::steady_timer timer(ioc_);
-    d.timer = &timer;
-    // Unpublishes the timer on every exit, unless a newer drain already replaced it.
-    struct Unpublish {
-        DrainState& d;
-        asio::steady_timer* t;
-        ~Unpublish() {
-            if (d.timer == t) {
-                d.timer = nullptr;
+net::Task<void> Worker::drive_drains() {
+    struct Running {
+        bool& flag;
+        ~Running() { flag = false; }
+    } running{drain_driver_running_};
+    while (!stopping_) {
+        const auto step = drains_.run_due(std::chrono::steady_clock::now());
+        for (Color c : kColors) {
+            if (step.finished[index(c)]) {
+                pool_->close_idle(c);
+                pool_->set_pooling(c, true);
             }
         }
-    } unpublish{d, &timer};
-    auto current = [&] { return d.generation == generation && !stopping_; };
-
-    timer.expires_at(close_from);
-    co_await timer.async_wait(kNoThrow);
-    if (!current()) {
-        co_return;
-    }
-    // Spread: as many evenly spaced closes as there are WebSockets and streams
-    // now; whatever appeared meanwhile is caught at the deadline.
-    std::size_t count = 0;
-    registry_.for_each([&](drain::TrackedSession& s) {
-        const auto a = s.activity();
-        count += s.color() == color && !s.drain_signalled &&
-                 (a == drain::Activity::Upgraded || a == drain::Activity::Stream);
-    });
-    const auto window = deadline - close_from;
-    for (std::size_t i = 0; i < count && window.count() > 0; ++i) {
-        timer.expires_at(close_from + window * static_cast<long>(i) / static_cast<long>(count));
-        co_await timer.async_wait(kNoThrow);
-        if (!current()) {
+        if (!step.next) {
             co_return;
         }
-        drain_close_one(color);
+        drain_timer_.expires_at(*step.next);
+        co_await drain_timer_.async_wait(kNoThrow);  // or cancelled: the plan changed
     }
-    timer.expires_at(deadline);
-    co_await timer.async_wait(kNoThrow);
-    if (!current()) {
-        co_return;
-    }
-    while (drain_close_one(color)) {
-    }
-    pool_->close_idle(color);
-    pool_->set_pooling(color, true);
 }
 
 net::Task<void> Worker::accept_loop(net::tcp::acceptor& acceptor, routing::Audience audience) {
@@ -236,6 +189,7 @@ net::Task<void> Worker::accept_loop(net::tcp::acceptor& acceptor, routing::Audie
             shared_.shutting_down.load(std::memory_order_relaxed)) {
             log().warn("503 to {}: {}", peer.address().to_string(),
                        shared_.shutting_down ? "shutting down" : "limits.max_connections reached");
+            shared_.metrics.error(std::nullopt, ErrorSource::Proxy, ErrorKind::Limit);
             asio::co_spawn(ioc_, reject_busy(std::move(socket)),
                            [](std::exception_ptr e) { log_coroutine_exit("503 reply", e); });
             continue;

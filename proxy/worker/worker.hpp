@@ -1,10 +1,11 @@
 // A worker: one thread, one io_context, its own acceptors (SO_REUSEPORT) and its
 // own upstream pool. Connections stay on the worker that accepted them, so the
-// pool and the session registry need no locks. Only begin_shutdown and
-// force_stop may be called from other threads.
+// pool, the session registry and the drain plan need no locks. Other threads
+// reach a worker only through the calls marked "Any thread", which post to it.
 #pragma once
 
 #include "proxy/config/config.hpp"
+#include "proxy/drain/drain_manager.hpp"
 #include "proxy/drain/session_registry.hpp"
 #include "proxy/metrics/metrics.hpp"
 #include "proxy/net/http_io.hpp"
@@ -61,12 +62,12 @@ class Worker {
     /// streams their last chunk, the rest closed): the end of a shutdown. Any thread.
     void close_all_now();
 
-    /// Drains `color`: its idle pooled connections close at once and stop being
-    /// pooled; its WebSockets, streams and other tunnels are closed one by one
-    /// between `close_from` and `deadline` (evenly spread), and at `deadline` all
-    /// that remain. Plain requests in flight always complete. Any thread.
-    void start_drain(Color color, std::chrono::steady_clock::time_point close_from,
-                     std::chrono::steady_clock::time_point deadline);
+    /// Drains `color` from `start` on: its idle pooled connections close at once
+    /// and stop being pooled; its WebSockets, streams and other tunnels close
+    /// as drain::DrainManager decides (spread over the last `spread` of
+    /// `timeout`, the rest at the deadline). Plain requests in flight always
+    /// complete. Any thread.
+    void start_drain(Color color, drain::TimePoint start, Duration timeout, Duration spread);
     /// Stops a drain of `color` (a rollback to it): its connections are kept. Any thread.
     void cancel_drain(Color color);
 
@@ -82,11 +83,10 @@ class Worker {
   private:
     net::Task<void> accept_loop(net::tcp::acceptor& acceptor, routing::Audience audience);
     net::Task<void> sweep_loop();
-    net::Task<void> drain_loop(Color color, std::uint64_t generation,
-                               std::chrono::steady_clock::time_point close_from,
-                               std::chrono::steady_clock::time_point deadline);
-    /// Sends DrainClose to one more tunnel or stream of `color`; false when none is left.
-    bool drain_close_one(Color color);
+    /// Runs the drain plan: closes what is due, then waits for the next
+    /// close or for the plan to change (wake_drains). One at a time.
+    net::Task<void> drive_drains();
+    void wake_drains();
 
     Shared& shared_;
     unsigned id_;
@@ -100,11 +100,9 @@ class Worker {
     net::asio::steady_timer sweep_timer_;
     std::vector<std::pair<std::unique_ptr<net::tcp::acceptor>, routing::Audience>> acceptors_;
     bool stopping_ = false;
-    struct DrainState {
-        std::uint64_t generation = 0;
-        net::asio::steady_timer* timer = nullptr;  // the running drain loop's, to cancel it
-    };
-    std::array<DrainState, 2> drains_;
+    drain::DrainManager drains_{registry_};
+    net::asio::steady_timer drain_timer_{ioc_};
+    bool drain_driver_running_ = false;
 };
 
 /// Logs and swallows an exception that escaped a spawned coroutine; every

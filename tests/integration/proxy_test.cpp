@@ -1,6 +1,7 @@
 // SPEC section 6 against real loopback upstreams: forwarding, keep-alive and
 // pooling, retries, the proxy's own answers, header rewriting, HTTP/1.0,
 // Expect, pipelining, large bodies, dying upstreams, access log, shutdown.
+#include "proxy/worker/worker.hpp"
 #include "tests/support/proxy_fixture.hpp"
 #include "tests/support/scripted_upstream.hpp"
 
@@ -569,6 +570,57 @@ TEST(ProxyTest, WritesAnAccessLogLinePerRequest) {
         << line;
     EXPECT_NE(line.find(R"("bytes_sent":13)"), std::string::npos) << line;
     std::remove(path.c_str());
+}
+
+// An upstream that dies after its status line was relayed: the client saw a
+// truncated 200, and the log, the access log and the metrics say exactly that
+// (not a 502 the client never received).
+TEST(ProxyTest, AnUpstreamThatDiesMidResponseIsRecordedAsATruncated200) {
+    ScriptedUpstream up([](Socket& s, ScriptedUpstream& u) {
+        if (u.next_request(s)) {
+            s.send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b");
+        }
+    });
+    const auto path =
+        ::testing::TempDir() + "/bgswitch_access_err_" + std::to_string(::getpid()) + ".log";
+    std::remove(path.c_str());
+    auto cfg = test_config({up.port()});
+    cfg.log.access = path;
+    cfg.log.format = config::LogFormat::Json;
+    RunningProxy proxy(std::move(cfg));
+    auto c = Socket::connect(proxy.port());
+    c.send(get("/cut"));
+    const auto head = c.read_until("\r\n\r\n");
+    EXPECT_NE(head.find("200 OK"), std::string::npos);
+    EXPECT_EQ(c.read_to_eof(), "only ten b");
+    std::string line;
+    EXPECT_TRUE(eventually([&] {
+        std::ifstream in(path);
+        std::getline(in, line);
+        return !line.empty();
+    }));
+    EXPECT_NE(line.find(R"("status":200)"), std::string::npos) << line;
+    EXPECT_NE(line.find(R"("error":"upstream_reset")"), std::string::npos) << line;
+    const auto& m = proxy.server->shared().metrics;
+    EXPECT_EQ(m.error_count(index(Color::Blue), ErrorSource::Upstream, ErrorKind::Reset), 1u);
+    EXPECT_EQ(m.requests(Color::Blue, 5), 0u);
+    std::remove(path.c_str());
+}
+
+// The proxy's own answers name their source and kind too.
+TEST(ProxyTest, ProxyAnswersAreCountedBySourceAndKind) {
+    auto cfg = test_config({dead_port()});
+    RunningProxy proxy(std::move(cfg));
+    auto c = Socket::connect(proxy.port());
+    c.send(get("/"));
+    EXPECT_EQ(read_response(c).status, 502);
+    auto bad = Socket::connect(proxy.port());
+    bad.send("GET / HTTP/1.1\r\n\r\n");  // no Host
+    EXPECT_EQ(read_response(bad).status, 400);
+    const auto& m = proxy.server->shared().metrics;
+    EXPECT_EQ(m.error_count(index(Color::Blue), ErrorSource::Upstream, ErrorKind::Refused), 2u)
+        << "the refused connect, and the 502 it led to";
+    EXPECT_EQ(m.error_count(2, ErrorSource::Client, ErrorKind::Protocol), 1u);
 }
 
 TEST(ProxyTest, ShutdownLetsInFlightRequestsFinishAndRefusesNewOnes) {

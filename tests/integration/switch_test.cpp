@@ -2,6 +2,7 @@
 // drain window for WebSockets and streams (1001, terminating chunk, spread),
 // rollback during a drain, pooled connections, and shutdown.
 #include "proxy/demo/demo_upstream.hpp"
+#include "proxy/worker/worker.hpp"
 #include "tests/support/proxy_fixture.hpp"
 #include "tests/support/scripted_upstream.hpp"
 #include "tests/support/ws_util.hpp"
@@ -275,6 +276,10 @@ TEST(ShutdownTest, WebSocketsGetGoingAwayAndTheServerStops) {
     EXPECT_LT(seconds_since(start), 2.0);
     proxy.server->wait();
     EXPECT_TRUE(eventually([&] { return log.close_code.load() == 1001; }));
+    // Counted as what it was: a shutdown, not a drain.
+    const auto& m = proxy.server->shared().metrics;
+    EXPECT_EQ(m.ended_count(metrics::EndReason::Shutdown, metrics::DrainKind::WebSocket), 1u);
+    EXPECT_EQ(m.ended_count(metrics::EndReason::Drain, metrics::DrainKind::WebSocket), 0u);
 }
 
 }  // namespace

@@ -54,7 +54,8 @@ TEST(MetricsTest, RendersCountersAndCumulativeBuckets) {
     m.observe(Color::Blue, 200, 0.003);
     m.observe(Color::Blue, 204, 0.2);
     m.observe(Color::Blue, 502, 20.0);
-    m.drain_closed(metrics::DrainKind::WebSocket);
+    m.ended(metrics::EndReason::Drain, metrics::DrainKind::WebSocket);
+    m.ended(metrics::EndReason::Shutdown, metrics::DrainKind::Stream);
     metrics::Metrics::Gauges g;
     g.active = Color::Green;
     g.version = 7;
@@ -77,6 +78,8 @@ TEST(MetricsTest, RendersCountersAndCumulativeBuckets) {
              "bgswitch_upstream_healthy{color=\"green\",upstream=\"127.0.0.1:9101\"} 1\n",
              "bgswitch_switches_total{result=\"switched\"} 7\n",
              "bgswitch_drain_closed_total{kind=\"websocket\"} 1\n",
+             "bgswitch_drain_closed_total{kind=\"stream\"} 0\n",
+             "bgswitch_shutdown_closed_total{kind=\"stream\"} 1\n",
              "# TYPE bgswitch_request_duration_seconds histogram\n",
          }) {
         EXPECT_NE(text.find(line), std::string::npos) << line;

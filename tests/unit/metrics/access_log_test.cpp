@@ -24,7 +24,17 @@ AccessRecord sample() {
 TEST(AccessLogTest, TextLine) {
     EXPECT_EQ(format_access(sample(), config::LogFormat::Text),
               "2026-11-23T12:00:00.123Z 127.0.0.1:5555 \"GET /a\\\"b HTTP/1.1\" 200 42 0.001500 "
-              "blue 127.0.0.1:9001 rid");
+              "blue 127.0.0.1:9001 rid -");
+}
+
+TEST(AccessLogTest, TheErrorFieldNamesSourceAndKind) {
+    auto r = sample();
+    r.status = 200;
+    r.error = "upstream_reset";  // a 200 the client saw cut short
+    const auto text = format_access(r, config::LogFormat::Text);
+    EXPECT_EQ(text.substr(text.size() - 18), "rid upstream_reset") << text;
+    const auto json = format_access(r, config::LogFormat::Json);
+    EXPECT_NE(json.find(R"("error":"upstream_reset"})"), std::string::npos) << json;
 }
 
 TEST(AccessLogTest, JsonLineEscapes) {
@@ -34,7 +44,8 @@ TEST(AccessLogTest, JsonLineEscapes) {
         format_access(r, config::LogFormat::Json),
         R"({"time":"2026-11-23T12:00:00.123Z","client":"127.0.0.1:5555","method":"GET",)"
         R"("target":"/x\u000a","protocol":"HTTP/1.1","status":200,"bytes_sent":42,)"
-        R"("duration_s":0.001500,"color":"blue","upstream":"127.0.0.1:9001","request_id":"rid"})");
+        R"("duration_s":0.001500,"color":"blue","upstream":"127.0.0.1:9001","request_id":"rid",)"
+        R"("error":""})");
 }
 
 // Every JSON line must parse, whatever bytes the client put in its target:

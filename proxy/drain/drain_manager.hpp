@@ -1,0 +1,64 @@
+// The drain policy of one worker, in one place: which connections a drain
+// covers, when each of them is told to close (the deadline, the close spread),
+// a rollback's cancel, and what ends a drain. No I/O and no clock of its own:
+// the worker's driver passes the time in and waits until the time it is given
+// back, so the whole policy runs on simulated time in tests. Worker thread only.
+#pragma once
+
+#include "proxy/common/color.hpp"
+#include "proxy/drain/drain_schedule.hpp"
+#include "proxy/drain/session_registry.hpp"
+
+#include <array>
+#include <cstddef>
+#include <optional>
+
+namespace bgs::drain {
+
+class DrainManager {
+  public:
+    explicit DrainManager(SessionRegistry& registry) : registry_(registry) {}
+
+    /// Starts draining `color` at `now`: its WebSockets, streams and other
+    /// tunnels are closed over the last `spread` of `timeout`, and whatever is
+    /// left at the deadline then. Plain requests are never closed by a drain.
+    /// Replaces a drain of `color` already running.
+    void start(Color color, TimePoint now, Duration timeout, Duration spread);
+
+    /// Ends a drain of `color` (a rollback to it): its connections are kept.
+    /// True when one was running.
+    bool cancel(Color color);
+
+    /// Forgets every drain (shutdown has its own ending).
+    void cancel_all();
+
+    bool draining(Color color) const { return drains_[index(color)].has_value(); }
+
+    struct Step {
+        std::optional<TimePoint> next;   // when to call run_due again; none while no drain runs
+        std::array<bool, 2> finished{};  // by color: its drain ended at this call
+    };
+
+    /// Tells every connection whose close is due at `now` to stop (reason
+    /// Drain), ends the drains whose deadline has passed, and says when the
+    /// next close falls due.
+    Step run_due(TimePoint now);
+
+  private:
+    struct Running {
+        explicit Running(DrainSchedule s) : schedule(s) {}
+        DrainSchedule schedule;
+        bool spreading = false;  // the spread began and `total` was counted
+        std::size_t total = 0;   // connections to close over the spread
+        std::size_t closed = 0;  // of those, closed so far
+    };
+
+    static bool closable(const TrackedSession& s, Color color);
+    std::size_t count_closable(Color color);
+    bool close_one(Color color);
+
+    SessionRegistry& registry_;
+    std::array<std::optional<Running>, 2> drains_;
+};
+
+}  // namespace bgs::drain
