@@ -12,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/version.hpp>
 
+#include <netdb.h>
 #include <sys/resource.h>
 #include <unistd.h>
 #include <csignal>
@@ -115,6 +116,24 @@ int cmd_check_config(const std::string& path) {
     if (!loaded.config) {
         print_problems(path, loaded.errors);
         return kExitRefused;
+    }
+    // A name that does not resolve here and now is not an error in the file
+    // (the container may not be started yet), but the operator should know.
+    const auto& cfg = *loaded.config;
+    for (Color c : kColors) {
+        const auto& ups = cfg.group(c).upstreams;
+        for (std::size_t i = 0; i < ups.size(); ++i) {
+            addrinfo hints{};
+            hints.ai_socktype = SOCK_STREAM;
+            addrinfo* res = nullptr;
+            if (const int rc = ::getaddrinfo(ups[i].host.c_str(), nullptr, &hints, &res); rc != 0) {
+                std::cerr << "bgswitch: warning: colors." << to_string(c) << ".upstreams[" << i
+                          << "]: \"" << ups[i].to_string() << "\" does not resolve now ("
+                          << ::gai_strerror(rc) << "); bgswitch run needs it to resolve at start\n";
+            } else {
+                ::freeaddrinfo(res);
+            }
+        }
     }
     std::cout << "bgswitch: configuration " << path << " is valid\n";
     return kExitOk;

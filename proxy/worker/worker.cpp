@@ -69,7 +69,13 @@ void Worker::add_listener(net::tcp::acceptor acceptor, routing::Audience audienc
     acceptors_.emplace_back(std::make_unique<net::tcp::acceptor>(std::move(acceptor)), audience);
 }
 
+void Worker::thread_rule_broken() const {
+    log().critical("worker {}: its pool, registry or cursors were used from another thread", id_);
+    std::abort();
+}
+
 void Worker::run() {
+    thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
     set_this_thread_shard(id_ + 1);  // shard 0 is for threads that are not workers
     for (auto& [acceptor, audience] : acceptors_) {
         asio::co_spawn(ioc_, accept_loop(*acceptor, audience),

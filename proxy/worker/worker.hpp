@@ -21,6 +21,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <thread>
 #include <vector>
 
 namespace bgs::worker {
@@ -74,13 +75,36 @@ class Worker {
     net::asio::io_context& context() { return ioc_; }
     Shared& shared() { return shared_; }
     const config::Config& cfg() const { return shared_.cfg; }
-    upstream::Pool& pool() { return *pool_; }
-    drain::SessionRegistry& registry() { return registry_; }
-    /// Per-worker round-robin cursors, one per color.
-    std::size_t& cursor(Color c) { return cursors_[index(c)]; }
+    /// REQUIRES: on this worker's thread (checked in debug and sanitizer builds).
+    upstream::Pool& pool() {
+        assert_on_worker_thread();
+        return *pool_;
+    }
+    /// REQUIRES: on this worker's thread (checked in debug and sanitizer builds).
+    drain::SessionRegistry& registry() {
+        assert_on_worker_thread();
+        return registry_;
+    }
+    /// Per-worker round-robin cursors, one per color. REQUIRES: on this worker's thread.
+    std::size_t& cursor(Color c) {
+        assert_on_worker_thread();
+        return cursors_[index(c)];
+    }
     unsigned id() const { return id_; }
 
   private:
+    // The lock-free design rests on this: what a worker owns is touched only
+    // by its thread. Before run() (set-up) any thread may.
+    void assert_on_worker_thread() const {
+#ifndef NDEBUG
+        const auto owner = thread_.load(std::memory_order_relaxed);
+        if (owner != std::thread::id{} && owner != std::this_thread::get_id()) {
+            thread_rule_broken();
+        }
+#endif
+    }
+    [[noreturn]] void thread_rule_broken() const;
+
     net::Task<void> accept_loop(net::tcp::acceptor& acceptor, routing::Audience audience);
     net::Task<void> sweep_loop();
     /// Runs the drain plan: closes what is due, then waits for the next
@@ -103,6 +127,7 @@ class Worker {
     drain::DrainManager drains_{registry_};
     net::asio::steady_timer drain_timer_{ioc_};
     bool drain_driver_running_ = false;
+    std::atomic<std::thread::id> thread_{};  // set by run()
 };
 
 /// Logs and swallows an exception that escaped a spawned coroutine; every

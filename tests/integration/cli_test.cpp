@@ -231,6 +231,23 @@ TEST(CliTest, RunServesAndExitsZeroOnSigterm) {
     EXPECT_EQ(again.wait(), 0);
 }
 
+// A name that does not resolve is not a problem of the file, but check-config
+// says so.
+TEST(CliTest, CheckConfigWarnsAboutNamesThatDoNotResolve) {
+    const auto path = write_file("names.yaml",
+                                 "listen: [{address: \"127.0.0.1:8080\"}]\n"
+                                 "admin: {token: t}\n"
+                                 "colors:\n  blue: {upstreams: [\"localhost:9001\"]}\n"
+                                 "  green: {upstreams: [\"app-green.invalid:8080\"]}\n");
+    auto [code, out] = run({"check-config", path});
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_NE(out.find("warning: colors.green.upstreams[0]: \"app-green.invalid:8080\" does not "
+                       "resolve now"),
+              std::string::npos)
+        << out;
+    EXPECT_EQ(out.find("colors.blue"), std::string::npos) << out;
+}
+
 TEST(CliTest, RunRefusesABrokenConfig) {
     const auto path = write_file("broken.yaml", "listen: nope\n");
     auto [code, out] = run({"run", "--config", path});

@@ -2,6 +2,7 @@
 // upstream that writes past its response, stale pooled connections, framing
 // that never ends, interim responses that never stop, and requests whose
 // target or Host lie. Each test fails without its fix.
+#include "proxy/worker/worker.hpp"
 #include "tests/support/proxy_fixture.hpp"
 #include "tests/support/scripted_upstream.hpp"
 
@@ -9,6 +10,9 @@
 
 #include <atomic>
 #include <future>
+#include <thread>
+
+#include <boost/asio/post.hpp>
 
 namespace bgs::test {
 namespace {
@@ -275,6 +279,35 @@ TEST(ForwardedHeadersTest, ATrustedProxysHeadersAreKeptAnyOtherPeersReplaced) {
     EXPECT_EQ(seen[1].header("X-Forwarded-Proto"), "https");
     EXPECT_EQ(seen[1].header("X-Forwarded-Host"), "shop.example");
 }
+
+#ifndef NDEBUG
+// Debug and sanitizer builds check the thread rule that lets workers go
+// without locks: a worker's pool touched from another thread aborts.
+TEST(WorkerThreadDeathTest, APoolUsedFromAnotherThreadAborts) {
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+    EXPECT_DEATH(
+        {
+            auto cfg = test_config({dead_port()});
+            routing::ColorState colors(Color::Blue, 1);
+            routing::Router router(cfg, colors);
+            worker::Shared shared(cfg, router);
+            shared.endpoints[0].emplace_back(net::asio::ip::make_address("127.0.0.1"), 1);
+            shared.endpoints[1].emplace_back(net::asio::ip::make_address("127.0.0.1"), 1);
+            worker::Worker w(shared, 0);
+            std::thread runner([&] { w.run(); });
+            // The worker's thread has started once its pool answers there.
+            std::promise<void> started;
+            net::asio::post(w.context(), [&] {
+                w.pool();
+                started.set_value();
+            });
+            started.get_future().wait();
+            w.pool();  // from this thread: the rule is broken
+            runner.join();
+        },
+        "used from another thread");
+}
+#endif
 
 }  // namespace
 }  // namespace bgs::test
