@@ -74,17 +74,27 @@ struct AdminServer::Impl {
         bool answered = false;
     };
     std::list<InFlight> in_flight;
-    std::size_t open = 0;       // connections from admin.allow being served
-    std::size_t outsiders = 0;  // connections from elsewhere
+    // Connections from admin.allow being served, and from elsewhere. Shared
+    // with the connections' frames, which the control thread's io_context may
+    // destroy after this object.
+    struct Counts {
+        std::size_t open = 0;
+        std::size_t outsiders = 0;
+    };
+    std::shared_ptr<Counts> counts = std::make_shared<Counts>();
     AcceptBackoff backoff;
 
     // Counts a connection for as long as it lives.
     struct Held {
-        explicit Held(std::size_t& n) : count(n) { ++count; }
-        ~Held() { --count; }
+        Held(std::shared_ptr<Counts> c, std::size_t Counts::*which)
+            : counts(std::move(c)), field(which) {
+            ++((*counts).*field);
+        }
+        ~Held() { --((*counts).*field); }
         Held(const Held&) = delete;
         Held& operator=(const Held&) = delete;
-        std::size_t& count;
+        std::shared_ptr<Counts> counts;
+        std::size_t Counts::*field;
     };
 
     net::Task<void> accept_loop() {
@@ -111,7 +121,7 @@ struct AdminServer::Impl {
             // The source is judged at accept: a connection from outside
             // admin.allow gets a short, small budget of its own.
             const bool inside = allowed(cfg.admin.allow, who);
-            if (inside ? open >= kMaxConnections : outsiders >= kMaxOutsiders) {
+            if (inside ? counts->open >= kMaxConnections : counts->outsiders >= kMaxOutsiders) {
                 continue;  // closed at once: the socket goes out of scope
             }
             auto task = inside ? serve(std::move(socket), std::move(who))
@@ -128,7 +138,7 @@ struct AdminServer::Impl {
     // kubelet's probe, a Prometheus scrape). Its one request must arrive whole
     // within 2 s and 4 KiB; everything else gets 403 and the connection closes.
     net::Task<void> serve_outsider(net::tcp::socket socket, ApiRequest who) {
-        Held held(outsiders);
+        Held held(counts, &Counts::outsiders);
         net::beast::tcp_stream stream(std::move(socket));
         net::beast::flat_buffer buffer;
         http::request_parser<http::string_body> parser;
@@ -153,7 +163,7 @@ struct AdminServer::Impl {
     }
 
     net::Task<void> serve(net::tcp::socket socket, ApiRequest base) {
-        Held held(open);
+        Held held(counts, &Counts::open);
         net::beast::tcp_stream stream(std::move(socket));
         net::beast::flat_buffer buffer;
         while (!stopping) {
