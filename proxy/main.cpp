@@ -28,9 +28,10 @@ namespace {
 
 using namespace bgs;
 
-constexpr int kExitOk = 0;
-constexpr int kExitRefused = 1;
-constexpr int kExitUsage = 2;
+// SPEC 1's exit codes, defined once with the client commands.
+using admin::cli::kExitOk;
+using admin::cli::kExitRefused;
+using admin::cli::kExitUsage;
 
 void print_problems(const std::string& source, const std::vector<std::string>& errors) {
     std::cerr << "bgswitch: " << source << ": " << errors.size()

@@ -1,13 +1,10 @@
 #include "admin/cli/client_commands.hpp"
 
+#include "admin/cli/admin_client.hpp"
+
 #include "proxy/common/utf8.hpp"
 
 #include <boost/json.hpp>
-
-#include <netdb.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
@@ -20,102 +17,9 @@ namespace bgs::admin::cli {
 namespace json = boost::json;
 namespace {
 
-struct HttpResult {
-    int status = 0;
-    std::string body;
-    std::string error;  // transport failure
-};
-
-// One request to the admin API over a fresh connection (HTTP/1.1, close).
 HttpResult call(const ClientOptions& opt, const std::string& method, const std::string& path,
                 const std::string& body = "") {
-    HttpResult r;
-    std::string_view url = opt.admin_url;
-    if (url.rfind("http://", 0) != 0) {
-        r.error = "--admin must be an http:// URL, got " + opt.admin_url;
-        return r;
-    }
-    url.remove_prefix(7);
-    url = url.substr(0, url.find('/'));
-    std::string host(url);
-    std::string port = "80";
-    if (!host.empty() && host.front() == '[') {
-        auto close = host.find(']');
-        if (close != std::string::npos && close + 1 < host.size() && host[close + 1] == ':') {
-            port = host.substr(close + 2);
-        }
-        host = host.substr(1, close - 1);
-    } else if (auto colon = host.rfind(':'); colon != std::string::npos) {
-        port = host.substr(colon + 1);
-        host = host.substr(0, colon);
-    }
-    addrinfo hints{};
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    if (int rc = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-        r.error = "cannot resolve " + host + ": " + ::gai_strerror(rc);
-        return r;
-    }
-    int fd = -1;
-    int last_errno = 0;
-    for (auto* ai = res; ai != nullptr && fd < 0; ai = ai->ai_next) {
-        fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd >= 0 && ::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            last_errno = errno;
-            ::close(fd);
-            fd = -1;
-        }
-    }
-    ::freeaddrinfo(res);
-    if (fd < 0) {
-        r.error =
-            "cannot reach the admin API at " + opt.admin_url + ": " + std::strerror(last_errno);
-        return r;
-    }
-    std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + host +
-                      "\r\nConnection: close\r\nAccept: application/json\r\n";
-    if (!opt.token.empty()) {
-        req += "Authorization: Bearer " + opt.token + "\r\n";
-    }
-    if (method == "POST") {
-        req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-               "\r\n";
-    }
-    req += "\r\n" + body;
-    for (std::size_t off = 0; off < req.size();) {
-        auto n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
-        if (n <= 0) {
-            r.error = std::string("sending to the admin API: ") + std::strerror(errno);
-            ::close(fd);
-            return r;
-        }
-        off += static_cast<std::size_t>(n);
-    }
-    // Gates may take a while (probes, smoke checks); wait up to 5 minutes.
-    std::string raw;
-    char buf[16384];
-    for (;;) {
-        pollfd p{fd, POLLIN, 0};
-        if (::poll(&p, 1, 300'000) <= 0) {
-            r.error = "the admin API did not answer in time";
-            ::close(fd);
-            return r;
-        }
-        auto n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) {
-            break;
-        }
-        raw.append(buf, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    const auto head_end = raw.find("\r\n\r\n");
-    if (raw.size() < 12 || head_end == std::string::npos) {
-        r.error = "the admin API closed the connection without an answer";
-        return r;
-    }
-    r.status = std::atoi(raw.c_str() + 9);
-    r.body = raw.substr(head_end + 4);
-    return r;
+    return call_admin(opt.admin_url, opt.token, method, path, body);
 }
 
 std::string fmt_ms(double ms) {
