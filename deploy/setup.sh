@@ -5,6 +5,8 @@
 #   deploy/setup.sh test        install what is missing, build, run the test suite
 #   deploy/setup.sh test-asan   the same with AddressSanitizer + UBSan
 #   deploy/setup.sh build       install what is missing and build (release)
+#   deploy/setup.sh install     build, then install bgswitch into /usr/local/bin (and the
+#                               example config into /usr/local/share/doc/bgswitch)
 #   deploy/setup.sh deps        only install what is missing
 #
 # Extra arguments after `demo` go to `bgswitch demo` (e.g. --listen 0.0.0.0:8080).
@@ -45,8 +47,16 @@ mode=${1:-build}
 case "$mode" in
   deps) install_missing ;;
   build) install_missing; build release ;;
-  demo) install_missing; build release; exec ./build/release/bgswitch demo "$@" ;;
+  demo)
+    install_missing; build release
+    echo "setup: the binary is $(pwd)/build/release/bgswitch (./deploy/setup.sh install puts it on the PATH)"
+    exec ./build/release/bgswitch demo "$@" ;;
+  install)
+    install_missing; build release
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo cmake --install build/release
+    echo "setup: installed $(command -v bgswitch || echo /usr/local/bin/bgswitch)" ;;
   test) install_missing; build release; ctest --preset release ;;
   test-asan) install_missing; build asan; ctest --preset asan ;;
-  *) echo "usage: deploy/setup.sh demo|test|test-asan|build|deps" >&2; exit 2 ;;
+  *) echo "usage: deploy/setup.sh demo|test|test-asan|build|install|deps" >&2; exit 2 ;;
 esac

@@ -285,8 +285,8 @@ int history(const ClientOptions& opt) {
             (g.at("health_us").to_number<double>() + g.at("smoke_us").to_number<double>()) / 1000.0;
         std::string result = str(o.if_contains("result"));
         if (const auto* d = o.if_contains("dry_run");
-            d != nullptr && d->is_bool() && d->as_bool()) {
-            result += " (dry run)";
+            d != nullptr && d->is_bool() && d->as_bool() && result != "dry_run_passed") {
+            result = "dry_run_failed";  // a dry run's gate_failed: nothing was meant to move
         }
         std::string reason = str(o.if_contains("reason"));
         if (const auto* f = o.if_contains("failure")) {
