@@ -143,7 +143,7 @@ CONF
 bgs_config() {  # port admin blue green
   cat <<CONF
 listen: [{address: "127.0.0.1:$1"}]
-admin: {address: "127.0.0.1:$2"}
+admin: {address: "127.0.0.1:$2", token: bench-token}
 colors:
   blue: {upstreams: ["127.0.0.1:$3"]}
   green: {upstreams: ["127.0.0.1:$4"]}
@@ -326,7 +326,7 @@ done
 # --- 4. switches under load -------------------------------------------------------
 log "switches under load: $SWITCHES"
 SW=$("$BENCH" load --port $BGS --connections 64 --threads 2 \
-     --admin $BGS_ADMIN --switches "$SWITCHES" --spacing "$SPACING" --warmup 3)
+     --admin $BGS_ADMIN --token bench-token --switches "$SWITCHES" --spacing "$SPACING" --warmup 3)
 log "switches: $SW"
 
 # --- 5. startup, size, build ---------------------------------------------------------

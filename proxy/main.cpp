@@ -130,7 +130,9 @@ int cmd_check_config(const std::string& path) {
             if (const int rc = ::getaddrinfo(ups[i].host.c_str(), nullptr, &hints, &res); rc != 0) {
                 std::cerr << "bgswitch: warning: colors." << to_string(c) << ".upstreams[" << i
                           << "]: \"" << ups[i].to_string() << "\" does not resolve now ("
-                          << ::gai_strerror(rc) << "); bgswitch run needs it to resolve at start\n";
+                          << ::gai_strerror(rc)
+                          << "); bgswitch run starts with it down and tries it again every "
+                             "health.interval\n";
             } else {
                 ::freeaddrinfo(res);
             }

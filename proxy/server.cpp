@@ -66,7 +66,30 @@ struct Server::Housekeeping {
     asio::steady_timer timer;
 };
 
-Server::Server(config::Config cfg) : cfg_(std::move(cfg)), store_(cfg_.state_file) {
+// An upstream's address, or port 0 (not resolved yet) when its name does not
+// resolve now.
+tcp::endpoint upstream_endpoint(const config::HostPort& hp, const NameResolver& resolver,
+                                Color color) {
+    net::error_code ec;
+    auto ip = asio::ip::make_address(hp.host, ec);
+    if (ec) {
+        const auto address = resolver(hp.host);
+        if (address) {
+            ip = asio::ip::make_address(*address, ec);
+        }
+        if (!address || ec) {
+            log().warn(
+                "upstream {} of {} does not resolve now; it stays down and its name is "
+                "tried again every health.interval",
+                hp.to_string(), to_string(color));
+            return {};
+        }
+    }
+    return {ip, hp.port};
+}
+
+Server::Server(config::Config cfg, NameResolver resolver)
+    : cfg_(std::move(cfg)), store_(cfg_.state_file) {
     // The state file wins over `active:`; one that exists but cannot be read
     // stops the start rather than silently flipping traffic.
     std::optional<state::SwitchState> saved;
@@ -98,11 +121,13 @@ Server::Server(config::Config cfg) : cfg_(std::move(cfg)), store_(cfg_.state_fil
     color_state_ = std::make_unique<routing::ColorState>(initial.active, initial.version);
     router_ = std::make_unique<routing::Router>(cfg_, *color_state_);
     shared_ = std::make_unique<worker::Shared>(cfg_, *router_);
-    {
-        asio::io_context resolver_ctx;
-        for (Color c : kColors) {
-            for (const auto& hp : cfg_.group(c).upstreams) {
-                shared_->endpoints[index(c)].push_back(resolve(resolver_ctx, hp, "upstream"));
+    for (Color c : kColors) {
+        const auto& ups = cfg_.group(c).upstreams;
+        for (std::size_t i = 0; i < ups.size(); ++i) {
+            const auto ep = upstream_endpoint(ups[i], resolver, c);
+            shared_->endpoints[index(c)].push_back(ep);
+            if (ep.port() == 0) {
+                router_->upstream(c, i).healthy.store(false);
             }
         }
     }
@@ -143,7 +168,13 @@ Server::Server(config::Config cfg) : cfg_(std::move(cfg)), store_(cfg_.state_fil
                                                     std::move(initial), std::move(worker_ptrs));
     routes_ = std::make_unique<admin::Routes>(cfg_, *switcher_, *router_, *shared_);
     control_ = std::make_unique<asio::io_context>(1);
-    health_ = std::make_unique<health::HealthChecker>(cfg_, *router_, shared_->endpoints);
+    health_ = std::make_unique<health::HealthChecker>(
+        cfg_, *router_, shared_->endpoints, std::move(resolver),
+        [this](Color c, std::size_t i, const tcp::endpoint& ep) {
+            for (auto& w : workers_) {
+                w->set_endpoint(c, i, ep);
+            }
+        });
     try {
         admin_ = std::make_unique<admin::AdminServer>(*control_, cfg_, *routes_);
     } catch (const std::exception& e) {

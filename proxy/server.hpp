@@ -5,6 +5,7 @@
 // called from any thread.
 #pragma once
 
+#include "proxy/common/name_resolver.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/routing/color_state.hpp"
 #include "proxy/routing/router.hpp"
@@ -51,8 +52,10 @@ class Server {
   public:
     /// Loads the state file (its color wins over the configuration's `active`),
     /// resolves every address and binds every listener and the admin endpoint
-    /// (port 0 picks a free port). Throws StartupError.
-    explicit Server(config::Config cfg);
+    /// (port 0 picks a free port). An upstream name that does not resolve is
+    /// not fatal: that upstream is down and its name is tried again every
+    /// health.interval through `resolver`. Throws StartupError.
+    explicit Server(config::Config cfg, NameResolver resolver = resolve_with_system);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;

@@ -78,11 +78,15 @@ namespace {
 
 net::Task<HealthGateResult> probe_one(const config::Health& h, net::tcp::endpoint ep,
                                       std::string name) {
+    HealthGateResult out;
+    out.upstream = std::move(name);
+    if (ep.port() == 0) {
+        out.error = "its name does not resolve";
+        co_return out;
+    }
     ProbeRequest req;
     req.target = h.path;
     auto r = co_await probe(ep, req, h.timeout);
-    HealthGateResult out;
-    out.upstream = std::move(name);
     out.status = r.status;
     out.latency_ms = r.latency_ms;
     if (!r.responded) {

@@ -14,8 +14,32 @@ namespace bgs::health {
 namespace asio = net::asio;
 
 HealthChecker::HealthChecker(const config::Config& cfg, routing::Router& router,
-                             const upstream::Endpoints& endpoints)
-    : cfg_(cfg), router_(router), endpoints_(endpoints) {}
+                             upstream::Endpoints& endpoints, NameResolver resolve,
+                             OnResolved on_resolved)
+    : cfg_(cfg),
+      router_(router),
+      endpoints_(endpoints),
+      resolve_(std::move(resolve)),
+      on_resolved_(std::move(on_resolved)) {}
+
+bool HealthChecker::try_resolve(Color color, std::size_t i) {
+    auto& ep = endpoints_[index(color)][i];
+    if (ep.port() != 0) {
+        return true;
+    }
+    const auto& hp = cfg_.group(color).upstreams[i];
+    const auto address = resolve_(hp.host);
+    net::error_code ec;
+    const auto ip = address ? asio::ip::make_address(*address, ec) : asio::ip::address{};
+    if (!address || ec) {
+        return false;  // logged once at start; tried again next interval
+    }
+    ep = net::tcp::endpoint(ip, hp.port);
+    log().info("upstream {} of {} resolved to {}; it joins after {} passing probes", hp.to_string(),
+               to_string(color), ip.to_string(), cfg_.health.healthy_threshold);
+    on_resolved_(color, i, ep);
+    return true;
+}
 
 bool HealthChecker::apply(Streak& streak, bool passed, std::atomic<bool>& healthy,
                           const config::Health& h) {
@@ -65,6 +89,11 @@ net::Task<void> HealthChecker::watch(Color color, std::size_t i, asio::steady_ti
     timer.expires_after(cfg_.health.interval);
     co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
     while (!stopping_) {
+        if (!try_resolve(color, i)) {
+            timer.expires_after(cfg_.health.interval);
+            co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+            continue;
+        }
         ProbeRequest req;
         req.target = cfg_.health.path;
         auto r = co_await probe(endpoints_[index(color)][i], req, cfg_.health.timeout);

@@ -4,6 +4,7 @@
 // the transition is logged. Control thread only.
 #pragma once
 
+#include "proxy/common/name_resolver.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/net/http_io.hpp"
 #include "proxy/routing/router.hpp"
@@ -11,6 +12,7 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -18,8 +20,15 @@ namespace bgs::health {
 
 class HealthChecker {
   public:
+    /// Called when the name of upstream (color, i) resolved after start.
+    using OnResolved = std::function<void(Color, std::size_t, const net::tcp::endpoint&)>;
+
+    /// An upstream whose endpoint has port 0 did not resolve at start: it
+    /// stays unhealthy, and its name is tried again every health.interval
+    /// with `resolve`; once it resolves, `endpoints` is updated, `on_resolved`
+    /// called, and its probes begin.
     HealthChecker(const config::Config& cfg, routing::Router& router,
-                  const upstream::Endpoints& endpoints);
+                  upstream::Endpoints& endpoints, NameResolver resolve, OnResolved on_resolved);
 
     /// Starts one probe loop per upstream on `ex`.
     void start(const net::asio::any_io_executor& ex);
@@ -37,10 +46,14 @@ class HealthChecker {
 
   private:
     net::Task<void> watch(Color color, std::size_t i, net::asio::steady_timer& timer);
+    /// For an upstream not resolved yet: one try; true once it has an address.
+    bool try_resolve(Color color, std::size_t i);
 
     const config::Config& cfg_;
     routing::Router& router_;
-    const upstream::Endpoints& endpoints_;
+    upstream::Endpoints& endpoints_;
+    NameResolver resolve_;
+    OnResolved on_resolved_;
     std::vector<std::unique_ptr<net::asio::steady_timer>> timers_;
     bool stopping_ = false;
 };

@@ -21,8 +21,8 @@ bool clean(Connection& c) {
 
 }  // namespace
 
-Pool::Pool(const Endpoints& endpoints, std::size_t max_idle, Duration idle_timeout)
-    : endpoints_(endpoints), max_idle_(max_idle), idle_timeout_(idle_timeout) {
+Pool::Pool(Endpoints endpoints, std::size_t max_idle, Duration idle_timeout)
+    : endpoints_(std::move(endpoints)), max_idle_(max_idle), idle_timeout_(idle_timeout) {
     for (Color c : kColors) {
         idle_[index(c)].resize(endpoints_[index(c)].size());
     }

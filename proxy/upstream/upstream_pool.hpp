@@ -16,7 +16,9 @@
 
 namespace bgs::upstream {
 
-/// Resolved addresses of every upstream, indexed [color][upstream].
+/// Resolved addresses of every upstream, indexed [color][upstream]. Port 0
+/// marks an upstream whose name has not resolved yet (configured ports are
+/// never 0).
 using Endpoints = std::array<std::vector<net::tcp::endpoint>, 2>;
 
 /// One connection to an upstream. `buffer` holds bytes read past a message.
@@ -32,8 +34,9 @@ struct Connection {
 
 class Pool {
   public:
-    /// Keeps at most `max_idle` idle connections per upstream, each for at most `idle_timeout`.
-    Pool(const Endpoints& endpoints, std::size_t max_idle, Duration idle_timeout);
+    /// Keeps at most `max_idle` idle connections per upstream, each for at most
+    /// `idle_timeout`. The pool has its own copy of the addresses.
+    Pool(Endpoints endpoints, std::size_t max_idle, Duration idle_timeout);
 
     /// A live idle connection to upstream (color, i), or nullptr. Each is
     /// checked before reuse: connections the upstream closed meanwhile, or
@@ -58,9 +61,15 @@ class Pool {
     const net::tcp::endpoint& endpoint(Color c, std::size_t i) const {
         return endpoints_[index(c)][i];
     }
+    /// Upstream (c, i) is now at `ep` (its name resolved); idle connections
+    /// to where it was are closed.
+    void set_endpoint(Color c, std::size_t i, const net::tcp::endpoint& ep) {
+        endpoints_[index(c)][i] = ep;
+        idle_[index(c)][i].clear();
+    }
 
   private:
-    const Endpoints& endpoints_;
+    Endpoints endpoints_;
     std::size_t max_idle_;
     Duration idle_timeout_;
     // Most recently used at the back: taking from the back keeps warm sockets busy

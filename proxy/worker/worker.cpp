@@ -127,6 +127,10 @@ void Worker::start_drain(Color color, drain::TimePoint start, Duration timeout, 
     });
 }
 
+void Worker::set_endpoint(Color color, std::size_t i, net::tcp::endpoint ep) {
+    asio::post(ioc_, [this, color, i, ep] { pool_->set_endpoint(color, i, ep); });
+}
+
 void Worker::cancel_drain(Color color) {
     asio::post(ioc_, [this, color] {
         if (drains_.cancel(color)) {

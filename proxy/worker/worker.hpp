@@ -27,7 +27,9 @@
 namespace bgs::worker {
 
 /// What all workers share: the immutable configuration, the router, the
-/// resolved upstreams, the access log and process-wide counters.
+/// upstreams' addresses as resolved at start (each worker's pool copies them;
+/// the control thread keeps this one), the access log and process-wide
+/// counters.
 struct Shared {
     Shared(const config::Config& c, routing::Router& r) : cfg(c), router(r) {}
 
@@ -71,6 +73,8 @@ class Worker {
     void start_drain(Color color, drain::TimePoint start, Duration timeout, Duration spread);
     /// Stops a drain of `color` (a rollback to it): its connections are kept. Any thread.
     void cancel_drain(Color color);
+    /// Upstream (color, i) is now at `ep` (its name resolved late). Any thread.
+    void set_endpoint(Color color, std::size_t i, net::tcp::endpoint ep);
 
     net::asio::io_context& context() { return ioc_; }
     Shared& shared() { return shared_; }

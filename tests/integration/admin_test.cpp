@@ -546,5 +546,43 @@ TEST(ShutdownTest, ASwitchWhoseGatesRunIsAnswered503AndChangesNothing) {
     EXPECT_NE(saved.find(R"("active":"blue")"), std::string::npos) << saved;
 }
 
+// A name that does not resolve at start (the green containers are not up
+// yet) does not stop bgswitch: that upstream is down, its name is tried again
+// every health.interval, and once it resolves and passes its probes a switch
+// to it works.
+TEST(NameTest, AnUpstreamWhoseNameResolvesLateJoinsAfterItsProbes) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    auto cfg = app_config(blue.port(), green.port());
+    cfg.colors[index(Color::Green)].upstreams = {{"app-green.test", green.port()}};
+    cfg.health.interval = std::chrono::milliseconds(50);
+    cfg.health.healthy_threshold = 2;
+    std::atomic<bool> green_up{false};
+    std::atomic<int> lookups{0};
+    RunningProxy proxy(cfg, [&](const std::string& host) -> std::optional<std::string> {
+        if (host != "app-green.test") {
+            return std::nullopt;
+        }
+        ++lookups;
+        return green_up ? std::optional<std::string>("127.0.0.1") : std::nullopt;
+    });
+    const auto port = proxy.server->admin_port();
+    EXPECT_EQ(color_of_next_request(proxy.port()), "blue");
+    auto green_healthy = [&] {
+        auto s = parse(admin_call(port, "GET", "/v1/status", "", kToken).body);
+        return s.at("colors").at("green").at("upstreams").at(0).at("healthy").as_bool();
+    };
+    EXPECT_FALSE(green_healthy());
+    ASSERT_TRUE(eventually([&] { return lookups.load() >= 2; }));  // tried again
+    auto refused = admin_call(port, "POST", "/v1/switch", R"({"to":"green"})", kToken);
+    EXPECT_EQ(refused.status, 412);
+    EXPECT_NE(refused.body.find("its name does not resolve"), std::string::npos) << refused.body;
+
+    green_up = true;
+    ASSERT_TRUE(eventually(green_healthy));
+    EXPECT_EQ(admin_call(port, "POST", "/v1/switch", R"({"to":"green"})", kToken).status, 200);
+    EXPECT_EQ(color_of_next_request(proxy.port()), "green");
+}
+
 }  // namespace
 }  // namespace bgs::test

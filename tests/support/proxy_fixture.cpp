@@ -91,7 +91,8 @@ AdminAnswer admin_call(std::uint16_t port, const std::string& method, const std:
     return {m.status, m.body, m.header("Content-Type").value_or("")};
 }
 
-RunningProxy::RunningProxy(config::Config cfg) : server(std::make_unique<Server>(std::move(cfg))) {
+RunningProxy::RunningProxy(config::Config cfg, NameResolver resolver)
+    : server(std::make_unique<Server>(std::move(cfg), std::move(resolver))) {
     server->start();
 }
 

@@ -31,7 +31,7 @@ AdminAnswer admin_call(std::uint16_t port, const std::string& method, const std:
 
 /// A started server; stopped gracefully when destroyed.
 struct RunningProxy {
-    explicit RunningProxy(config::Config cfg);
+    explicit RunningProxy(config::Config cfg, NameResolver resolver = resolve_with_system);
     std::uint16_t port() const { return server->listen_ports().front(); }
     std::unique_ptr<Server> server;
 };
