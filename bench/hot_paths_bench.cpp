@@ -21,6 +21,7 @@
 #include <boost/beast/http/parser.hpp>
 
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -209,18 +210,28 @@ void BM_ResponseHeadReusedFields(benchmark::State& state) {
 }
 BENCHMARK(BM_ResponseHeadReusedFields);
 
+// A take checks that the connection is clean (a non-blocking peek), so the
+// pooled connections here are real, connected and quiet.
 void BM_PoolTakeGiveBack(benchmark::State& state) {
     boost::asio::io_context ctx;
+    net::tcp::acceptor acceptor(ctx, {boost::asio::ip::address_v4::loopback(), 0});
     upstream::Endpoints endpoints;
-    endpoints[0].push_back({boost::asio::ip::address_v4::loopback(), 9001});
-    endpoints[1].push_back({boost::asio::ip::address_v4::loopback(), 9101});
+    endpoints[0].push_back(acceptor.local_endpoint());
+    endpoints[1].push_back(acceptor.local_endpoint());
     upstream::Pool pool(endpoints, 256, std::chrono::seconds(60));
+    std::vector<net::tcp::socket> peers;
     for (int i = 0; i < 64; ++i) {
         auto c = std::make_unique<upstream::Connection>(net::tcp::socket(ctx));
+        c->stream.socket().connect(acceptor.local_endpoint());
+        peers.push_back(acceptor.accept());
         pool.give_back(std::move(c));
     }
     for (auto _ : state) {
         auto c = pool.take(Color::Blue, 0);
+        if (!c) {
+            state.SkipWithError("a pooled connection was not clean");
+            break;
+        }
         benchmark::DoNotOptimize(c.get());
         pool.give_back(std::move(c));
     }

@@ -61,6 +61,10 @@ net::Task<void> housekeep(asio::steady_timer& timer, const std::atomic<bool>& st
 
 }  // namespace
 
+struct Server::Addresses {
+    upstream::Endpoints endpoints;
+};
+
 struct Server::Housekeeping {
     explicit Housekeeping(asio::io_context& ioc) : timer(ioc) {}
     asio::steady_timer timer;
@@ -89,7 +93,8 @@ tcp::endpoint upstream_endpoint(const config::HostPort& hp, const NameResolver& 
 }
 
 Server::Server(config::Config cfg, NameResolver resolver)
-    : cfg_(std::move(cfg)), store_(cfg_.state_file) {
+    : cfg_(std::move(cfg)), store_(cfg_.state_file), addresses_(std::make_unique<Addresses>()) {
+    auto& endpoints = addresses_->endpoints;
     // The state file wins over `active:`; one that exists but cannot be read
     // stops the start rather than silently flipping traffic.
     std::optional<state::SwitchState> saved;
@@ -125,7 +130,7 @@ Server::Server(config::Config cfg, NameResolver resolver)
         const auto& ups = cfg_.group(c).upstreams;
         for (std::size_t i = 0; i < ups.size(); ++i) {
             const auto ep = upstream_endpoint(ups[i], resolver, c);
-            shared_->endpoints[index(c)].push_back(ep);
+            endpoints[index(c)].push_back(ep);
             if (ep.port() == 0) {
                 router_->upstream(c, i).healthy.store(false);
             }
@@ -139,7 +144,7 @@ Server::Server(config::Config cfg, NameResolver resolver)
 
     const unsigned n = cfg_.worker_count();
     for (unsigned i = 0; i < n; ++i) {
-        workers_.push_back(std::make_unique<worker::Worker>(*shared_, i));
+        workers_.push_back(std::make_unique<worker::Worker>(*shared_, i, endpoints));
     }
 
     // Binds one listening address on every worker. With port 0 the first bind
@@ -164,12 +169,12 @@ Server::Server(config::Config cfg, NameResolver resolver)
     for (auto& w : workers_) {
         worker_ptrs.push_back(w.get());
     }
-    switcher_ = std::make_unique<control::Switcher>(cfg_, shared_->endpoints, *color_state_, store_,
+    switcher_ = std::make_unique<control::Switcher>(cfg_, endpoints, *color_state_, store_,
                                                     std::move(initial), std::move(worker_ptrs));
     routes_ = std::make_unique<admin::Routes>(cfg_, *switcher_, *router_, *shared_);
     control_ = std::make_unique<asio::io_context>(1);
     health_ = std::make_unique<health::HealthChecker>(
-        cfg_, *router_, shared_->endpoints, std::move(resolver),
+        cfg_, *router_, endpoints, std::move(resolver),
         [this](Color c, std::size_t i, const tcp::endpoint& ep) {
             for (auto& w : workers_) {
                 w->set_endpoint(c, i, ep);

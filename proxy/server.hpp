@@ -89,6 +89,10 @@ class Server {
     std::unique_ptr<routing::ColorState> color_state_;
     std::unique_ptr<routing::Router> router_;
     std::unique_ptr<worker::Shared> shared_;
+    // The upstreams' addresses as the control thread knows them (health,
+    // gates); each worker's pool has its own copy. Control thread after start.
+    struct Addresses;
+    std::unique_ptr<Addresses> addresses_;
     std::vector<std::unique_ptr<worker::Worker>> workers_;
     std::unique_ptr<control::Switcher> switcher_;
     std::unique_ptr<admin::Routes> routes_;

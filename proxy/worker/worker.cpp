@@ -52,11 +52,11 @@ void log_coroutine_exit(const char* what, std::exception_ptr e) {
     }
 }
 
-Worker::Worker(Shared& shared, unsigned id)
+Worker::Worker(Shared& shared, unsigned id, upstream::Endpoints endpoints)
     : shared_(shared),
       id_(id),
       registry_(shared.activity),
-      pool_(std::make_unique<upstream::Pool>(shared.endpoints, kMaxIdlePerUpstream,
+      pool_(std::make_unique<upstream::Pool>(std::move(endpoints), kMaxIdlePerUpstream,
                                              shared.cfg.timeouts.idle)),
       sweep_timer_(ioc_) {}
 

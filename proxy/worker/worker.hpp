@@ -26,16 +26,14 @@
 
 namespace bgs::worker {
 
-/// What all workers share: the immutable configuration, the router, the
-/// upstreams' addresses as resolved at start (each worker's pool copies them;
-/// the control thread keeps this one), the access log and process-wide
-/// counters.
+/// What every worker's sessions share, and nothing else: the immutable
+/// configuration, the router, the access log and process-wide counters. Each
+/// worker's pool keeps its own copy of the upstreams' addresses.
 struct Shared {
     Shared(const config::Config& c, routing::Router& r) : cfg(c), router(r) {}
 
     const config::Config& cfg;
     routing::Router& router;
-    upstream::Endpoints endpoints;
     drain::ActivityCounts activity;
     std::shared_ptr<spdlog::logger> access_log;  // null when access logging is off
     metrics::Metrics metrics;
@@ -45,7 +43,8 @@ struct Shared {
 
 class Worker {
   public:
-    Worker(Shared& shared, unsigned id);
+    /// `endpoints`: the upstreams' addresses as resolved now (the pool keeps a copy).
+    Worker(Shared& shared, unsigned id, upstream::Endpoints endpoints);
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;

@@ -378,10 +378,16 @@ TEST(CliTest, ClientCommandsAndTheirExitCodes) {
     EXPECT_EQ(j0, 0);
     EXPECT_NE(json.find("\"active\":\"green\""), std::string::npos) << json;
 
-    auto [r0, rb] = with({"rollback", "--skip-smoke"});
+    // A reason is anyone's text: the terminal gets it with its control
+    // characters escaped (this one would clear the screen).
+    auto [r0, rb] = with({"rollback", "--skip-smoke", "--reason", "oops\x1b[2J\r"});
     EXPECT_EQ(r0, 0) << rb;
     EXPECT_NE(rb.find("smoke gate: not run"), std::string::npos) << rb;
     EXPECT_EQ(bgs.color(), "blue");
+    auto [h1, escaped] = with({"history"});
+    EXPECT_EQ(h1, 0);
+    EXPECT_NE(escaped.find("oops\\x1b[2J\\x0d"), std::string::npos) << escaped;
+    EXPECT_EQ(escaped.find('\x1b'), std::string::npos);
 
     ::setenv("BGSWITCH_ADMIN_TOKEN", "cli-token", 1);
     EXPECT_EQ(run({"status", "--admin", bgs.url()}).first, 0);

@@ -291,9 +291,10 @@ TEST(WorkerThreadDeathTest, APoolUsedFromAnotherThreadAborts) {
             routing::ColorState colors(Color::Blue, 1);
             routing::Router router(cfg, colors);
             worker::Shared shared(cfg, router);
-            shared.endpoints[0].emplace_back(net::asio::ip::make_address("127.0.0.1"), 1);
-            shared.endpoints[1].emplace_back(net::asio::ip::make_address("127.0.0.1"), 1);
-            worker::Worker w(shared, 0);
+            upstream::Endpoints endpoints;
+            endpoints[0].emplace_back(net::asio::ip::make_address("127.0.0.1"), 1);
+            endpoints[1].emplace_back(net::asio::ip::make_address("127.0.0.1"), 1);
+            worker::Worker w(shared, 0, endpoints);
             std::thread runner([&] { w.run(); });
             // The worker's thread has started once its pool answers there.
             std::promise<void> started;
