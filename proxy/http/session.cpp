@@ -517,6 +517,7 @@ class Session final : public drain::TrackedSession {
         // said, and nothing arrived after it.
         const bool until_close = relay_plan.body_expected && rp.need_eof();
         if (rp.keep_alive() && !until_close && rp.is_done() && up->buffer.size() == 0) {
+            up->bodiless_last = !relay_plan.body_expected;
             worker_.pool().give_back(std::move(up));
         }
         log_access(ex);

@@ -29,6 +29,9 @@ struct Connection {
     Color color = Color::Blue;
     std::size_t index = 0;
     bool reused = false;  // came from the pool rather than a fresh connect
+    /// Its last response had no body by its framing (HEAD, 204, 304): an
+    /// upstream that sends one anyway sends it after, so it is checked on reuse.
+    bool bodiless_last = false;
     std::chrono::steady_clock::time_point idle_since{};
 };
 
@@ -38,9 +41,10 @@ class Pool {
     /// `idle_timeout`. The pool has its own copy of the addresses.
     Pool(Endpoints endpoints, std::size_t max_idle, Duration idle_timeout);
 
-    /// A live idle connection to upstream (color, i), or nullptr. Each is
-    /// checked before reuse: connections the upstream closed meanwhile, or
-    /// that hold bytes nobody asked for, are dropped here.
+    /// A live idle connection to upstream (color, i), or nullptr. One that
+    /// sat idle for more than a moment, or whose last response was bodiless,
+    /// is checked before reuse (a non-blocking peek): connections the upstream
+    /// closed meanwhile, or that hold bytes nobody asked for, are dropped here.
     std::unique_ptr<Connection> take(Color color, std::size_t i);
 
     /// Returns a connection whose last exchange completed cleanly.
