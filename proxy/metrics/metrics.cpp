@@ -111,22 +111,24 @@ std::string Metrics::render(const Gauges& g) const {
         add("bgswitch_switches_total{result=\"%s\"} %llu\n", result.c_str(),
             static_cast<unsigned long long>(n));
     }
-    out +=
-        "# HELP bgswitch_drain_closed_total Connections closed at the end of a drain window.\n"
-        "# TYPE bgswitch_drain_closed_total counter\n";
+    // One family per reason a connection was ended by the proxy.
+    struct Family {
+        EndReason reason;
+        const char* name;
+        const char* help;
+    };
+    static constexpr Family kEnded[] = {
+        {EndReason::Drain, "bgswitch_drain_closed_total",
+         "Connections closed at the end of a drain window."},
+        {EndReason::Shutdown, "bgswitch_shutdown_closed_total", "Connections ended by a shutdown."},
+    };
     static constexpr const char* kDrainKinds[] = {"websocket", "stream", "other"};
-    for (std::size_t k = 0; k < 3; ++k) {
-        add("bgswitch_drain_closed_total{kind=\"%s\"} %llu\n", kDrainKinds[k],
-            static_cast<unsigned long long>(
-                ended_count(EndReason::Drain, static_cast<DrainKind>(k))));
-    }
-    out +=
-        "# HELP bgswitch_shutdown_closed_total Connections ended by a shutdown.\n"
-        "# TYPE bgswitch_shutdown_closed_total counter\n";
-    for (std::size_t k = 0; k < 3; ++k) {
-        add("bgswitch_shutdown_closed_total{kind=\"%s\"} %llu\n", kDrainKinds[k],
-            static_cast<unsigned long long>(
-                ended_count(EndReason::Shutdown, static_cast<DrainKind>(k))));
+    for (const auto& f : kEnded) {
+        add("# HELP %s %s\n# TYPE %s counter\n", f.name, f.help, f.name);
+        for (std::size_t k = 0; k < 3; ++k) {
+            add("%s{kind=\"%s\"} %llu\n", f.name, kDrainKinds[k],
+                static_cast<unsigned long long>(ended_count(f.reason, static_cast<DrainKind>(k))));
+        }
     }
     out +=
         "# HELP bgswitch_errors_total Errors on the data path by color, source and kind.\n"

@@ -31,6 +31,17 @@ ScriptedUpstream::Handler echo_target(std::string name) {
     };
 }
 
+// The first line of the access log at `path`, once it is written.
+std::string first_access_line(const std::string& path) {
+    std::string line;
+    eventually([&] {
+        std::ifstream in(path);
+        std::getline(in, line);
+        return !line.empty();
+    });
+    return line;
+}
+
 TEST(ProxyTest, ForwardsAndKeepsBothSidesAlive) {
     ScriptedUpstream up(echo_target("blue"));
     RunningProxy proxy(test_config({up.port()}));
@@ -556,12 +567,8 @@ TEST(ProxyTest, WritesAnAccessLogLinePerRequest) {
     auto c = Socket::connect(proxy.port());
     c.send(get("/logged?q=1", "X-Request-Id: log-me\r\n"));
     ASSERT_EQ(read_response(c).status, 200);
-    std::string line;
-    EXPECT_TRUE(eventually([&] {
-        std::ifstream in(path);
-        std::getline(in, line);
-        return !line.empty();
-    }));
+    const auto line = first_access_line(path);
+    ASSERT_FALSE(line.empty());
     EXPECT_NE(line.find(R"("method":"GET","target":"/logged?q=1")"), std::string::npos) << line;
     EXPECT_NE(line.find(R"("status":200)"), std::string::npos) << line;
     EXPECT_NE(line.find(R"("color":"blue")"), std::string::npos) << line;
@@ -593,12 +600,8 @@ TEST(ProxyTest, AnUpstreamThatDiesMidResponseIsRecordedAsATruncated200) {
     const auto head = c.read_until("\r\n\r\n");
     EXPECT_NE(head.find("200 OK"), std::string::npos);
     EXPECT_EQ(c.read_to_eof(), "only ten b");
-    std::string line;
-    EXPECT_TRUE(eventually([&] {
-        std::ifstream in(path);
-        std::getline(in, line);
-        return !line.empty();
-    }));
+    const auto line = first_access_line(path);
+    ASSERT_FALSE(line.empty());
     EXPECT_NE(line.find(R"("status":200)"), std::string::npos) << line;
     EXPECT_NE(line.find(R"("error":"upstream_reset")"), std::string::npos) << line;
     const auto& m = proxy.server->shared().metrics;

@@ -116,9 +116,9 @@ TEST(LoaderTest, BadDurationAndSize) {
 
 // A key written twice must not pass silently (yaml-cpp would keep the first).
 TEST(LoaderTest, DuplicateKeysAreProblems) {
-    EXPECT_EQ(only_error(std::string(kMinimal) +
-                         "switch:\n  drain_timeout: 90s\n  drain_timeout: 0s\n"),
-              "switch.drain_timeout: duplicate key (only one may be given)");
+    EXPECT_EQ(
+        only_error(std::string(kMinimal) + "switch:\n  drain_timeout: 90s\n  drain_timeout: 0s\n"),
+        "switch.drain_timeout: duplicate key (only one may be given)");
     EXPECT_EQ(only_error(std::string(kMinimal) + "log: {level: info}\nlog: {level: debug}\n"),
               "log: duplicate key (only one may be given)");
     EXPECT_EQ(only_error(std::string(kMinimal) +

@@ -188,7 +188,7 @@ TEST(DrainManagerTest, ConnectionsThatEndOnTheirOwnAreNotMadeUpFor) {
     m.run_due(t0);  // the first of three
     EXPECT_EQ(s.stopped(), 1u);
     s.all[2]->set(Activity::Idle, Color::Blue);  // the third one finished
-    m.run_due(t0 + 3s);                           // the second is due
+    m.run_due(t0 + 3s);                          // the second is due
     EXPECT_EQ(s.stopped(), 2u);
     EXPECT_EQ(m.run_due(t0 + 6s).next, t0 + 9s);  // nothing left to spread
 }
