@@ -1,6 +1,5 @@
 #include "admin/admin_server.hpp"
 
-#include "proxy/common/backoff.hpp"
 #include "proxy/common/logging.hpp"
 #include "proxy/net/listen.hpp"
 
@@ -11,8 +10,6 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
-
-#include <boost/asio/steady_timer.hpp>
 
 #include <sys/socket.h>
 
@@ -105,15 +102,7 @@ struct AdminServer::Impl {
                 if (stopping || ec == asio::error::operation_aborted) {
                     co_return;
                 }
-                const auto step = backoff.failed(AcceptBackoff::Clock::now());
-                if (step.log) {
-                    log().warn(
-                        "admin accept failed: {} (waiting {} ms; {} more failures since "
-                        "the last report)",
-                        ec.message(), step.wait.count(), step.suppressed);
-                }
-                asio::steady_timer pause(ioc, step.wait);
-                co_await pause.async_wait(kNoThrow);
+                co_await net::pause_after_accept_failure(backoff, ec, "admin accept");
                 continue;
             }
             backoff.succeeded();

@@ -1,6 +1,12 @@
 #include "proxy/net/listen.hpp"
 
+#include "proxy/common/logging.hpp"
+
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/socket_base.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <sys/socket.h>
 
@@ -31,6 +37,17 @@ error_code open_listener(tcp::acceptor& acceptor, const tcp::endpoint& ep, bool 
     *step = "listen";
     acceptor.listen(asio::socket_base::max_listen_connections, ec);
     return ec;
+}
+
+Task<void> pause_after_accept_failure(AcceptBackoff& backoff, const error_code& ec,
+                                      std::string_view what) {
+    const auto step = backoff.failed(AcceptBackoff::Clock::now());
+    if (step.log) {
+        log().warn("{} failed: {} (waiting {} ms; {} more failures since the last report)", what,
+                   ec.message(), step.wait.count(), step.suppressed);
+    }
+    asio::steady_timer pause(co_await asio::this_coro::executor, step.wait);
+    co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
 }
 
 }  // namespace bgs::net

@@ -1,8 +1,8 @@
 #include "proxy/worker/worker.hpp"
 
-#include "proxy/common/backoff.hpp"
 #include "proxy/common/logging.hpp"
 #include "proxy/http/session.hpp"
+#include "proxy/net/listen.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -181,17 +181,7 @@ net::Task<void> Worker::accept_loop(net::tcp::acceptor& acceptor, routing::Audie
             if (stopping_ || ec == asio::error::operation_aborted) {
                 co_return;
             }
-            // EMFILE and friends: wait longer each time instead of spinning; the
-            // connection stays in the backlog until descriptors are free.
-            const auto step = backoff.failed(AcceptBackoff::Clock::now());
-            if (step.log) {
-                log().warn(
-                    "accept failed: {} (waiting {} ms; {} more failures since the last "
-                    "report)",
-                    ec.message(), step.wait.count(), step.suppressed);
-            }
-            asio::steady_timer pause(ioc_, step.wait);
-            co_await pause.async_wait(kNoThrow);
+            co_await net::pause_after_accept_failure(backoff, ec, "accept");
             continue;
         }
         backoff.succeeded();

@@ -31,6 +31,18 @@ ScriptedUpstream::Handler echo_target(std::string name) {
     };
 }
 
+// A configuration in front of `upstream` that writes JSON access log lines to
+// a fresh file of this process named after `name`; the file's path in `path`.
+config::Config with_json_access_log(std::uint16_t upstream, const std::string& name,
+                                    std::string& path) {
+    path = ::testing::TempDir() + "/bgswitch_" + name + "_" + std::to_string(::getpid()) + ".log";
+    std::remove(path.c_str());
+    auto cfg = test_config({upstream});
+    cfg.log.access = path;
+    cfg.log.format = config::LogFormat::Json;
+    return cfg;
+}
+
 // The first line of the access log at `path`, once it is written.
 std::string first_access_line(const std::string& path) {
     std::string line;
@@ -557,13 +569,8 @@ TEST(ProxyTest, ColorHeaderOnlyWhenExposed) {
 
 TEST(ProxyTest, WritesAnAccessLogLinePerRequest) {
     ScriptedUpstream up(echo_target("x"));
-    const auto path =
-        ::testing::TempDir() + "/bgswitch_access_" + std::to_string(::getpid()) + ".log";
-    std::remove(path.c_str());
-    auto cfg = test_config({up.port()});
-    cfg.log.access = path;
-    cfg.log.format = config::LogFormat::Json;
-    RunningProxy proxy(std::move(cfg));
+    std::string path;
+    RunningProxy proxy(with_json_access_log(up.port(), "access", path));
     auto c = Socket::connect(proxy.port());
     c.send(get("/logged?q=1", "X-Request-Id: log-me\r\n"));
     ASSERT_EQ(read_response(c).status, 200);
@@ -588,13 +595,8 @@ TEST(ProxyTest, AnUpstreamThatDiesMidResponseIsRecordedAsATruncated200) {
             s.send("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b");
         }
     });
-    const auto path =
-        ::testing::TempDir() + "/bgswitch_access_err_" + std::to_string(::getpid()) + ".log";
-    std::remove(path.c_str());
-    auto cfg = test_config({up.port()});
-    cfg.log.access = path;
-    cfg.log.format = config::LogFormat::Json;
-    RunningProxy proxy(std::move(cfg));
+    std::string path;
+    RunningProxy proxy(with_json_access_log(up.port(), "access_err", path));
     auto c = Socket::connect(proxy.port());
     c.send(get("/cut"));
     const auto head = c.read_until("\r\n\r\n");
