@@ -171,6 +171,86 @@ std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_
     return req;
 }
 
+std::variant<control::UpstreamsRequest, std::vector<std::string>> parse_upstreams_body(
+    std::string_view body, Color color) {
+    control::UpstreamsRequest req;
+    req.color = color;
+    std::vector<std::string> problems;
+    json::error_code ec;
+    auto v = json::parse(body, ec);
+    if (ec) {
+        return std::vector<std::string>{msg({"malformed JSON: ", ec.message()})};
+    }
+    if (auto dup = duplicate_json_key(body)) {
+        return std::vector<std::string>{msg({"duplicate key \"", *dup, "\""})};
+    }
+    if (!v.is_object()) {
+        return std::vector<std::string>{"the body must be a JSON object with \"upstreams\""};
+    }
+    bool have_list = false;
+    for (const auto& kv : v.as_object()) {
+        const auto key = kv.key();
+        const auto& val = kv.value();
+        if (key == "upstreams") {
+            have_list = true;
+            if (!val.is_array()) {
+                problems.push_back("\"upstreams\" must be a list of \"host:port\" strings");
+                continue;
+            }
+            const auto& list = val.as_array();
+            if (list.empty()) {
+                problems.push_back("\"upstreams\" must not be empty");
+            }
+            if (list.size() > kMaxUpstreams) {
+                problems.push_back(msg({"\"upstreams\" holds more than ",
+                                        std::to_string(kMaxUpstreams), " entries"}));
+                continue;
+            }
+            for (std::size_t i = 0; i < list.size(); ++i) {
+                const auto where = "upstreams[" + std::to_string(i) + "]";
+                if (!list[i].is_string()) {
+                    problems.push_back(where + ": must be a \"host:port\" string");
+                    continue;
+                }
+                std::string why;
+                const std::string_view text = list[i].as_string();
+                auto hp = config::HostPort::parse(text, &why);
+                if (!hp) {
+                    problems.push_back(msg({where, ": \"", text, "\": ", why}));
+                } else if (std::find(req.upstreams.begin(), req.upstreams.end(), *hp) !=
+                           req.upstreams.end()) {
+                    problems.push_back(msg({where, ": \"", text, "\" appears twice"}));
+                } else {
+                    req.upstreams.push_back(*hp);
+                }
+            }
+        } else if (key == "reason") {
+            if (!val.is_string() || val.as_string().size() > 1024) {
+                problems.push_back("\"reason\" must be a string of at most 1024 characters");
+            } else {
+                req.reason = val.as_string();
+            }
+        } else if (key == "expect_version") {
+            if (val.is_int64() && val.as_int64() >= 0) {
+                req.expect_version = static_cast<std::uint64_t>(val.as_int64());
+            } else if (val.is_uint64()) {
+                req.expect_version = val.as_uint64();
+            } else {
+                problems.push_back("\"expect_version\" must be a whole number");
+            }
+        } else {
+            problems.push_back(msg({"unknown field \"", key, "\""}));
+        }
+    }
+    if (!have_list) {
+        problems.push_back("\"upstreams\" is required");
+    }
+    if (!problems.empty()) {
+        return problems;
+    }
+    return req;
+}
+
 json::object gates_json(const health::GateReport& g) {
     json::array health;
     for (const auto& h : g.health) {
@@ -198,7 +278,7 @@ json::object gates_json(const health::GateReport& g) {
         }
         smoke.push_back(std::move(o));
     }
-    return json::object{
+    json::object out{
         {"passed", g.passed()},
         {"health", json::object{{"passed", g.health_passed},
                                 {"healthy", g.healthy},
@@ -210,6 +290,10 @@ json::object gates_json(const health::GateReport& g) {
                                {"duration_us", micros(g.smoke_ms)},
                                {"checks", std::move(smoke)}}},
     };
+    if (!g.passed()) {
+        out["failure"] = health::first_failure(g);
+    }
+    return out;
 }
 
 ApiResponse outcome_response(const control::SwitchOutcome& o) {
@@ -219,6 +303,7 @@ ApiResponse outcome_response(const control::SwitchOutcome& o) {
         body["gates"] = gates_json(o.gates);
     }
     switch (o.result) {
+        case Result::Updated:
         case Result::Switched:
         case Result::AlreadyActive:
         case Result::DryRunPassed: {
@@ -229,7 +314,7 @@ ApiResponse outcome_response(const control::SwitchOutcome& o) {
             return {200, json::serialize(ok) + "\n"};
         }
         case Result::Busy:
-            return error_response(409, "another switch is running");
+            return error_response(409, "a switch is running");
         case Result::VersionMismatch:
             return error_response(409, "version mismatch", {{"current_version", o.version}});
         case Result::NoPrevious:
@@ -244,6 +329,28 @@ ApiResponse outcome_response(const control::SwitchOutcome& o) {
                                   std::move(body));
     }
     return error_response(500, "unexpected outcome");
+}
+
+ApiResponse upstreams_response(const control::SwitchOutcome& o,
+                               const std::vector<config::HostPort>& list) {
+    using control::Result;
+    switch (o.result) {
+        case Result::Updated: {
+            json::array ups;
+            for (const auto& hp : list) {
+                ups.emplace_back(hp.to_string());
+            }
+            return {200, json::serialize(json::object{{"color", to_string(o.to)},
+                                                      {"upstreams", std::move(ups)},
+                                                      {"version", o.version}}) +
+                             "\n"};
+        }
+        case Result::PersistFailed:
+            return error_response(500, "the state file could not be written; nothing changed",
+                                  {{"detail", o.error}});
+        default:
+            return outcome_response(o);
+    }
 }
 
 }  // namespace bgs::admin

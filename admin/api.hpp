@@ -51,9 +51,21 @@ ApiResponse error_response(unsigned status, std::string_view message,
 std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_view body,
                                                                     bool rollback);
 
+/// Parses the body of PUT /v1/colors/{color}/upstreams for `color`. Returns
+/// every problem found (bad address, empty list, unknown field, ...) on failure.
+std::variant<control::UpstreamsRequest, std::vector<std::string>> parse_upstreams_body(
+    std::string_view body, Color color);
+
+/// The most upstreams a list may hold.
+inline constexpr std::size_t kMaxUpstreams = 1024;
+
 boost::json::object gates_json(const health::GateReport& g);
 
 /// The HTTP answer for a switch or rollback outcome (SPEC section 3).
 ApiResponse outcome_response(const control::SwitchOutcome& o);
+
+/// The HTTP answer for PUT /v1/colors/{color}/upstreams (SPEC section 7).
+ApiResponse upstreams_response(const control::SwitchOutcome& o,
+                               const std::vector<config::HostPort>& list);
 
 }  // namespace bgs::admin

@@ -48,8 +48,14 @@ bool token_matches(std::string_view authorization, const std::string& token) {
 }
 
 Routes::Routes(const config::Config& cfg, control::Switcher& switcher, routing::Router& router,
-               worker::Shared& shared)
-    : cfg_(cfg), switcher_(switcher), router_(router), shared_(shared) {}
+               worker::Shared& shared, control::UpstreamDirectory& upstreams,
+               control::ReloadHook reload)
+    : cfg_(cfg),
+      switcher_(switcher),
+      router_(router),
+      shared_(shared),
+      upstreams_(upstreams),
+      reload_(std::move(reload)) {}
 
 std::optional<ApiResponse> Routes::check_access(const ApiRequest& req) const {
     const auto& allow = cfg_.admin.allow;
@@ -88,13 +94,28 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
         }
         co_return ApiResponse{200, metrics_text(), "text/plain; version=0.0.4; charset=utf-8"};
     }
+    // /v1/colors/{color}/upstreams
+    constexpr std::string_view kColorsPrefix = "/v1/colors/";
+    constexpr std::string_view kUpstreamsSuffix = "/upstreams";
+    std::optional<std::string> color_name;
+    if (path.starts_with(kColorsPrefix) && path.ends_with(kUpstreamsSuffix) &&
+        path.size() > kColorsPrefix.size() + kUpstreamsSuffix.size()) {
+        color_name = path.substr(kColorsPrefix.size(),
+                                 path.size() - kColorsPrefix.size() - kUpstreamsSuffix.size());
+    }
     const bool known = path == "/v1/status" || path == "/v1/history" || path == "/v1/switch" ||
-                       path == "/v1/rollback";
+                       path == "/v1/rollback" || path == "/v1/reload" || color_name;
     if (!known) {
         co_return error_response(404, "no such endpoint", {{"path", path}});
     }
     if (auto refused = check_access(req)) {
         co_return *refused;
+    }
+    if (color_name) {
+        co_return upstreams(req, *color_name);
+    }
+    if (path == "/v1/reload") {
+        co_return reload(req);
     }
     if (path == "/v1/status") {
         if (req.method != "GET") {
@@ -123,14 +144,79 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
     co_return outcome_response(outcome);
 }
 
+ApiResponse Routes::upstreams(const ApiRequest& req, std::string_view color_name) {
+    if (req.method != "GET" && req.method != "PUT") {
+        return method_not_allowed("GET, PUT");
+    }
+    const auto color = parse_color(color_name);
+    if (!color) {
+        return error_response(400, "unknown color", {{"color", color_name}});
+    }
+    if (req.method == "GET") {
+        json::array list;
+        for (const auto& hp : upstreams_.list(*color)) {
+            list.emplace_back(hp.to_string());
+        }
+        json::array resolved;
+        for (const auto& r : upstreams_.resolved(*color)) {
+            resolved.push_back(json::object{{"upstream", r.upstream},
+                                            {"address", r.up->address},
+                                            {"healthy", r.up->healthy.load()}});
+        }
+        return json_response(json::object{{"color", to_string(*color)},
+                                          {"upstreams", std::move(list)},
+                                          {"source", control::to_string(upstreams_.source(*color))},
+                                          {"resolved", std::move(resolved)}});
+    }
+    auto parsed = parse_upstreams_body(req.body, *color);
+    if (auto* problems = std::get_if<std::vector<std::string>>(&parsed)) {
+        json::array list;
+        for (auto& p : *problems) {
+            list.emplace_back(p);
+        }
+        return error_response(400, "invalid upstreams", {{"problems", std::move(list)}});
+    }
+    auto change = std::get<control::UpstreamsRequest>(std::move(parsed));
+    change.source = req.source;
+    const auto list = change.upstreams;
+    return upstreams_response(switcher_.set_upstreams(std::move(change)), list);
+}
+
+ApiResponse Routes::reload(const ApiRequest& req) {
+    if (req.method != "POST") {
+        return method_not_allowed("POST");
+    }
+    using R = control::ReloadOutcome::Result;
+    const auto out = reload_(req.source);
+    auto strings = [](const std::vector<std::string>& v) {
+        json::array a;
+        for (const auto& s : v) {
+            a.emplace_back(s);
+        }
+        return a;
+    };
+    switch (out.result) {
+        case R::Reloaded:
+            return json_response(json::object{{"result", "reloaded"},
+                                              {"changed", strings(out.changed)},
+                                              {"restart_required", strings(out.restart_required)}});
+        case R::Invalid:
+            return error_response(400, "config invalid", {{"problems", strings(out.problems)}});
+        case R::Busy:
+            return error_response(409, "a switch is running");
+        case R::ShuttingDown:
+            break;
+    }
+    return error_response(503, "shutting down; nothing was changed");
+}
+
 std::string Routes::status_json() const {
     const auto& st = switcher_.state();
     json::object colors;
     for (Color c : kColors) {
         json::array ups;
-        for (std::size_t i = 0; i < router_.size(c); ++i) {
-            const auto& u = router_.upstream(c, i);
-            ups.push_back(json::object{{"address", u.address}, {"healthy", u.healthy.load()}});
+        for (const auto& u : upstreams_.members(c)) {
+            ups.push_back(json::object{{"address", u->name}, {"healthy", u->healthy.load()}});
         }
         json::object o{
             {"upstreams", std::move(ups)},
@@ -184,9 +270,8 @@ std::string Routes::metrics_text() const {
         g.connections[index(c)] = {shared_.activity.get(c, drain::Activity::Request),
                                    shared_.activity.get(c, drain::Activity::Upgraded),
                                    shared_.activity.get(c, drain::Activity::Stream)};
-        for (std::size_t i = 0; i < router_.size(c); ++i) {
-            const auto& u = router_.upstream(c, i);
-            g.upstreams.push_back({c, u.address, u.healthy.load()});
+        for (const auto& u : upstreams_.members(c)) {
+            g.upstreams.push_back({c, u->name, u->healthy.load()});
         }
     }
     g.switches = switcher_.counts();

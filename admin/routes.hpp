@@ -4,7 +4,9 @@
 
 #include "admin/api.hpp"
 #include "proxy/config/config.hpp"
+#include "proxy/control/reload.hpp"
 #include "proxy/control/switcher.hpp"
+#include "proxy/control/upstream_directory.hpp"
 #include "proxy/routing/router.hpp"
 
 namespace bgs::worker {
@@ -16,7 +18,8 @@ namespace bgs::admin {
 class Routes {
   public:
     Routes(const config::Config& cfg, control::Switcher& switcher, routing::Router& router,
-           worker::Shared& shared);
+           worker::Shared& shared, control::UpstreamDirectory& upstreams,
+           control::ReloadHook reload);
 
     net::Task<ApiResponse> handle(ApiRequest req);
 
@@ -27,11 +30,15 @@ class Routes {
     std::optional<ApiResponse> check_access(const ApiRequest& req) const;
     std::string history_json() const;
     std::string metrics_text() const;
+    ApiResponse upstreams(const ApiRequest& req, std::string_view color_name);
+    ApiResponse reload(const ApiRequest& req);
 
     const config::Config& cfg_;
     control::Switcher& switcher_;
     routing::Router& router_;
     worker::Shared& shared_;
+    control::UpstreamDirectory& upstreams_;
+    control::ReloadHook reload_;
 };
 
 /// Compares a presented "Bearer ..." header with the token in constant time.

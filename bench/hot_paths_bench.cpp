@@ -70,17 +70,21 @@ void BM_HeaderRewrite(benchmark::State& state) {
 BENCHMARK(BM_HeaderRewrite);
 
 void BM_RouteAndPick(benchmark::State& state) {
-    config::Config cfg;
+    std::array<routing::Members, 2> members;
     for (std::uint16_t p = 9001; p < 9005; ++p) {
-        cfg.colors[0].upstreams.push_back({"127.0.0.1", p});
-        cfg.colors[1].upstreams.push_back({"127.0.0.1", static_cast<std::uint16_t>(p + 100)});
+        for (Color c : kColors) {
+            const auto port = static_cast<std::uint16_t>(p + (c == Color::Green ? 100 : 0));
+            members[index(c)].push_back(std::make_shared<routing::Upstream>(
+                config::HostPort{"127.0.0.1", port},
+                net::tcp::endpoint(boost::asio::ip::address_v4::loopback(), port), true));
+        }
     }
     routing::ColorState colors(Color::Blue, 1);
-    routing::Router router(cfg, colors);
+    routing::Router router(colors);
     std::size_t cursor = 0;
     for (auto _ : state) {
         const auto c = router.route(routing::Audience::Live);
-        benchmark::DoNotOptimize(router.pick(c, cursor));
+        benchmark::DoNotOptimize(routing::pick(members[index(c)], cursor));
     }
 }
 BENCHMARK(BM_RouteAndPick);
@@ -218,13 +222,15 @@ BENCHMARK(BM_ResponseHeadReusedFields);
 void BM_PoolTakeGiveBack(benchmark::State& state) {
     boost::asio::io_context ctx(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
     net::tcp::acceptor acceptor(ctx, {boost::asio::ip::address_v4::loopback(), 0});
-    upstream::Endpoints endpoints;
-    endpoints[0].push_back(acceptor.local_endpoint());
-    endpoints[1].push_back(acceptor.local_endpoint());
-    upstream::Pool pool(endpoints, 256, std::chrono::seconds(60));
+    upstream::Pool pool(256, std::chrono::seconds(60));
+    const auto target = std::make_shared<routing::Upstream>(
+        config::HostPort{"127.0.0.1", acceptor.local_endpoint().port()}, acceptor.local_endpoint(),
+        true);
+    pool.set_members(Color::Blue, {target});
     std::vector<net::tcp::socket> peers;
     for (int i = 0; i < 64; ++i) {
         auto c = std::make_unique<upstream::Connection>(net::tcp::socket(ctx));
+        c->upstream = target;
         c->stream.socket().connect(acceptor.local_endpoint());
         peers.push_back(acceptor.accept());
         pool.give_back(std::move(c));

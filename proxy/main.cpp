@@ -76,9 +76,10 @@ int serve_until_signal(Server& server, const sigset_t& signals) {
         if (sig != SIGHUP) {
             break;
         }
-        // A habit from nginx and HAProxy, and what logrotate sends: it must not
-        // stop the proxy.
-        log().warn("received SIGHUP: configuration reload is not available yet; ignored");
+        // As nginx and HAProxy do, and what logrotate sends: re-read the
+        // configuration (and reopen the access log).
+        log().info("received SIGHUP: reloading the configuration");
+        server.reload_in_background("SIGHUP");
     }
     log().info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     server.shutdown();
@@ -97,7 +98,7 @@ int cmd_run(const std::string& path) {
     init_logging(loaded.config->log.level);
     raise_descriptor_limit();
     try {
-        Server server(std::move(*loaded.config));
+        Server server(std::move(*loaded.config), resolve_with_system, path);
         std::string ports;
         for (auto p : server.listen_ports()) {
             ports += (ports.empty() ? "" : ", ") + std::to_string(p);
@@ -131,8 +132,8 @@ int cmd_check_config(const std::string& path) {
                 std::cerr << "bgswitch: warning: colors." << to_string(c) << ".upstreams[" << i
                           << "]: \"" << ups[i].to_string() << "\" does not resolve now ("
                           << ::gai_strerror(rc)
-                          << "); bgswitch run starts with it down and tries it again every "
-                             "health.interval\n";
+                          << "); bgswitch run starts without it and tries it again every "
+                             "resolver.refresh\n";
             } else {
                 ::freeaddrinfo(res);
             }
@@ -323,6 +324,26 @@ int main(int argc, char** argv) {
     auto* history_cmd = app.add_subcommand("history", "recent switches and rollbacks");
     add_client_options(history_cmd);
 
+    admin::cli::UpstreamsOptions ups;
+    auto* upstreams_cmd =
+        app.add_subcommand("upstreams", "show a color's upstreams, or set them (upstreams set)");
+    upstreams_cmd->add_option("color", ups.color, "blue or green (default: both)")
+        ->check(CLI::IsMember({"blue", "green"}));
+    add_client_options(upstreams_cmd);
+    auto* upstreams_set = upstreams_cmd->add_subcommand(
+        "set", "replace COLOR's upstreams with ADDR... (host:port; names resolve to every address)");
+    upstreams_set->add_option("color", ups.color, "blue or green")
+        ->required()
+        ->check(CLI::IsMember({"blue", "green"}));
+    upstreams_set->add_option("addresses", ups.upstreams, "host:port ...")->required();
+    upstreams_set->add_option("--reason", ups.reason, "kept in the history");
+    upstreams_set->add_option("--expect-version", ups.expect_version,
+                              "refuse unless the current state version is this one");
+    add_client_options(upstreams_set);
+    auto* reload_cmd =
+        app.add_subcommand("reload", "make the proxy re-read its configuration file");
+    add_client_options(reload_cmd);
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -347,6 +368,12 @@ int main(int argc, char** argv) {
         rc = admin::cli::rollback(client, sw);
     } else if (history_cmd->parsed()) {
         rc = admin::cli::history(client);
+    } else if (upstreams_set->parsed()) {
+        rc = admin::cli::set_upstreams(client, ups);
+    } else if (upstreams_cmd->parsed()) {
+        rc = admin::cli::show_upstreams(client, ups);
+    } else if (reload_cmd->parsed()) {
+        rc = admin::cli::reload(client);
     }
     shutdown_logging();
     return rc;

@@ -4,6 +4,8 @@
 #include "admin/routes.hpp"
 #include "proxy/common/logging.hpp"
 #include "proxy/control/switcher.hpp"
+#include "proxy/control/upstream_directory.hpp"
+#include "proxy/config/loader.hpp"
 #include "proxy/health/health_checker.hpp"
 #include "proxy/net/listen.hpp"
 #include "proxy/worker/worker.hpp"
@@ -16,6 +18,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <future>
+
+#include <fmt/ranges.h>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/socket_base.hpp>
@@ -61,40 +65,60 @@ net::Task<void> housekeep(asio::steady_timer& timer, const std::atomic<bool>& st
 
 }  // namespace
 
-struct Server::Addresses {
-    upstream::Endpoints endpoints;
-};
-
 struct Server::Housekeeping {
     explicit Housekeeping(asio::io_context& ioc) : timer(ioc) {}
     asio::steady_timer timer;
 };
 
-// An upstream's address, or port 0 (not resolved yet) when its name does not
-// resolve now.
-tcp::endpoint upstream_endpoint(const config::HostPort& hp, const NameResolver& resolver,
-                                Color color) {
-    net::error_code ec;
-    auto ip = asio::ip::make_address(hp.host, ec);
-    if (ec) {
-        const auto address = resolver(hp.host);
-        if (address) {
-            ip = asio::ip::make_address(*address, ec);
-        }
-        if (!address || ec) {
-            log().warn(
-                "upstream {} of {} does not resolve now; it stays down and its name is "
-                "tried again every health.interval",
-                hp.to_string(), to_string(color));
-            return {};
-        }
+// One listening address bound on every worker's context, not accepting yet.
+struct Server::Bound {
+    std::vector<tcp::acceptor> acceptors;  // one per worker, in worker order
+    std::uint16_t port = 0;
+};
+
+Server::Bound Server::bind_everywhere(const config::HostPort& hp, const char* what) {
+    Bound b;
+    auto ep = resolve(workers_.front()->context(), hp, what);
+    // With port 0 the first bind picks the port and the others join it.
+    for (auto& w : workers_) {
+        b.acceptors.push_back(bind_listener(w->context(), ep, what));
+        ep.port(b.acceptors.back().local_endpoint().port());
     }
-    return {ip, hp.port};
+    b.port = ep.port();
+    return b;
 }
 
-Server::Server(config::Config cfg, NameResolver resolver)
-    : cfg_(std::move(cfg)), store_(cfg_.state_file), addresses_(std::make_unique<Addresses>()) {
-    auto& endpoints = addresses_->endpoints;
+namespace {
+
+std::string listener_key(const char* what, const config::HostPort& hp) {
+    return std::string(what) + " " + hp.to_string();
+}
+
+// The lists the state file keeps win over the configuration's; one that no
+// longer parses (edited by hand) is reported and the configuration's used.
+std::optional<std::vector<config::HostPort>> saved_list(const state::SwitchState& st, Color c) {
+    const auto& saved = st.upstreams[index(c)];
+    if (!saved) {
+        return std::nullopt;
+    }
+    std::vector<config::HostPort> out;
+    for (const auto& text : *saved) {
+        std::string why;
+        auto hp = config::HostPort::parse(text, &why);
+        if (!hp) {
+            log().error("state file: upstreams of {}: \"{}\": {}; the configuration's list is used",
+                        to_string(c), text, why);
+            return std::nullopt;
+        }
+        out.push_back(*hp);
+    }
+    return out;
+}
+
+}  // namespace
+
+Server::Server(config::Config cfg, NameResolver resolver, std::string config_file)
+    : cfg_(std::move(cfg)), config_file_(std::move(config_file)), store_(cfg_.state_file) {
     // The state file wins over `active:`; one that exists but cannot be read
     // stops the start rather than silently flipping traffic.
     std::optional<state::SwitchState> saved;
@@ -124,39 +148,26 @@ Server::Server(config::Config cfg, NameResolver resolver)
     }
     log().info("active color {} ({})", to_string(initial.active), active_source_);
     color_state_ = std::make_unique<routing::ColorState>(initial.active, initial.version);
-    router_ = std::make_unique<routing::Router>(cfg_, *color_state_);
-    shared_ = std::make_unique<worker::Shared>(cfg_, *router_);
-    for (Color c : kColors) {
-        const auto& ups = cfg_.group(c).upstreams;
-        for (std::size_t i = 0; i < ups.size(); ++i) {
-            const auto ep = upstream_endpoint(ups[i], resolver, c);
-            endpoints[index(c)].push_back(ep);
-            if (ep.port() == 0) {
-                router_->upstream(c, i).healthy.store(false);
-            }
-        }
-    }
+    router_ = std::make_unique<routing::Router>(*color_state_);
+    shared_ = std::make_unique<worker::Shared>(*router_);
     try {
-        shared_->access_log = make_access_logger(cfg_.log.access);
+        access_log_ = make_access_logger(cfg_.log.access);
     } catch (const std::exception& e) {
         throw StartupError("log.access " + cfg_.log.access + ": " + e.what());
     }
 
     const unsigned n = cfg_.worker_count();
     for (unsigned i = 0; i < n; ++i) {
-        workers_.push_back(std::make_unique<worker::Worker>(*shared_, i, endpoints));
+        workers_.push_back(std::make_unique<worker::Worker>(
+            *shared_, i, std::make_shared<const config::Config>(cfg_), access_log_));
     }
-
-    // Binds one listening address on every worker. With port 0 the first bind
-    // picks the port and the others join it.
     auto bind_all = [&](const config::HostPort& hp, routing::Audience audience, const char* what) {
-        auto ep = resolve(workers_.front()->context(), hp, what);
-        for (auto& w : workers_) {
-            auto acceptor = bind_listener(w->context(), ep, what);
-            ep.port(acceptor.local_endpoint().port());
-            w->add_listener(std::move(acceptor), audience);
+        auto bound = bind_everywhere(hp, what);
+        for (std::size_t i = 0; i < workers_.size(); ++i) {
+            workers_[i]->add_listener(listener_key(what, hp), std::move(bound.acceptors[i]),
+                                      audience);
         }
-        return ep.port();
+        return bound.port;
     };
     for (const auto& hp : cfg_.listen) {
         listen_ports_.push_back(bind_all(hp, routing::Audience::Live, "listen"));
@@ -165,21 +176,39 @@ Server::Server(config::Config cfg, NameResolver resolver)
         preview_port_ = bind_all(*cfg_.preview, routing::Audience::Preview, "preview");
     }
 
+    control_ = std::make_unique<asio::io_context>(1);
+    health_ = std::make_unique<health::HealthChecker>(
+        cfg_, [this](Color c, const routing::UpstreamPtr& up) { directory_->health_changed(c, up); });
+    control::UpstreamDirectory::Hooks hooks;
+    hooks.publish = [this](Color c, const routing::Members& members) {
+        for (auto& w : workers_) {
+            w->set_members(c, members, cfg_.switching.drain_timeout, cfg_.switching.close_spread);
+        }
+    };
+    hooks.joined = [this](Color c, const routing::UpstreamPtr& up, bool probe_now) {
+        health_->watch(c, up, probe_now);
+    };
+    directory_ = std::make_unique<control::UpstreamDirectory>(cfg_, *color_state_,
+                                                              std::move(resolver), std::move(hooks));
+    for (Color c : kColors) {
+        if (auto list = saved_list(initial, c)) {
+            log().info("upstreams of {} from the state file (set through the API): {}",
+                       to_string(c), fmt::join(*initial.upstreams[index(c)], ", "));
+            directory_->load(c, std::move(*list), control::ListSource::Api);
+        } else {
+            directory_->load(c, cfg_.group(c).upstreams, control::ListSource::Config);
+        }
+    }
+
     std::vector<worker::Worker*> worker_ptrs;
     for (auto& w : workers_) {
         worker_ptrs.push_back(w.get());
     }
-    switcher_ = std::make_unique<control::Switcher>(cfg_, endpoints, *color_state_, store_,
+    switcher_ = std::make_unique<control::Switcher>(cfg_, *directory_, *color_state_, store_,
                                                     std::move(initial), std::move(worker_ptrs));
-    routes_ = std::make_unique<admin::Routes>(cfg_, *switcher_, *router_, *shared_);
-    control_ = std::make_unique<asio::io_context>(1);
-    health_ = std::make_unique<health::HealthChecker>(
-        cfg_, *router_, endpoints, std::move(resolver),
-        [this](Color c, std::size_t i, const tcp::endpoint& ep) {
-            for (auto& w : workers_) {
-                w->set_endpoint(c, i, ep);
-            }
-        });
+    routes_ = std::make_unique<admin::Routes>(
+        cfg_, *switcher_, *router_, *shared_, *directory_,
+        [this](const std::string& source) { return reload(source); });
     try {
         admin_ = std::make_unique<admin::AdminServer>(*control_, cfg_, *routes_);
     } catch (const std::exception& e) {
@@ -191,6 +220,139 @@ Server::Server(config::Config cfg, NameResolver resolver)
             "answers 401",
             cfg_.admin.address.to_string());
     }
+}
+
+void Server::reload_in_background(std::string source) {
+    asio::post(*control_, [this, source = std::move(source)] {
+        const auto out = reload(source);
+        if (out.result == control::ReloadOutcome::Result::Busy) {
+            log().warn("reload ({}) refused: a switch is running; send it again after", source);
+        }
+    });
+}
+
+control::ReloadOutcome Server::reload(const std::string& source) {
+    using R = control::ReloadOutcome::Result;
+    control::ReloadOutcome out;
+    if (shared_->shutting_down.load()) {
+        out.result = R::ShuttingDown;
+        return out;
+    }
+    if (config_file_.empty()) {
+        out.result = R::Invalid;
+        out.problems.push_back("this proxy was not started from a configuration file");
+        return out;
+    }
+    if (switcher_->busy()) {
+        out.result = R::Busy;
+        return out;
+    }
+    auto loaded = config::load_config_file(config_file_);
+    auto refuse = [&](std::vector<std::string> problems) {
+        log().error("reload ({}) of {} refused, nothing changed: {} problem{}", source,
+                    config_file_, problems.size(), problems.size() == 1 ? "" : "s");
+        for (const auto& p : problems) {
+            log().error("  {}", p);
+        }
+        out.result = R::Invalid;
+        out.problems = std::move(problems);
+        return out;
+    };
+    if (!loaded.config) {
+        return refuse(std::move(loaded.errors));
+    }
+    config::Config next = std::move(*loaded.config);
+    // What needs a restart stays as it is; `active:` never moves traffic.
+    for (auto& key : config::changed_keys(cfg_, next)) {
+        (config::needs_restart(key) ? out.restart_required : out.changed).push_back(key);
+    }
+    next.proxy.workers = cfg_.proxy.workers;
+    next.state_file = cfg_.state_file;
+    next.admin.address = cfg_.admin.address;
+    next.active = cfg_.active;
+
+    // Everything that can fail is done before anything changes: new
+    // listeners are bound, the access log opened.
+    std::vector<std::string> problems;
+    std::vector<std::pair<std::string, Bound>> opened;
+    std::vector<std::pair<std::string, routing::Audience>> audiences;
+    auto open_new = [&](const config::HostPort& hp, const std::vector<config::HostPort>& old,
+                        routing::Audience audience, const char* what) {
+        if (std::find(old.begin(), old.end(), hp) != old.end()) {
+            return;
+        }
+        try {
+            opened.emplace_back(listener_key(what, hp), bind_everywhere(hp, what));
+            audiences.emplace_back(listener_key(what, hp), audience);
+        } catch (const StartupError& e) {
+            problems.push_back(std::string(what) + ": " + e.what());
+        }
+    };
+    for (const auto& hp : next.listen) {
+        open_new(hp, cfg_.listen, routing::Audience::Live, "listen");
+    }
+    const auto old_preview =
+        cfg_.preview ? std::vector<config::HostPort>{*cfg_.preview} : std::vector<config::HostPort>{};
+    if (next.preview) {
+        open_new(*next.preview, old_preview, routing::Audience::Preview, "preview");
+    }
+    std::shared_ptr<spdlog::logger> access_log;
+    try {
+        access_log = make_access_logger(next.log.access);  // reopened: logrotate moved the old one
+    } catch (const std::exception& e) {
+        problems.push_back("log.access: " + next.log.access + ": " + e.what());
+    }
+    if (!problems.empty()) {
+        return refuse(std::move(problems));  // what was bound closes here
+    }
+
+    // --- apply ---------------------------------------------------------------
+    const config::Config old = std::exchange(cfg_, std::move(next));
+    init_logging(cfg_.log.level);
+    access_log_ = access_log;
+    for (auto& w : workers_) {
+        w->update_settings(std::make_shared<const config::Config>(cfg_), access_log);
+    }
+    for (std::size_t i = 0; i < opened.size(); ++i) {
+        for (std::size_t k = 0; k < workers_.size(); ++k) {
+            workers_[k]->open_listener(opened[i].first, std::move(opened[i].second.acceptors[k]),
+                                       audiences[i].second);
+        }
+        log().info("reload: now accepting on {} (port {})", opened[i].first,
+                   opened[i].second.port);
+    }
+    auto close_gone = [&](const std::vector<config::HostPort>& before,
+                          const std::vector<config::HostPort>& after, const char* what) {
+        for (const auto& hp : before) {
+            if (std::find(after.begin(), after.end(), hp) == after.end()) {
+                for (auto& w : workers_) {
+                    w->close_listener(listener_key(what, hp));
+                }
+                log().info("reload: no longer accepting on {}; its connections go on",
+                           listener_key(what, hp));
+            }
+        }
+    };
+    close_gone(old.listen, cfg_.listen, "listen");
+    close_gone(old_preview,
+               cfg_.preview ? std::vector<config::HostPort>{*cfg_.preview}
+                            : std::vector<config::HostPort>{},
+               "preview");
+    std::vector<Color> from_file;
+    for (Color c : kColors) {
+        if (old.group(c) != cfg_.group(c)) {
+            directory_->set_list(c, cfg_.group(c).upstreams, control::ListSource::Config);
+            from_file.push_back(c);
+        }
+    }
+    switcher_->record_reload(out.changed, source, from_file);
+    log().info("reload ({}) of {}: {}{}", source, config_file_,
+               out.changed.empty() ? "nothing changed" : "changed " + fmt::format("{}", fmt::join(out.changed, ", ")),
+               out.restart_required.empty()
+                   ? ""
+                   : "; needs a restart to apply: " +
+                         fmt::format("{}", fmt::join(out.restart_required, ", ")));
+    return out;
 }
 
 Server::~Server() {
@@ -206,6 +368,7 @@ std::uint16_t Server::admin_port() const {
 
 void Server::start() {
     health_->start(control_->get_executor());
+    directory_->start(control_->get_executor());
     admin_->start();
     housekeeping_ = std::make_unique<Housekeeping>(*control_);
     asio::co_spawn(*control_, housekeep(housekeeping_->timer, shared_->shutting_down),
@@ -245,6 +408,7 @@ void Server::shutdown() {
         switcher_->stop();
         admin_->stop();
         health_->stop();
+        directory_->stop();
         if (housekeeping_) {
             housekeeping_->timer.cancel();
         }
@@ -300,8 +464,8 @@ void Server::wait() {
         control_->stop();
         control_thread_.join();
     }
-    if (shared_->access_log) {
-        shared_->access_log->flush();
+    if (access_log_) {
+        access_log_->flush();
     }
 }
 

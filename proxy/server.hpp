@@ -7,6 +7,7 @@
 
 #include "proxy/common/name_resolver.hpp"
 #include "proxy/config/config.hpp"
+#include "proxy/control/reload.hpp"
 #include "proxy/routing/color_state.hpp"
 #include "proxy/routing/router.hpp"
 #include "proxy/state/state_store.hpp"
@@ -26,7 +27,8 @@ struct Shared;
 }  // namespace bgs::worker
 namespace bgs::control {
 class Switcher;
-}
+class UpstreamDirectory;
+}  // namespace bgs::control
 namespace bgs::health {
 class HealthChecker;
 }
@@ -34,6 +36,9 @@ namespace bgs::admin {
 class Routes;
 class AdminServer;
 }  // namespace bgs::admin
+namespace spdlog {
+class logger;
+}
 namespace boost::asio {
 class io_context;
 }
@@ -50,12 +55,14 @@ class StartupError : public std::runtime_error {
 
 class Server {
   public:
-    /// Loads the state file (its color wins over the configuration's `active`),
-    /// resolves every address and binds every listener and the admin endpoint
-    /// (port 0 picks a free port). An upstream name that does not resolve is
-    /// not fatal: that upstream is down and its name is tried again every
-    /// health.interval through `resolver`. Throws StartupError.
-    explicit Server(config::Config cfg, NameResolver resolver = resolve_with_system);
+    /// Loads the state file (its color and its upstream lists win over the
+    /// configuration's), resolves every name and binds every listener and the
+    /// admin endpoint (port 0 picks a free port). An upstream name that does
+    /// not resolve is not fatal: it is tried again every resolver.refresh
+    /// through `resolver`. `config_file`: where a reload reads the
+    /// configuration again (empty: reloads are refused). Throws StartupError.
+    explicit Server(config::Config cfg, NameResolver resolver = resolve_with_system,
+                    std::string config_file = "");
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
@@ -68,11 +75,16 @@ class Server {
     /// Blocks until every thread has stopped.
     void wait();
 
+    /// Re-reads the configuration file (SIGHUP): the outcome is logged, each
+    /// problem on a line of its own. Returns at once; any thread.
+    void reload_in_background(std::string source);
+
     /// The bound ports of the `listen` entries, in order.
     const std::vector<std::uint16_t>& listen_ports() const { return listen_ports_; }
     std::optional<std::uint16_t> preview_port() const { return preview_port_; }
     std::uint16_t admin_port() const;
 
+    /// The configuration as started. Changed by reloads, on the control thread.
     const config::Config& config() const { return cfg_; }
     /// The color served now, and where it came from at start (state file or
     /// configuration), in words for the start-up log.
@@ -83,16 +95,20 @@ class Server {
     worker::Shared& shared() { return *shared_; }
 
   private:
+    /// What a reload does, on the control thread.
+    control::ReloadOutcome reload(const std::string& source);
+    struct Bound;
+    /// Binds `hp` on every worker's context (not yet accepting).
+    Bound bind_everywhere(const config::HostPort& hp, const char* what);
+
     config::Config cfg_;
+    std::string config_file_;
     state::StateStore store_;
     std::string active_source_;
     std::unique_ptr<routing::ColorState> color_state_;
     std::unique_ptr<routing::Router> router_;
     std::unique_ptr<worker::Shared> shared_;
-    // The upstreams' addresses as the control thread knows them (health,
-    // gates); each worker's pool has its own copy. Control thread after start.
-    struct Addresses;
-    std::unique_ptr<Addresses> addresses_;
+    std::shared_ptr<spdlog::logger> access_log_;  // null when off; replaced by reloads
     std::vector<std::unique_ptr<worker::Worker>> workers_;
     std::unique_ptr<control::Switcher> switcher_;
     std::unique_ptr<admin::Routes> routes_;
@@ -100,6 +116,7 @@ class Server {
     // the objects that own I/O objects on it, so destruction runs safely.
     std::unique_ptr<boost::asio::io_context> control_;
     std::unique_ptr<health::HealthChecker> health_;
+    std::unique_ptr<control::UpstreamDirectory> directory_;
     std::unique_ptr<admin::AdminServer> admin_;
     struct Housekeeping;  // the control thread's periodic chores
     std::unique_ptr<Housekeeping> housekeeping_;

@@ -211,7 +211,128 @@ std::optional<int> get_document(const ClientOptions& opt, const std::string& pat
     return std::nullopt;
 }
 
+// A JSON list of strings as "a, b, c" (safe for a terminal).
+std::string joined(const json::value* v) {
+    if (v == nullptr || !v->is_array()) {
+        return "-";
+    }
+    std::string out;
+    for (const auto& item : v->as_array()) {
+        out += (out.empty() ? "" : ", ") + str(&item);
+    }
+    return out.empty() ? "(none)" : out;
+}
+
+void print_upstreams(const json::object& o) {
+    std::cout << str(o.if_contains("color")) << " (" << str(o.if_contains("source"))
+              << "): " << joined(o.if_contains("upstreams")) << "\n";
+    const auto* resolved = o.if_contains("resolved");
+    if (resolved == nullptr || !resolved->is_array() || resolved->as_array().empty()) {
+        std::cout << "  no address yet\n";
+        return;
+    }
+    for (const auto& r : resolved->as_array()) {
+        const auto& u = r.as_object();
+        const auto* healthy = u.if_contains("healthy");
+        std::printf("  %-28s %-28s %s\n", str(u.if_contains("upstream")).c_str(),
+                    str(u.if_contains("address")).c_str(),
+                    healthy && healthy->is_bool() && healthy->as_bool() ? "healthy" : "DOWN");
+    }
+}
+
 }  // namespace
+
+int show_upstreams(const ClientOptions& opt, const UpstreamsOptions& up) {
+    std::vector<std::string> colors;
+    if (up.color.empty()) {
+        colors = {"blue", "green"};
+    } else {
+        colors = {up.color};
+    }
+    for (const auto& c : colors) {
+        json::value doc;
+        if (auto code = get_document(opt, "/v1/colors/" + c + "/upstreams", doc)) {
+            if (*code != kExitOk) {
+                return *code;
+            }
+            continue;  // --json printed it
+        }
+        print_upstreams(doc.as_object());
+    }
+    std::fflush(stdout);
+    return kExitOk;
+}
+
+int set_upstreams(const ClientOptions& opt, const UpstreamsOptions& up) {
+    json::array list;
+    for (const auto& a : up.upstreams) {
+        list.emplace_back(a);
+    }
+    json::object body{{"upstreams", std::move(list)}};
+    if (!up.reason.empty()) {
+        body["reason"] = up.reason;
+    }
+    if (up.expect_version) {
+        body["expect_version"] = *up.expect_version;
+    }
+    auto r = call(opt, "PUT", "/v1/colors/" + up.color + "/upstreams", json::serialize(body));
+    json::value doc;
+    if (auto code = failure(r, doc)) {
+        return *code;
+    }
+    if (opt.json) {
+        std::cout << r.body;
+    }
+    const auto& o = doc.as_object();
+    if (r.status == 200) {
+        if (!opt.json) {
+            std::cout << "upstreams of " << str(o.if_contains("color"))
+                      << " set: " << joined(o.if_contains("upstreams")) << " (version "
+                      << str(o.if_contains("version")) << ")\n";
+        }
+        return kExitOk;
+    }
+    if (!opt.json) {
+        std::cerr << "bgswitch: refused: " << str(o.if_contains("error")) << "\n";
+        if (const auto* p = o.if_contains("problems"); p && p->is_array()) {
+            for (const auto& item : p->as_array()) {
+                std::cerr << "  " << str(&item) << "\n";
+            }
+        }
+    }
+    return r.status == 400 ? kExitUsage : kExitRefused;
+}
+
+int reload(const ClientOptions& opt) {
+    auto r = call(opt, "POST", "/v1/reload");
+    json::value doc;
+    if (auto code = failure(r, doc)) {
+        return *code;
+    }
+    if (opt.json) {
+        std::cout << r.body;
+    }
+    const auto& o = doc.as_object();
+    if (r.status == 200) {
+        if (!opt.json) {
+            std::cout << "reloaded; changed: " << joined(o.if_contains("changed")) << "\n";
+            const auto* restart = o.if_contains("restart_required");
+            if (restart && restart->is_array() && !restart->as_array().empty()) {
+                std::cout << "needs a restart to apply: " << joined(restart) << "\n";
+            }
+        }
+        return kExitOk;
+    }
+    if (!opt.json) {
+        std::cerr << "bgswitch: reload refused: " << str(o.if_contains("error")) << "\n";
+        if (const auto* p = o.if_contains("problems"); p && p->is_array()) {
+            for (const auto& item : p->as_array()) {
+                std::cerr << "  " << str(&item) << "\n";
+            }
+        }
+    }
+    return kExitRefused;  // a broken file or a running switch: nothing changed
+}
 
 int status(const ClientOptions& opt) {
     json::value doc;
@@ -276,8 +397,8 @@ int history(const ClientOptions& opt) {
         std::cout << "no switches yet\n";
         return kExitOk;
     }
-    std::printf("%-24s %-8s %-6s %-6s %-15s %7s %9s  %-15s %s\n", "TIME", "ACTION", "FROM", "TO",
-                "RESULT", "VERSION", "GATES", "SOURCE", "REASON");
+    std::printf("%-24s %-13s %-6s %-6s %-15s %7s %9s  %-15s %s\n", "TIME", "ACTION", "FROM",
+                "TO", "RESULT", "VERSION", "GATES", "SOURCE", "REASON");
     for (const auto& e : events) {
         const auto& o = e.as_object();
         const auto& g = o.at("gates").as_object();
@@ -292,7 +413,14 @@ int history(const ClientOptions& opt) {
         if (const auto* f = o.if_contains("failure")) {
             reason += (reason.empty() ? "" : "; ") + str(f);
         }
-        std::printf("%-24s %-8s %-6s %-6s %-15s %7s %9s  %-15s %s\n",
+        if (const auto* u = o.if_contains("upstreams"); u && u->is_object()) {
+            reason += (reason.empty() ? "" : "; ") + joined(u->as_object().if_contains("old")) +
+                      " -> " + joined(u->as_object().if_contains("new"));
+        }
+        if (const auto* c = o.if_contains("changed")) {
+            reason += (reason.empty() ? "" : "; ") + std::string("changed: ") + joined(c);
+        }
+        std::printf("%-24s %-13s %-6s %-6s %-15s %7s %9s  %-15s %s\n",
                     str(o.if_contains("time")).c_str(), str(o.if_contains("action")).c_str(),
                     str(o.if_contains("from")).c_str(), str(o.if_contains("to")).c_str(),
                     result.c_str(), str(o.if_contains("version")).c_str(), fmt_ms(gate_ms).c_str(),

@@ -1,10 +1,12 @@
-// The client commands (status, switch, rollback, history): they call the admin
+// The client commands (status, switch, rollback, history, upstreams, reload):
+// they call the admin
 // API and print readable results. Exit codes: 0 done, 1 refused (a gate failed,
 // a switch already running), 2 usage, connection or authentication error.
 #pragma once
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace bgs::admin::cli {
 
@@ -27,7 +29,21 @@ struct SwitchOptions {
     std::optional<unsigned long long> expect_version;
 };
 
+struct UpstreamsOptions {
+    std::string color;                   // empty: both colors (show only)
+    std::vector<std::string> upstreams;  // set: the new list
+    std::string reason;
+    std::optional<unsigned long long> expect_version;
+};
+
 int status(const ClientOptions& opt);
+/// `bgswitch upstreams [COLOR]`: each color's list, where it came from, and
+/// what every entry resolved to with its health.
+int show_upstreams(const ClientOptions& opt, const UpstreamsOptions& up);
+/// `bgswitch upstreams set COLOR ADDR...`.
+int set_upstreams(const ClientOptions& opt, const UpstreamsOptions& up);
+/// `bgswitch reload`: the proxy re-reads its configuration file.
+int reload(const ClientOptions& opt);
 int switch_color(const ClientOptions& opt, const SwitchOptions& sw);
 int rollback(const ClientOptions& opt, const SwitchOptions& sw);
 int history(const ClientOptions& opt);

@@ -4,28 +4,33 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+
 namespace bgs {
 
-std::optional<std::string> resolve_with_system(const std::string& host) {
+std::vector<std::string> resolve_with_system(const std::string& host) {
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     addrinfo* res = nullptr;
-    if (::getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr) {
-        return std::nullopt;
+    std::vector<std::string> out;
+    if (::getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0) {
+        return out;
     }
-    char text[INET6_ADDRSTRLEN] = {};
-    const void* addr = nullptr;
-    if (res->ai_family == AF_INET) {
-        addr = &reinterpret_cast<const sockaddr_in*>(res->ai_addr)->sin_addr;
-    } else if (res->ai_family == AF_INET6) {
-        addr = &reinterpret_cast<const sockaddr_in6*>(res->ai_addr)->sin6_addr;
+    for (const addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+        const void* addr = nullptr;
+        if (ai->ai_family == AF_INET) {
+            addr = &reinterpret_cast<const sockaddr_in*>(ai->ai_addr)->sin_addr;
+        } else if (ai->ai_family == AF_INET6) {
+            addr = &reinterpret_cast<const sockaddr_in6*>(ai->ai_addr)->sin6_addr;
+        }
+        char text[INET6_ADDRSTRLEN] = {};
+        if (addr != nullptr && ::inet_ntop(ai->ai_family, addr, text, sizeof text) != nullptr &&
+            std::find(out.begin(), out.end(), text) == out.end()) {
+            out.emplace_back(text);
+        }
     }
-    const bool ok = addr != nullptr && ::inet_ntop(res->ai_family, addr, text, sizeof text);
     ::freeaddrinfo(res);
-    if (!ok) {
-        return std::nullopt;
-    }
-    return std::string(text);
+    return out;
 }
 
 }  // namespace bgs

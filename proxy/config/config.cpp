@@ -143,4 +143,45 @@ bool is_loopback_host(const std::string& host) {
     return false;
 }
 
+std::vector<std::string> changed_keys(const Config& a, const Config& b) {
+    std::vector<std::string> out;
+    auto note = [&](bool differs, const char* key) {
+        if (differs) {
+            out.emplace_back(key);
+        }
+    };
+    note(a.listen != b.listen, "listen");
+    note(a.preview != b.preview, "preview");
+    note(a.admin.address != b.admin.address, "admin.address");
+    note(a.admin.token != b.admin.token, "admin.token");
+    note(a.admin.allow != b.admin.allow, "admin.allow");
+    note(a.colors[0] != b.colors[0], "colors.blue.upstreams");
+    note(a.colors[1] != b.colors[1], "colors.green.upstreams");
+    note(a.resolver != b.resolver, "resolver");
+    note(a.health != b.health, "health");
+    note(a.smoke != b.smoke, "smoke");
+    note(a.switching != b.switching, "switch");
+    note(a.state_file != b.state_file, "state.file");
+    note(a.proxy.workers != b.proxy.workers, "proxy.workers");
+    note(a.proxy.expose_color_header != b.proxy.expose_color_header, "proxy.expose_color_header");
+    note(a.proxy.trusted_proxies != b.proxy.trusted_proxies, "proxy.trusted_proxies");
+    note(a.timeouts.connect != b.timeouts.connect, "timeouts.connect");
+    note(a.timeouts.header_read != b.timeouts.header_read, "timeouts.header_read");
+    note(a.timeouts.idle != b.timeouts.idle, "timeouts.idle");
+    note(a.timeouts.upstream_response != b.timeouts.upstream_response,
+         "timeouts.upstream_response");
+    note(a.timeouts.shutdown != b.timeouts.shutdown, "timeouts.shutdown");
+    note(a.limits.max_header_bytes != b.limits.max_header_bytes, "limits.max_header_bytes");
+    note(a.limits.max_body_bytes != b.limits.max_body_bytes, "limits.max_body_bytes");
+    note(a.limits.max_connections != b.limits.max_connections, "limits.max_connections");
+    note(a.log.level != b.log.level, "log.level");
+    note(a.log.access != b.log.access, "log.access");
+    note(a.log.format != b.log.format, "log.format");
+    return out;
+}
+
+bool needs_restart(const std::string& key) {
+    return key == "proxy.workers" || key == "state.file" || key == "admin.address";
+}
+
 }  // namespace bgs::config

@@ -22,6 +22,8 @@ struct HostPort {
     std::string to_string() const;
     /// Parses "127.0.0.1:80", "[::1]:80", "name:80". On failure returns the reason.
     static std::optional<HostPort> parse(std::string_view text, std::string* why);
+
+    bool operator==(const HostPort&) const = default;
 };
 
 /// An IPv4 or IPv6 network in CIDR notation, e.g. 127.0.0.0/8.
@@ -34,19 +36,30 @@ struct Cidr {
     /// True when the 4- or 16-byte address `bytes` lies inside this network.
     /// IPv4-mapped IPv6 addresses match IPv4 networks.
     bool contains(const unsigned char* bytes, std::size_t len) const;
+
+    bool operator==(const Cidr&) const = default;
 };
 
 /// 127.0.0.0/8 and ::1/128: the default admin.allow.
 std::vector<Cidr> loopback_networks();
 
+struct Resolver {
+    Duration refresh = std::chrono::seconds(5);
+    bool operator==(const Resolver&) const = default;
+};
+
 struct Admin {
     HostPort address{"127.0.0.1", 9901};
     std::string token;  // resolved from token, ${VAR} or token_file; empty = none
     std::vector<Cidr> allow = loopback_networks();
+
+    bool operator==(const Admin&) const = default;
 };
 
 struct ColorGroup {
     std::vector<HostPort> upstreams;
+
+    bool operator==(const ColorGroup&) const = default;
 };
 
 struct Health {
@@ -56,6 +69,8 @@ struct Health {
     unsigned healthy_threshold = 2;
     unsigned unhealthy_threshold = 3;
     std::vector<unsigned> expect_status{200};
+
+    bool operator==(const Health&) const = default;
 };
 
 struct SmokeExpect {
@@ -63,6 +78,8 @@ struct SmokeExpect {
     std::optional<std::string> body_contains;
     std::map<std::string, std::string> headers;
     std::optional<Duration> max_latency;
+
+    bool operator==(const SmokeExpect&) const = default;
 };
 
 struct SmokeCheck {
@@ -72,12 +89,16 @@ struct SmokeCheck {
     std::map<std::string, std::string> headers;
     std::string body;
     SmokeExpect expect;
+
+    bool operator==(const SmokeCheck&) const = default;
 };
 
 struct Switch {
     std::optional<unsigned> min_healthy;  // nullopt = all
     Duration drain_timeout = std::chrono::seconds(90);
     Duration close_spread = Duration{0};
+
+    bool operator==(const Switch&) const = default;
 };
 
 struct Proxy {
@@ -86,6 +107,8 @@ struct Proxy {
     /// Peers whose X-Forwarded-* the proxy keeps (a load balancer in front);
     /// from any other peer they are replaced.
     std::vector<Cidr> trusted_proxies;
+
+    bool operator==(const Proxy&) const = default;
 };
 
 struct Timeouts {
@@ -94,12 +117,16 @@ struct Timeouts {
     Duration idle = std::chrono::seconds(60);
     Duration upstream_response = std::chrono::seconds(60);
     Duration shutdown = std::chrono::seconds(30);
+
+    bool operator==(const Timeouts&) const = default;
 };
 
 struct Limits {
     std::uint64_t max_header_bytes = 16 * 1024;
     std::uint64_t max_body_bytes = 10 * 1024 * 1024;
     std::uint64_t max_connections = 10000;
+
+    bool operator==(const Limits&) const = default;
 };
 
 enum class LogFormat { Text, Json };
@@ -108,6 +135,8 @@ struct Log {
     std::string level = "info";
     std::string access = "stdout";  // stdout | stderr | off | a file path
     LogFormat format = LogFormat::Text;
+
+    bool operator==(const Log&) const = default;
 };
 
 struct Config {
@@ -116,6 +145,7 @@ struct Config {
     Admin admin;
     std::array<ColorGroup, 2> colors;  // indexed by bgs::index(Color)
     Color active = Color::Blue;
+    Resolver resolver;
     Health health;
     std::vector<SmokeCheck> smoke;
     Switch switching;
@@ -129,6 +159,15 @@ struct Config {
     /// proxy.workers with "auto" resolved to the number of cores (at least 1).
     unsigned worker_count() const;
 };
+
+/// The keys whose values differ between `a` and `b` ("listen",
+/// "colors.green.upstreams", "timeouts.idle", ...), in file order. `active`
+/// is not compared: the file's active applies to a first start only.
+std::vector<std::string> changed_keys(const Config& a, const Config& b);
+
+/// Of those, the ones a running proxy cannot apply (proxy.workers,
+/// state.file, admin.address).
+bool needs_restart(const std::string& key);
 
 /// True for 127.0.0.0/8, ::1 and "localhost".
 bool is_loopback_host(const std::string& host);

@@ -43,8 +43,8 @@ class Loader {
         }
         Config cfg;
         check_keys(root, "",
-                   {"listen", "preview", "admin", "colors", "active", "health", "smoke", "switch",
-                    "state", "proxy", "timeouts", "limits", "log"});
+                   {"listen", "preview", "admin", "colors", "active", "resolver", "health", "smoke",
+                    "switch", "state", "proxy", "timeouts", "limits", "log"});
         read_listen(root["listen"], cfg);
         if (auto n = root["preview"]; n && !n.IsNull()) {
             if (map(n, "preview", {"address"})) {
@@ -60,6 +60,12 @@ class Loader {
                 } else {
                     error_value("active", *s, "must be blue or green");
                 }
+            }
+        }
+        if (auto n = root["resolver"]; map(n, "resolver", {"refresh"})) {
+            if (auto v = n["refresh"]) {
+                cfg.resolver.refresh =
+                    duration(v, "resolver.refresh", false).value_or(cfg.resolver.refresh);
             }
         }
         read_health(root["health"], cfg.health);

@@ -3,12 +3,16 @@
 #include "proxy/common/logging.hpp"
 #include "proxy/worker/worker.hpp"
 
+#include <fmt/ranges.h>
+
 namespace bgs::control {
 
 const char* to_string(Result r) {
     switch (r) {
         case Result::Switched:
             return "switched";
+        case Result::Updated:
+            return "updated";
         case Result::AlreadyActive:
             return "already_active";
         case Result::DryRunPassed:
@@ -29,11 +33,11 @@ const char* to_string(Result r) {
     return "unknown";
 }
 
-Switcher::Switcher(const config::Config& cfg, const upstream::Endpoints& endpoints,
+Switcher::Switcher(const config::Config& cfg, UpstreamDirectory& upstreams,
                    routing::ColorState& colors, state::StateStore& store,
                    state::SwitchState initial, std::vector<worker::Worker*> workers)
     : cfg_(cfg),
-      endpoints_(endpoints),
+      upstreams_(upstreams),
       colors_(colors),
       store_(store),
       state_(std::move(initial)),
@@ -102,8 +106,11 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     const char* action = req.rollback ? "rollback" : "switch";
     log().info("{} {} -> {} requested by {}{}: running gates", action, bgs::to_string(out.from),
                bgs::to_string(out.to), req.source, req.dry_run ? " (dry run)" : "");
-    out.gates =
-        co_await health::run_gates(cfg_, endpoints_, out.to, !(req.rollback && req.skip_smoke));
+    // The new containers may have started a moment ago: their names are
+    // asked again before the gate probes what they resolve to.
+    co_await upstreams_.refresh(out.to);
+    const auto members = upstreams_.members(out.to);
+    out.gates = co_await health::run_gates(cfg_, members, !(req.rollback && req.skip_smoke));
     out.gates_ran = true;
     if (stopping_) {
         log().info("{} to {} abandoned after its gates: shutting down", action,
@@ -139,13 +146,8 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
         }
     };
     if (!out.gates.passed()) {
-        log().warn("{} to {} refused: {} of {} upstreams healthy (need {}), smoke {}", action,
-                   bgs::to_string(out.to), out.gates.healthy, out.gates.health.size(),
-                   out.gates.required,
-                   !out.gates.smoke_ran     ? "not run"
-                   : out.gates.smoke_passed ? "passed"
-                                            : "failed");
         event.failure = health::first_failure(out.gates);
+        log().warn("{} to {} refused: {}", action, bgs::to_string(out.to), event.failure);
         record_only(Result::GateFailed);
         co_return finish(out);
     }
@@ -187,6 +189,90 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
                bgs::to_string(out.to), out.version, bgs::to_string(out.from),
                format_duration(timeout));
     co_return finish(out);
+}
+
+SwitchOutcome Switcher::set_upstreams(UpstreamsRequest req) {
+    SwitchOutcome out;
+    out.from = out.to = req.color;
+    out.version = state_.version;
+    if (stopping_) {
+        out.result = Result::ShuttingDown;
+        return out;
+    }
+    if (busy_) {
+        out.result = Result::Busy;
+        return out;
+    }
+    if (req.expect_version && *req.expect_version != state_.version) {
+        out.result = Result::VersionMismatch;
+        return out;
+    }
+    if (state_.version >= state::SwitchState::kMaxVersion) {
+        out.result = Result::PersistFailed;
+        out.error = "the state version is at its maximum; reset the state file";
+        return out;
+    }
+    std::vector<std::string> list;
+    for (const auto& hp : req.upstreams) {
+        list.push_back(hp.to_string());
+    }
+    state::HistoryEvent event;
+    event.time = std::chrono::system_clock::now();
+    event.action = "set_upstreams";
+    event.from = event.to = req.color;
+    event.result = to_string(Result::Updated);
+    event.source = req.source;
+    event.reason = req.reason;
+    for (const auto& hp : upstreams_.list(req.color)) {
+        event.old_upstreams.push_back(hp.to_string());
+    }
+    event.new_upstreams = list;
+    auto next = state_;
+    next.version = state_.version + 1;
+    next.upstreams[index(req.color)] = list;
+    event.version = next.version;
+    next.record(std::move(event));
+    if (auto err = store_.save(next)) {
+        log().error("upstreams of {} not changed: state file: {}", bgs::to_string(req.color),
+                    *err);
+        out.result = Result::PersistFailed;
+        out.error = *err;
+        return out;
+    }
+    state_ = std::move(next);
+    // The version moves with the state file, even though no color moved.
+    colors_.publish(state_.active, state_.version);
+    log().info("upstreams of {} set by {} to {} (version {})", bgs::to_string(req.color),
+               req.source, fmt::join(list, ", "), state_.version);
+    upstreams_.set_list(req.color, std::move(req.upstreams), ListSource::Api);
+    out.version = state_.version;
+    out.result = Result::Updated;
+    return out;
+}
+
+std::optional<std::string> Switcher::record_reload(std::vector<std::string> changed,
+                                                   std::string source,
+                                                   const std::vector<Color>& from_file) {
+    state::HistoryEvent event;
+    event.time = std::chrono::system_clock::now();
+    event.action = "reload";
+    event.from = event.to = state_.active;
+    event.result = "reloaded";
+    event.source = std::move(source);
+    event.version = state_.version;
+    event.changed = std::move(changed);
+    auto next = state_;
+    for (Color c : from_file) {
+        next.upstreams[index(c)].reset();
+    }
+    next.record(std::move(event));
+    auto err = store_.save(next);
+    if (err) {
+        log().error("reload not kept in the history: state file: {}", *err);
+    } else {
+        state_ = std::move(next);
+    }
+    return err;
 }
 
 void Switcher::start_drain(Color color, Duration timeout) {

@@ -10,10 +10,10 @@
 #pragma once
 
 #include "proxy/config/config.hpp"
+#include "proxy/control/upstream_directory.hpp"
 #include "proxy/health/gates.hpp"
 #include "proxy/routing/color_state.hpp"
 #include "proxy/state/state_store.hpp"
-#include "proxy/upstream/upstream_pool.hpp"
 
 #include <array>
 #include <chrono>
@@ -39,8 +39,18 @@ struct SwitchRequest {
     std::string source;  // the caller's address, for the history
 };
 
+/// A color's upstream list set through the API.
+struct UpstreamsRequest {
+    Color color = Color::Blue;
+    std::vector<config::HostPort> upstreams;
+    std::string reason;
+    std::optional<std::uint64_t> expect_version;
+    std::string source;
+};
+
 enum class Result {
     Switched,
+    Updated,  // an upstream list was set
     AlreadyActive,
     DryRunPassed,
     Busy,
@@ -68,11 +78,24 @@ class Switcher {
   public:
     enum class Phase { Steady, Switching, Draining };
 
-    Switcher(const config::Config& cfg, const upstream::Endpoints& endpoints,
-             routing::ColorState& colors, state::StateStore& store, state::SwitchState initial,
+    Switcher(const config::Config& cfg, UpstreamDirectory& upstreams, routing::ColorState& colors,
+             state::StateStore& store, state::SwitchState initial,
              std::vector<worker::Worker*> workers);
 
     net::Task<SwitchOutcome> run(SwitchRequest req);
+
+    /// Sets a color's upstream list: durable (state file, version bumped,
+    /// history) before the directory applies it. Busy while a switch runs.
+    SwitchOutcome set_upstreams(UpstreamsRequest req);
+
+    /// Keeps a reload in the history; `from_file` are the colors whose list
+    /// the reloaded file replaced (an API list of theirs no longer wins at
+    /// start). The error when the state file could not be written.
+    std::optional<std::string> record_reload(std::vector<std::string> changed, std::string source,
+                                             const std::vector<Color>& from_file);
+
+    /// A switch is running (its gates or its commit).
+    bool busy() const { return busy_; }
 
     const state::SwitchState& state() const { return state_; }
     Phase phase() const;
@@ -90,7 +113,7 @@ class Switcher {
     void cancel_drain(Color color);
 
     const config::Config& cfg_;
-    const upstream::Endpoints& endpoints_;
+    UpstreamDirectory& upstreams_;
     routing::ColorState& colors_;
     state::StateStore& store_;
     state::SwitchState state_;

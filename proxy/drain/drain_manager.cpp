@@ -5,38 +5,51 @@
 namespace bgs::drain {
 
 void DrainManager::start(Color color, TimePoint now, Duration timeout, Duration spread) {
-    drains_[index(color)].emplace(DrainSchedule(now, timeout, spread));
+    start(Target{color, 0}, now, timeout, spread);
+}
+
+void DrainManager::start_upstream(Color color, std::uint64_t upstream, TimePoint now,
+                                  Duration timeout, Duration spread) {
+    start(Target{color, upstream}, now, timeout, spread);
+}
+
+void DrainManager::start(Target target, TimePoint now, Duration timeout, Duration spread) {
+    std::erase_if(drains_, [&](const Running& d) { return d.target == target; });
+    drains_.emplace_back(target, DrainSchedule(now, timeout, spread));
 }
 
 bool DrainManager::cancel(Color color) {
-    auto& d = drains_[index(color)];
-    const bool was = d.has_value();
-    d.reset();
-    return was;
+    return std::erase_if(drains_, [&](const Running& d) {
+               return d.target == Target{color, 0};
+           }) > 0;
 }
 
 void DrainManager::cancel_all() {
-    for (auto& d : drains_) {
-        d.reset();
-    }
+    drains_.clear();
 }
 
-bool DrainManager::closable(const TrackedSession& s, Color color) {
+bool DrainManager::draining(Color color) const {
+    return std::any_of(drains_.begin(), drains_.end(),
+                       [&](const Running& d) { return d.target == Target{color, 0}; });
+}
+
+bool DrainManager::closable(const TrackedSession& s, Target target) {
     const auto a = s.activity();
-    return s.color() == color && !s.drain_signalled() &&
+    return s.color() == target.color && !s.drain_signalled() &&
+           (target.upstream == 0 || s.upstream() == target.upstream) &&
            (a == Activity::Upgraded || a == Activity::Stream);
 }
 
-std::size_t DrainManager::count_closable(Color color) {
+std::size_t DrainManager::count_closable(Target target) {
     std::size_t n = 0;
-    registry_.for_each([&](TrackedSession& s) { n += closable(s, color) ? 1 : 0; });
+    registry_.for_each([&](TrackedSession& s) { n += closable(s, target) ? 1 : 0; });
     return n;
 }
 
-bool DrainManager::close_one(Color color) {
+bool DrainManager::close_one(Target target) {
     TrackedSession* victim = nullptr;
     registry_.for_each([&](TrackedSession& s) {
-        if (victim == nullptr && closable(s, color)) {
+        if (victim == nullptr && closable(s, target)) {
             victim = &s;
         }
     });
@@ -47,40 +60,43 @@ bool DrainManager::close_one(Color color) {
     return true;
 }
 
+bool DrainManager::advance(Running& d, TimePoint now, Step& step) {
+    auto wake_at = [&](TimePoint t) { step.next = step.next ? std::min(*step.next, t) : t; };
+    if (now >= d.schedule.deadline()) {
+        while (close_one(d.target)) {
+        }
+        return true;
+    }
+    if (now < d.schedule.close_from()) {
+        wake_at(d.schedule.close_from());
+        return false;
+    }
+    if (!d.spreading) {
+        // The spread covers what is open when it begins; what opens later
+        // is closed at the deadline.
+        d.spreading = true;
+        d.total = count_closable(d.target);
+    }
+    const auto due = d.schedule.due_by(now, d.total);
+    while (d.closed < due && close_one(d.target)) {
+        ++d.closed;
+    }
+    if (d.closed < due) {
+        d.closed = d.total;  // the rest ended by themselves
+    }
+    wake_at(d.schedule.next_due(d.closed, d.total));
+    return false;
+}
+
 DrainManager::Step DrainManager::run_due(TimePoint now) {
     Step step;
-    auto wake_at = [&](TimePoint t) { step.next = step.next ? std::min(*step.next, t) : t; };
-    for (Color color : kColors) {
-        auto& d = drains_[index(color)];
-        if (!d) {
-            continue;
+    std::erase_if(drains_, [&](Running& d) {
+        const bool ended = advance(d, now, step);
+        if (ended && d.target.upstream == 0) {
+            step.finished[index(d.target.color)] = true;
         }
-        if (now >= d->schedule.deadline()) {
-            while (close_one(color)) {
-            }
-            d.reset();
-            step.finished[index(color)] = true;
-            continue;
-        }
-        if (now < d->schedule.close_from()) {
-            wake_at(d->schedule.close_from());
-            continue;
-        }
-        if (!d->spreading) {
-            // The spread covers what is open when it begins; what opens later
-            // is closed at the deadline.
-            d->spreading = true;
-            d->total = count_closable(color);
-        }
-        const auto due = d->schedule.due_by(now, d->total);
-        while (d->closed < due && close_one(color)) {
-            ++d->closed;
-        }
-        if (d->closed < due) {
-            d->closed = d->total;  // the rest ended by themselves
-        }
-        wake_at(d->schedule.next_due(d->closed, d->total));
-    }
+        return ended;
+    });
     return step;
 }
 

@@ -11,7 +11,9 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
+#include <vector>
 
 namespace bgs::drain {
 
@@ -25,6 +27,12 @@ class DrainManager {
     /// Replaces a drain of `color` already running.
     void start(Color color, TimePoint now, Duration timeout, Duration spread);
 
+    /// Starts draining the connections to one upstream (routing::Upstream::id)
+    /// of `color` that left its list, on the same terms. A rollback does not
+    /// cancel it: the address is gone either way.
+    void start_upstream(Color color, std::uint64_t upstream, TimePoint now, Duration timeout,
+                        Duration spread);
+
     /// Ends a drain of `color` (a rollback to it): its connections are kept.
     /// True when one was running.
     bool cancel(Color color);
@@ -32,7 +40,7 @@ class DrainManager {
     /// Forgets every drain (shutdown has its own ending).
     void cancel_all();
 
-    bool draining(Color color) const { return drains_[index(color)].has_value(); }
+    bool draining(Color color) const;
 
     struct Step {
         std::optional<TimePoint> next;   // when to call run_due again; none while no drain runs
@@ -45,20 +53,30 @@ class DrainManager {
     Step run_due(TimePoint now);
 
   private:
+    /// What a drain covers: the connections of a color, or of one upstream of it.
+    struct Target {
+        Color color = Color::Blue;
+        std::uint64_t upstream = 0;  // 0: the whole color
+        bool operator==(const Target&) const = default;
+    };
     struct Running {
-        explicit Running(DrainSchedule s) : schedule(s) {}
+        Running(Target t, DrainSchedule s) : target(t), schedule(s) {}
+        Target target;
         DrainSchedule schedule;
         bool spreading = false;  // the spread began and `total` was counted
         std::size_t total = 0;   // connections to close over the spread
         std::size_t closed = 0;  // of those, closed so far
     };
 
-    static bool closable(const TrackedSession& s, Color color);
-    std::size_t count_closable(Color color);
-    bool close_one(Color color);
+    void start(Target target, TimePoint now, Duration timeout, Duration spread);
+    /// Advances one drain; true when it ended at this call.
+    bool advance(Running& d, TimePoint now, Step& step);
+    static bool closable(const TrackedSession& s, Target target);
+    std::size_t count_closable(Target target);
+    bool close_one(Target target);
 
     SessionRegistry& registry_;
-    std::array<std::optional<Running>, 2> drains_;
+    std::vector<Running> drains_;  // a few at most
 };
 
 }  // namespace bgs::drain

@@ -70,6 +70,9 @@ class TrackedSession {
     void set(Activity activity, Color color);
     Activity activity() const { return activity_; }
     Color color() const { return color_; }
+    /// The upstream (routing::Upstream::id) its exchange goes to; 0 for none.
+    void set_upstream(std::uint64_t id) { upstream_ = id; }
+    std::uint64_t upstream() const { return upstream_; }
 
     /// Asks the session to end at its next safe point, for `why`.
     void stop(StopReason why) {
@@ -91,6 +94,7 @@ class TrackedSession {
     SessionRegistry& registry_;
     Activity activity_ = Activity::Idle;
     Color color_ = Color::Blue;
+    std::uint64_t upstream_ = 0;
     bool drain_signalled_ = false;
     TrackedSession* prev_ = nullptr;
     TrackedSession* next_ = nullptr;

@@ -80,10 +80,6 @@ net::Task<HealthGateResult> probe_one(const config::Health& h, net::tcp::endpoin
                                       std::string name) {
     HealthGateResult out;
     out.upstream = std::move(name);
-    if (ep.port() == 0) {
-        out.error = "its name does not resolve";
-        co_return out;
-    }
     ProbeRequest req;
     req.target = h.path;
     auto r = co_await probe(ep, req, h.timeout);
@@ -156,41 +152,39 @@ std::string smoke_mismatch(const config::SmokeCheck& check, unsigned status,
 }
 
 net::Task<std::vector<HealthGateResult>> probe_health(const config::Config& cfg,
-                                                      const upstream::Endpoints& endpoints,
-                                                      Color color) {
+                                                      const routing::Members& members) {
     std::vector<net::Task<HealthGateResult>> tasks;
     std::vector<HealthGateResult> failed;
-    const auto& eps = endpoints[index(color)];
-    for (std::size_t i = 0; i < eps.size(); ++i) {
-        const auto name = cfg.group(color).upstreams[i].to_string();
-        tasks.push_back(probe_one(cfg.health, eps[i], name));
-        failed.emplace_back().upstream = name;
+    for (const auto& up : members) {
+        tasks.push_back(probe_one(cfg.health, up->endpoint, up->name));
+        failed.emplace_back().upstream = up->name;
     }
     co_return co_await gather(std::move(tasks), std::move(failed));
 }
 
 net::Task<std::vector<SmokeResult>> run_smoke(const config::Config& cfg,
-                                              const upstream::Endpoints& endpoints, Color color) {
+                                              const routing::Members& members) {
     std::vector<net::Task<SmokeResult>> tasks;
     std::vector<SmokeResult> failed;
-    const auto& eps = endpoints[index(color)];
     for (const auto& check : cfg.smoke) {
         // A check slower than its max_latency has failed; no need to wait longer.
         const Duration timeout = check.expect.max_latency
                                      ? *check.expect.max_latency + std::chrono::milliseconds(100)
                                      : cfg.timeouts.upstream_response;
-        for (std::size_t i = 0; i < eps.size(); ++i) {
-            const auto name = cfg.group(color).upstreams[i].to_string();
-            tasks.push_back(smoke_one(check, timeout, eps[i], name));
+        for (const auto& up : members) {
+            tasks.push_back(smoke_one(check, timeout, up->endpoint, up->name));
             auto& f = failed.emplace_back();
             f.check = check.name;
-            f.upstream = name;
+            f.upstream = up->name;
         }
     }
     co_return co_await gather(std::move(tasks), std::move(failed));
 }
 
 std::string first_failure(const GateReport& g) {
+    if (!g.health_passed && g.health.empty()) {
+        return "health: no upstream address (no name of the list resolves)";
+    }
     if (!g.health_passed) {
         std::string out = "health: " + std::to_string(g.healthy) + " of " +
                           std::to_string(g.health.size()) + " upstreams healthy, " +
@@ -211,17 +205,26 @@ std::string first_failure(const GateReport& g) {
     return {};
 }
 
-net::Task<GateReport> run_gates(const config::Config& cfg, const upstream::Endpoints& endpoints,
-                                Color color, bool with_smoke) {
+net::Task<GateReport> run_gates(const config::Config& cfg, const routing::Members& members,
+                                bool with_smoke) {
     GateReport report;
     auto t0 = Clock::now();
-    report.health = co_await probe_health(cfg, endpoints, color);
+    report.health = co_await probe_health(cfg, members);
     report.health_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     const auto total = static_cast<unsigned>(report.health.size());
     report.required = cfg.switching.min_healthy ? *cfg.switching.min_healthy : total;
     report.healthy = static_cast<unsigned>(std::count_if(report.health.begin(), report.health.end(),
                                                          [](const auto& r) { return r.healthy; }));
-    report.health_passed = report.healthy >= report.required;
+    report.health_passed = report.healthy >= report.required && report.healthy > 0;
+    if (report.health_passed) {
+        // A fresh pass is as good as the checker's: upstreams that joined
+        // just before the switch serve at once.
+        for (std::size_t i = 0; i < members.size(); ++i) {
+            if (report.health[i].healthy) {
+                members[i]->healthy.store(true);
+            }
+        }
+    }
     if (!report.health_passed || !with_smoke || cfg.smoke.empty()) {
         report.smoke_ran = with_smoke && report.health_passed;
         report.smoke_passed = report.smoke_ran;
@@ -229,7 +232,7 @@ net::Task<GateReport> run_gates(const config::Config& cfg, const upstream::Endpo
     }
     report.smoke_ran = true;
     t0 = Clock::now();
-    report.smoke = co_await run_smoke(cfg, endpoints, color);
+    report.smoke = co_await run_smoke(cfg, members);
     report.smoke_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     report.smoke_passed = std::all_of(report.smoke.begin(), report.smoke.end(),
                                       [](const auto& r) { return r.passed; });

@@ -6,7 +6,7 @@
 #include "proxy/common/color.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/net/http_io.hpp"
-#include "proxy/upstream/upstream_pool.hpp"
+#include "proxy/routing/upstream.hpp"
 
 #include <string>
 #include <vector>
@@ -51,18 +51,19 @@ struct GateReport {
 template <typename T>
 net::Task<std::vector<T>> gather(std::vector<net::Task<T>> tasks, std::vector<T> failed);
 
-/// Probes every upstream of `color` once, in parallel.
+/// Probes every upstream of `members` once, in parallel; result i is member i's.
 net::Task<std::vector<HealthGateResult>> probe_health(const config::Config& cfg,
-                                                      const upstream::Endpoints& endpoints,
-                                                      Color color);
+                                                      const routing::Members& members);
 
-/// Runs every smoke check against every upstream of `color`, in parallel.
+/// Runs every smoke check against every upstream of `members`, in parallel.
 net::Task<std::vector<SmokeResult>> run_smoke(const config::Config& cfg,
-                                              const upstream::Endpoints& endpoints, Color color);
+                                              const routing::Members& members);
 
-/// Both gates in order (smoke only when health passed and `with_smoke`).
-net::Task<GateReport> run_gates(const config::Config& cfg, const upstream::Endpoints& endpoints,
-                                Color color, bool with_smoke);
+/// Both gates in order (smoke only when health passed and `with_smoke`). The
+/// health gate needs at least one healthy upstream whatever min_healthy
+/// says; when it passes, the upstreams that passed are marked healthy.
+net::Task<GateReport> run_gates(const config::Config& cfg, const routing::Members& members,
+                                bool with_smoke);
 
 /// The first failed check of a refused gate and its reason, in words
 /// ("health: 1 of 2 upstreams healthy, 2 required; 127.0.0.1:9101: status 503

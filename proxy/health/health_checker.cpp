@@ -13,33 +13,8 @@ namespace bgs::health {
 
 namespace asio = net::asio;
 
-HealthChecker::HealthChecker(const config::Config& cfg, routing::Router& router,
-                             upstream::Endpoints& endpoints, NameResolver resolve,
-                             OnResolved on_resolved)
-    : cfg_(cfg),
-      router_(router),
-      endpoints_(endpoints),
-      resolve_(std::move(resolve)),
-      on_resolved_(std::move(on_resolved)) {}
-
-bool HealthChecker::try_resolve(Color color, std::size_t i) {
-    auto& ep = endpoints_[index(color)][i];
-    if (ep.port() != 0) {
-        return true;
-    }
-    const auto& hp = cfg_.group(color).upstreams[i];
-    const auto address = resolve_(hp.host);
-    net::error_code ec;
-    const auto ip = address ? asio::ip::make_address(*address, ec) : asio::ip::address{};
-    if (!address || ec) {
-        return false;  // logged once at start; tried again next interval
-    }
-    ep = net::tcp::endpoint(ip, hp.port);
-    log().info("upstream {} of {} resolved to {}; it joins after {} passing probes", hp.to_string(),
-               to_string(color), ip.to_string(), cfg_.health.healthy_threshold);
-    on_resolved_(color, i, ep);
-    return true;
-}
+HealthChecker::HealthChecker(const config::Config& cfg, OnFlip on_flip)
+    : cfg_(cfg), on_flip_(std::move(on_flip)) {}
 
 bool HealthChecker::apply(Streak& streak, bool passed, std::atomic<bool>& healthy,
                           const config::Health& h) {
@@ -62,53 +37,59 @@ bool HealthChecker::apply(Streak& streak, bool passed, std::atomic<bool>& health
 }
 
 void HealthChecker::start(const asio::any_io_executor& ex) {
-    for (Color c : kColors) {
-        for (std::size_t i = 0; i < endpoints_[index(c)].size(); ++i) {
-            timers_.push_back(std::make_unique<asio::steady_timer>(ex));
-            asio::co_spawn(ex, watch(c, i, *timers_.back()), [](std::exception_ptr e) {
-                if (e) {
-                    log().error("a health check loop ended by an exception");
-                }
-            });
-        }
+    ex_ = ex;
+}
+
+void HealthChecker::watch(Color color, routing::UpstreamPtr up, bool probe_now) {
+    if (stopping_ || !ex_ || timers_.contains(up->id)) {
+        return;
     }
+    std::erase_if(timers_, [](const auto& entry) { return entry.second.use_count() == 1; });
+    auto timer = std::make_shared<asio::steady_timer>(*ex_);
+    timers_.emplace(up->id, timer);
+    asio::co_spawn(*ex_, probe_loop(color, std::move(up), std::move(timer), probe_now),
+                   [](std::exception_ptr e) {
+        if (e) {
+            log().error("a health check loop ended by an exception");
+        }
+    });
 }
 
 void HealthChecker::stop() {
     stopping_ = true;
-    for (auto& t : timers_) {
+    for (auto& [id, t] : timers_) {
         t->cancel();
     }
 }
 
-net::Task<void> HealthChecker::watch(Color color, std::size_t i, asio::steady_timer& timer) {
-    auto& up = router_.upstream(color, i);
+net::Task<void> HealthChecker::probe_loop(Color color, routing::UpstreamPtr up,
+                                          std::shared_ptr<asio::steady_timer> timer_owner,
+                                          bool probe_now) {
+    auto& timer = *timer_owner;
     Streak streak;
-    // Upstreams start out healthy; the first probe comes one interval after
-    // start, so a restart does not hit every upstream at the same instant.
-    timer.expires_after(cfg_.health.interval);
-    co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-    while (!stopping_) {
-        if (!try_resolve(color, i)) {
-            timer.expires_after(cfg_.health.interval);
-            co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
-            continue;
-        }
+    if (!probe_now) {
+        timer.expires_after(cfg_.health.interval);
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    while (!stopping_ && !up->retired.load()) {
         ProbeRequest req;
         req.target = cfg_.health.path;
-        auto r = co_await probe(endpoints_[index(color)][i], req, cfg_.health.timeout);
-        if (stopping_) {
+        auto r = co_await probe(up->endpoint, req, cfg_.health.timeout);
+        if (stopping_ || up->retired.load()) {
             co_return;
         }
         const auto& expect = cfg_.health.expect_status;
         const bool passed =
             r.responded && std::find(expect.begin(), expect.end(), r.status) != expect.end();
-        if (apply(streak, passed, up.healthy, cfg_.health)) {
+        if (apply(streak, passed, up->healthy, cfg_.health)) {
             if (passed) {
-                log().info("upstream {} of {} is healthy again", up.address, to_string(color));
+                log().info("upstream {} of {} is healthy", up->name, to_string(color));
             } else {
-                log().warn("upstream {} of {} is unhealthy: {}", up.address, to_string(color),
+                log().warn("upstream {} of {} is unhealthy: {}", up->name, to_string(color),
                            r.responded ? "status " + std::to_string(r.status) : r.error);
+            }
+            if (on_flip_) {
+                on_flip_(color, up);
             }
         }
         timer.expires_after(cfg_.health.interval);

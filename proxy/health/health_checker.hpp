@@ -1,37 +1,36 @@
-// Active health checks: every upstream of both colors is probed every
+// Active health checks: every upstream in rotation is probed every
 // health.interval; after healthy_threshold passes or unhealthy_threshold
-// failures in a row its Upstream::healthy flag flips (read by the router) and
-// the transition is logged. Control thread only.
+// failures in a row its healthy flag flips (read by the router), the
+// transition is logged and reported. An upstream's probes end once it is
+// retired. Control thread only.
 #pragma once
 
-#include "proxy/common/name_resolver.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/net/http_io.hpp"
-#include "proxy/routing/router.hpp"
-#include "proxy/upstream/upstream_pool.hpp"
+#include "proxy/routing/upstream.hpp"
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
-#include <vector>
 
 namespace bgs::health {
 
 class HealthChecker {
   public:
-    /// Called when the name of upstream (color, i) resolved after start.
-    using OnResolved = std::function<void(Color, std::size_t, const net::tcp::endpoint&)>;
+    /// Called after an upstream's flag flipped.
+    using OnFlip = std::function<void(Color, const routing::UpstreamPtr&)>;
 
-    /// An upstream whose endpoint has port 0 did not resolve at start: it
-    /// stays unhealthy, and its name is tried again every health.interval
-    /// with `resolve`; once it resolves, `endpoints` is updated, `on_resolved`
-    /// called, and its probes begin.
-    HealthChecker(const config::Config& cfg, routing::Router& router,
-                  upstream::Endpoints& endpoints, NameResolver resolve, OnResolved on_resolved);
+    /// `cfg` is read at every probe (a reload may change it in place).
+    HealthChecker(const config::Config& cfg, OnFlip on_flip);
 
-    /// Starts one probe loop per upstream on `ex`.
+    /// Binds the checker to the control thread's executor.
     void start(const net::asio::any_io_executor& ex);
+    /// Starts probing `up`: at once with `probe_now`, else one interval from
+    /// now (so that a restart does not hit every upstream at the same instant).
+    void watch(Color color, routing::UpstreamPtr up, bool probe_now);
     /// Ends the loops (a probe in progress finishes within its timeout).
     void stop();
 
@@ -45,16 +44,16 @@ class HealthChecker {
                       const config::Health& h);
 
   private:
-    net::Task<void> watch(Color color, std::size_t i, net::asio::steady_timer& timer);
-    /// For an upstream not resolved yet: one try; true once it has an address.
-    bool try_resolve(Color color, std::size_t i);
+    net::Task<void> probe_loop(Color color, routing::UpstreamPtr up,
+                               std::shared_ptr<net::asio::steady_timer> timer, bool probe_now);
 
     const config::Config& cfg_;
-    routing::Router& router_;
-    upstream::Endpoints& endpoints_;
-    NameResolver resolve_;
-    OnResolved on_resolved_;
-    std::vector<std::unique_ptr<net::asio::steady_timer>> timers_;
+    OnFlip on_flip_;
+    std::optional<net::asio::any_io_executor> ex_;
+    // By upstream id; shared with the upstream's loop, which never touches
+    // the map (its frame may outlive this object at shutdown): an entry
+    // whose loop ended is dropped on the next watch().
+    std::map<std::uint64_t, std::shared_ptr<net::asio::steady_timer>> timers_;
     bool stopping_ = false;
 };
 

@@ -244,13 +244,14 @@ class Session final : public drain::TrackedSession {
             routing::Audience audience)
         : drain::TrackedSession(worker.registry()),
           worker_(worker),
-          cfg_(worker.cfg()),
+          cfg_(worker.settings()),
           client_(std::move(socket)),
           audience_(audience) {
         worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
         peer_ip_ = ip_text(peer.address());
         peer_ = peer_ip_ + ":" + std::to_string(peer.port());
-        trusted_peer_ = is_trusted(cfg_.proxy.trusted_proxies, peer.address());
+        client_address_ = peer.address();
+        trusted_peer_ = is_trusted(cfg_->proxy.trusted_proxies, client_address_);
     }
 
     ~Session() override {
@@ -264,6 +265,7 @@ class Session final : public drain::TrackedSession {
     net::Task<void> run() {
         bool keep_alive = true;
         while (keep_alive && ending_ == Ending::KeepAlive) {
+            refresh_settings();
             // --- 1. wait -----------------------------------------------------
             // Here rather than in serve_one, whose frame an idle connection
             // then does not hold.
@@ -319,6 +321,15 @@ class Session final : public drain::TrackedSession {
                 break;
             case State::Exchange:
                 break;
+        }
+    }
+
+    // Between exchanges: picks up the worker's settings when a reload changed
+    // them (a pointer comparison otherwise).
+    void refresh_settings() {
+        if (cfg_ != worker_.settings()) {
+            cfg_ = worker_.settings();
+            trusted_peer_ = is_trusted(cfg_->proxy.trusted_proxies, client_address_);
         }
     }
 
@@ -406,11 +417,11 @@ class Session final : public drain::TrackedSession {
         ex.reset();
         ex.rec.client = peer_;
         auto& parser = parser_.emplace(scratch_->request_fields);
-        parser.header_limit(static_cast<std::uint32_t>(cfg_.limits.max_header_bytes));
-        parser.body_limit(cfg_.limits.max_body_bytes);
-        parser.framing_limit(cfg_.limits.max_header_bytes);
+        parser.header_limit(static_cast<std::uint32_t>(cfg_->limits.max_header_bytes));
+        parser.body_limit(cfg_->limits.max_body_bytes);
+        parser.framing_limit(cfg_->limits.max_header_bytes);
         // The deadline leaves the socket open, so a 408 can still be sent.
-        client_.expires_after(cfg_.timeouts.header_read);
+        client_.expires_after(cfg_->timeouts.header_read);
         if (auto ec = co_await net::read_header(client_, buf_, parser)) {
             auto err = client_error(ec);
             // A quiet keep-alive connection that times out or closes is normal.
@@ -463,9 +474,10 @@ class Session final : public drain::TrackedSession {
                                                    std::unique_ptr<upstream::Connection>& up) {
         auto& parser = *parser_;
         active_upstream_ = up.get();
-        const Framing framing = prepare_request_head(parser, plan, ex, color, up->index);
+        const Framing framing = prepare_request_head(parser, plan, ex, *up->upstream);
         for (int attempt = 0;; ++attempt) {
-            ex.rec.upstream = worker_.shared().router.upstream(color, up->index).address;
+            ex.rec.upstream = up->upstream->name;
+            set_upstream(up->upstream->id);
             if (auto err = co_await send_request(ex, parser, framing, *up, plan.expect_continue)) {
                 co_await fail(ex, std::move(*err), true);
                 co_return nullptr;
@@ -528,13 +540,13 @@ class Session final : public drain::TrackedSession {
     // frame): writes the upstream's request head into head(); returns the body's
     // framing.
     Framing prepare_request_head(const net::RequestParser& parser, const RequestPlan& plan,
-                                 const Exchange& ex, Color color, std::size_t upstream_index) {
+                                 const Exchange& ex, const routing::Upstream& target) {
         UpstreamRequestHead rh;
         rh.method = parser.method_string();
         rh.target = plan.where.target;
         rh.host = plan.where.host;
         if (rh.host.empty()) {  // HTTP/1.0 without Host
-            rh.host = worker_.shared().router.upstream(color, upstream_index).address;
+            rh.host = target.configured.to_string();
         }
         rh.client_ip = peer_ip_;
         rh.trusted_peer = trusted_peer_;
@@ -572,7 +584,7 @@ class Session final : public drain::TrackedSession {
         h.status = code;
         h.reason = rp.reason();
         h.request_id = ex.rec.request_id;
-        if (cfg_.proxy.expose_color_header) {
+        if (cfg_->proxy.expose_color_header) {
             h.color = ex.rec.color;
         }
         if (auto len = rp.content_length();
@@ -599,8 +611,8 @@ class Session final : public drain::TrackedSession {
     // kBufferedWait gives the buffer back and waits out the rest of
     // timeouts.idle without one, so thousands of idle clients cost little.
     net::Task<bool> wait_for_next_request() {
-        const auto idle_until = net::coarse_now() + cfg_.timeouts.idle;
-        client_.expires_after(std::min<Duration>(cfg_.timeouts.idle, kBufferedWait));
+        const auto idle_until = net::coarse_now() + cfg_->timeouts.idle;
+        client_.expires_after(std::min<Duration>(cfg_->timeouts.idle, kBufferedWait));
         auto [ec, n] = co_await net::read_some(client_, buf_.prepare(kFirstRead));
         if (ec == beast::error::timeout && net::coarse_now() < idle_until &&
             ending_ == Ending::KeepAlive) {
@@ -639,9 +651,9 @@ class Session final : public drain::TrackedSession {
     /// dialled, with one more upstream tried when the first refuses.
     net::Task<std::unique_ptr<upstream::Connection>> lease_upstream(
         Color color, std::optional<std::size_t> exclude, bool fresh = false) {
-        auto& router = worker_.shared().router;
         for (int attempt = 0; attempt < 2; ++attempt) {
-            auto i = router.pick(color, worker_.cursor(color), exclude);
+            const auto& members = worker_.pool().members(color);
+            auto i = routing::pick(members, worker_.cursor(color), exclude);
             if (!i) {
                 break;
             }
@@ -651,12 +663,12 @@ class Session final : public drain::TrackedSession {
                 }
             }
             auto [ec, conn] = co_await worker_.pool().connect(client_.get_executor(), color, *i,
-                                                              cfg_.timeouts.connect);
+                                                              cfg_->timeouts.connect);
             if (!ec) {
                 co_return std::move(conn);
             }
             log().warn("connect to {} upstream {} failed: {}", to_string(color),
-                       router.upstream(color, *i).address, ec.message());
+                       worker_.pool().members(color)[*i]->name, ec.message());
             worker_.shared().metrics.error(color, ErrorSource::Upstream, net::classify(ec));
             exclude = *i;
         }
@@ -669,7 +681,7 @@ class Session final : public drain::TrackedSession {
                                                       bool expect_continue) {
         // The head goes first, alone, so that the upstream can start working while
         // the body is still arriving.
-        up.stream.expires_after(cfg_.timeouts.upstream_response);
+        up.stream.expires_after(cfg_->timeouts.upstream_response);
         if (auto ec = co_await net::write_all(up.stream, asio::buffer(head()))) {
             co_return upstream_error(ec, 502, "sending the request to the upstream failed");
         }
@@ -678,7 +690,7 @@ class Session final : public drain::TrackedSession {
         }
         if (expect_continue) {
             static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-            client_.expires_after(cfg_.timeouts.idle);
+            client_.expires_after(cfg_->timeouts.idle);
             if (auto ec = co_await net::write_all(client_, asio::buffer(kContinue))) {
                 co_return ProxyError{ErrorSource::Client, net::classify(ec), 0, ec.message()};
             }
@@ -690,7 +702,7 @@ class Session final : public drain::TrackedSession {
         char* io = static_cast<char*>(window.data());
         while (!parser.is_done()) {
             parser.set_window(io, window.size());
-            client_.expires_after(cfg_.timeouts.idle);
+            client_.expires_after(cfg_->timeouts.idle);
             if (auto ec = co_await net::read_body(client_, buf_, parser)) {
                 auto err = client_error(ec);
                 if (!err) {
@@ -709,7 +721,7 @@ class Session final : public drain::TrackedSession {
             if (n == 0 && !parser.is_done()) {
                 continue;  // only chunk framing was read
             }
-            up.stream.expires_after(cfg_.timeouts.idle);
+            up.stream.expires_after(cfg_->timeouts.idle);
             if (auto ec = co_await write_piece(up.stream, {}, framing, io, n, parser.is_done())) {
                 co_return upstream_error(ec, 502,
                                          "upstream failed while receiving the request body");
@@ -754,7 +766,7 @@ class Session final : public drain::TrackedSession {
     // extend the deadline). The session's rp_ on success.
     net::Task<boost::system::result<net::ResponseParser*, ProxyError>> await_response(
         bool head, upstream::Connection& up) {
-        up.stream.expires_after(cfg_.timeouts.upstream_response);
+        up.stream.expires_after(cfg_->timeouts.upstream_response);
         for (;;) {
             auto* parser =
                 &rp_.emplace(scratch_->response_fields);  // single-use; the storage is not
@@ -786,7 +798,7 @@ class Session final : public drain::TrackedSession {
     /// client connection must close).
     net::Task<bool> relay_response(Exchange& ex, net::ResponseParser& rp, upstream::Connection& up,
                                    bool body_expected, Framing framing, bool fin_with_last) {
-        client_.expires_after(cfg_.timeouts.idle);
+        client_.expires_after(cfg_->timeouts.idle);
         if (!body_expected) {
             co_return !co_await net::write_all(client_, asio::buffer(head()), fin_with_last);
         }
@@ -809,7 +821,7 @@ class Session final : public drain::TrackedSession {
             std::size_t n = 0;
             if (!rp.is_done()) {
                 rp.set_window(io, window.size());
-                up.stream.expires_after(cfg_.timeouts.idle);
+                up.stream.expires_after(cfg_->timeouts.idle);
                 if (auto ec = co_await net::read_body(up.stream, up.buffer, rp)) {
                     if (ending_ == Ending::EndStream) {
                         co_return co_await end_stream(ex, framing, head_sent);
@@ -822,7 +834,7 @@ class Session final : public drain::TrackedSession {
                     continue;  // only chunk framing was read
                 }
             }
-            client_.expires_after(cfg_.timeouts.idle);
+            client_.expires_after(cfg_->timeouts.idle);
             const std::string_view head =
                 head_sent ? std::string_view{} : std::string_view(this->head());
             if (head_sent || !rp.is_done()) {
@@ -890,13 +902,13 @@ class Session final : public drain::TrackedSession {
         h.status = 101;
         h.reason = res.reason();
         h.request_id = ex.rec.request_id;
-        if (cfg_.proxy.expose_color_header) {
+        if (cfg_->proxy.expose_color_header) {
             h.color = ex.rec.color;
         }
         h.upgrade = true;
         head().clear();
         write_client_response_head(head(), res.fields(), h);
-        client_.expires_after(cfg_.timeouts.idle);
+        client_.expires_after(cfg_->timeouts.idle);
         if (co_await net::write_all(client_, asio::buffer(head()))) {
             co_return;
         }
@@ -910,7 +922,7 @@ class Session final : public drain::TrackedSession {
         if (stopped_for_) {
             tunnel.stop(*stopped_for_);  // stopped during the handshake
         }
-        co_await tunnel.run(client_, buf_, up.stream, up.buffer, cfg_.timeouts.idle);
+        co_await tunnel.run(client_, buf_, up.stream, up.buffer, cfg_->timeouts.idle);
         tunnel_ = nullptr;
     }
 
@@ -987,22 +999,26 @@ class Session final : public drain::TrackedSession {
         if (ex.routed) {
             worker_.shared().metrics.observe(*ex.routed, ex.rec.status, ex.rec.duration_s);
         }
-        if (auto& logger = worker_.shared().access_log) {
+        if (auto& logger = worker_.access_log()) {
             // The wall clock is read only for the log line.
             ex.rec.time = std::chrono::system_clock::now() -
                           std::chrono::duration_cast<std::chrono::system_clock::duration>(took);
-            logger->info(metrics::format_access(ex.rec, cfg_.log.format));
+            logger->info(metrics::format_access(ex.rec, cfg_->log.format));
         }
     }
 
     worker::Worker& worker_;
-    const config::Config& cfg_;
+    // The settings this session's current exchange runs with: the worker's
+    // snapshot as it was when the exchange began (a reload swaps the
+    // worker's, never this one mid-exchange).
+    std::shared_ptr<const config::Config> cfg_;
     net::Stream client_;
     beast::flat_buffer buf_;
     routing::Audience audience_;
     std::string peer_ip_;
     std::string peer_;
     bool trusted_peer_ = false;
+    net::asio::ip::address client_address_;
     std::unique_ptr<Scratch> scratch_;          // while busy: the exchange's storage
     std::optional<net::RequestParser> parser_;  // the current request
     std::optional<net::ResponseParser> rp_;     // the current upstream response

@@ -61,6 +61,22 @@ bool write_all(int fd, const std::string& data) {
 
 }  // namespace
 
+static json::array strings_array(const std::vector<std::string>& v) {
+    json::array a;
+    for (const auto& s : v) {
+        a.emplace_back(s);
+    }
+    return a;
+}
+
+static std::vector<std::string> strings_of(const json::value& v) {
+    std::vector<std::string> out;
+    for (const auto& s : v.as_array()) {
+        out.emplace_back(s.as_string());
+    }
+    return out;
+}
+
 static json::object event_object(const HistoryEvent& e) {
     json::object o{
         {"time", metrics::format_time(e.time)},
@@ -76,6 +92,14 @@ static json::object event_object(const HistoryEvent& e) {
     };
     if (!e.failure.empty()) {
         o["failure"] = e.failure;
+    }
+    if (e.action == "set_upstreams") {
+        o["upstreams"] = json::object{{"color", to_string(e.to)},
+                                      {"old", strings_array(e.old_upstreams)},
+                                      {"new", strings_array(e.new_upstreams)}};
+    }
+    if (e.action == "reload") {
+        o["changed"] = strings_array(e.changed);
     }
     return o;
 }
@@ -108,6 +132,15 @@ std::string StateStore::to_json(const SwitchState& s) {
         {"version", s.version},
         {"history", std::move(history)},
     };
+    json::object lists;
+    for (Color c : kColors) {
+        if (const auto& l = s.upstreams[index(c)]) {
+            lists[to_string(c)] = strings_array(*l);
+        }
+    }
+    if (!lists.empty()) {
+        o["upstreams"] = std::move(lists);  // absent in files written before lists existed
+    }
     return json::serialize(o) + "\n";
 }
 
@@ -151,7 +184,21 @@ SwitchState StateStore::from_json(const std::string& text) {
                 if (const auto* f = e.if_contains("failure")) {
                     ev.failure = f->as_string();
                 }
+                if (const auto* u = e.if_contains("upstreams")) {
+                    ev.old_upstreams = strings_of(u->as_object().at("old"));
+                    ev.new_upstreams = strings_of(u->as_object().at("new"));
+                }
+                if (const auto* c = e.if_contains("changed")) {
+                    ev.changed = strings_of(*c);
+                }
                 s.history.push_back(std::move(ev));
+            }
+        }
+        if (const auto* lists = o.if_contains("upstreams")) {
+            for (Color c : kColors) {
+                if (const auto* l = lists->as_object().if_contains(to_string(c))) {
+                    s.upstreams[index(c)] = strings_of(*l);
+                }
             }
         }
         return s;

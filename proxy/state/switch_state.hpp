@@ -5,18 +5,21 @@
 
 #include "proxy/common/color.hpp"
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace bgs::state {
 
-/// One switch, rollback or dry run, as the history shows it.
+/// One switch, rollback, dry run, upstream change or reload, as the history
+/// shows it.
 struct HistoryEvent {
     std::chrono::system_clock::time_point time;
-    std::string action;  // "switch" | "rollback"
+    std::string action;  // "switch" | "rollback" | "set_upstreams" | "reload"
     Color from = Color::Blue;
     Color to = Color::Blue;
     std::string result;  // "switched" | "dry_run_passed" | "gate_failed" | "persist_failed" | ...
@@ -27,6 +30,11 @@ struct HistoryEvent {
     std::string failure;          // gate_failed: the first failed check and its reason
     std::uint64_t health_us = 0;  // gate timings
     std::uint64_t smoke_us = 0;
+    // set_upstreams: the color's list before and after (the color is `to`).
+    std::vector<std::string> old_upstreams;
+    std::vector<std::string> new_upstreams;
+    // reload: the configuration keys that changed.
+    std::vector<std::string> changed;
 };
 
 struct SwitchState {
@@ -38,6 +46,9 @@ struct SwitchState {
     std::optional<Color> previous;
     std::uint64_t version = 1;
     std::deque<HistoryEvent> history;  // newest first
+    /// A color's upstream list as set through the API; it wins over the
+    /// configuration's at start. None: the configuration's list applies.
+    std::array<std::optional<std::vector<std::string>>, 2> upstreams;
 
     void record(HistoryEvent e) {
         history.push_front(std::move(e));

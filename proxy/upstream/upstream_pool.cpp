@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace bgs::upstream {
@@ -29,11 +30,26 @@ constexpr auto kPeekAfter = std::chrono::milliseconds(10);
 
 }  // namespace
 
-Pool::Pool(Endpoints endpoints, std::size_t max_idle, Duration idle_timeout)
-    : endpoints_(std::move(endpoints)), max_idle_(max_idle), idle_timeout_(idle_timeout) {
-    for (Color c : kColors) {
-        idle_[index(c)].resize(endpoints_[index(c)].size());
+Pool::Pool(std::size_t max_idle, Duration idle_timeout)
+    : max_idle_(max_idle), idle_timeout_(idle_timeout) {}
+
+void Pool::set_members(Color c, routing::Members members) {
+    auto& old_members = members_[index(c)];
+    auto& old_idle = idle_[index(c)];
+    std::vector<std::deque<std::unique_ptr<Connection>>> idle(members.size());
+    for (std::size_t i = 0; i < members.size(); ++i) {
+        for (std::size_t j = 0; j < old_members.size(); ++j) {
+            if (old_members[j]->id == members[i]->id) {
+                idle[i] = std::move(old_idle[j]);
+                for (auto& conn : idle[i]) {
+                    conn->index = i;
+                }
+                break;
+            }
+        }
     }
+    old_members = std::move(members);
+    old_idle = std::move(idle);  // what was not moved closes here
 }
 
 std::unique_ptr<Connection> Pool::take(Color color, std::size_t i) {
@@ -53,10 +69,21 @@ std::unique_ptr<Connection> Pool::take(Color color, std::size_t i) {
 }
 
 void Pool::give_back(std::unique_ptr<Connection> conn) {
-    if (!pooling_[index(conn->color)]) {
+    const auto c = index(conn->color);
+    if (!pooling_[c]) {
         return;
     }
-    auto& q = idle_[index(conn->color)][conn->index];
+    // The members may have changed since it was dialled: it goes back only to
+    // an upstream still in rotation.
+    auto& members = members_[c];
+    if (conn->index >= members.size() || members[conn->index] != conn->upstream) {
+        const auto it = std::find(members.begin(), members.end(), conn->upstream);
+        if (it == members.end()) {
+            return;
+        }
+        conn->index = static_cast<std::size_t>(it - members.begin());
+    }
+    auto& q = idle_[c][conn->index];
     if (q.size() >= max_idle_) {
         q.pop_front();  // the coldest one goes
     }
@@ -70,8 +97,9 @@ net::Task<std::pair<net::error_code, std::unique_ptr<Connection>>> Pool::connect
     auto conn = std::make_unique<Connection>(net::tcp::socket(ex));
     conn->color = color;
     conn->index = i;
+    conn->upstream = members_[index(color)][i];
     conn->stream.expires_after(timeout);
-    auto ec = co_await net::connect(conn->stream, endpoint(color, i));
+    auto ec = co_await net::connect(conn->stream, conn->upstream->endpoint);
     if (ec) {
         co_return std::pair{ec, std::unique_ptr<Connection>{}};
     }

@@ -5,6 +5,7 @@
 #include "proxy/common/color.hpp"
 #include "proxy/common/units.hpp"
 #include "proxy/net/http_io.hpp"
+#include "proxy/routing/upstream.hpp"
 
 #include <array>
 #include <chrono>
@@ -16,18 +17,14 @@
 
 namespace bgs::upstream {
 
-/// Resolved addresses of every upstream, indexed [color][upstream]. Port 0
-/// marks an upstream whose name has not resolved yet (configured ports are
-/// never 0).
-using Endpoints = std::array<std::vector<net::tcp::endpoint>, 2>;
-
 /// One connection to an upstream. `buffer` holds bytes read past a message.
 struct Connection {
     explicit Connection(net::tcp::socket s) : stream(std::move(s)) {}
     net::Stream stream;
     net::beast::flat_buffer buffer;
     Color color = Color::Blue;
-    std::size_t index = 0;
+    routing::UpstreamPtr upstream;
+    std::size_t index = 0;  // of upstream in its color's members when it was dialled
     bool reused = false;  // came from the pool rather than a fresh connect
     /// Its last response had no body by its framing (HEAD, 204, 304): an
     /// upstream that sends one anyway sends it after, so it is checked on reuse.
@@ -38,10 +35,19 @@ struct Connection {
 class Pool {
   public:
     /// Keeps at most `max_idle` idle connections per upstream, each for at most
-    /// `idle_timeout`. The pool has its own copy of the addresses.
-    Pool(Endpoints endpoints, std::size_t max_idle, Duration idle_timeout);
+    /// `idle_timeout`. Starts with no members.
+    Pool(std::size_t max_idle, Duration idle_timeout);
 
-    /// A live idle connection to upstream (color, i), or nullptr. One that
+    /// The upstreams of `color` in rotation on this worker, in the order the
+    /// round-robin walks them (routing::pick).
+    const routing::Members& members(Color c) const { return members_[index(c)]; }
+    /// Replaces the members of `color`: idle connections to upstreams that
+    /// stay are kept, those to upstreams that left are closed, and connections
+    /// in use to them are not pooled again.
+    void set_members(Color c, routing::Members members);
+    void set_idle_timeout(Duration d) { idle_timeout_ = d; }
+
+    /// A live idle connection to member i of `color`, or nullptr. One that
     /// sat idle for more than a moment, or whose last response was bodiless,
     /// is checked before reuse (a non-blocking peek): connections the upstream
     /// closed meanwhile, or that hold bytes nobody asked for, are dropped here.
@@ -50,7 +56,7 @@ class Pool {
     /// Returns a connection whose last exchange completed cleanly.
     void give_back(std::unique_ptr<Connection> conn);
 
-    /// Dials upstream (color, i) within `timeout`.
+    /// Dials member i of `color` within `timeout`.
     net::Task<std::pair<net::error_code, std::unique_ptr<Connection>>> connect(
         net::asio::any_io_executor ex, Color color, std::size_t i, Duration timeout);
 
@@ -62,18 +68,8 @@ class Pool {
     /// While a color drains, connections of it are closed instead of pooled.
     void set_pooling(Color color, bool on) { pooling_[index(color)] = on; }
 
-    const net::tcp::endpoint& endpoint(Color c, std::size_t i) const {
-        return endpoints_[index(c)][i];
-    }
-    /// Upstream (c, i) is now at `ep` (its name resolved); idle connections
-    /// to where it was are closed.
-    void set_endpoint(Color c, std::size_t i, const net::tcp::endpoint& ep) {
-        endpoints_[index(c)][i] = ep;
-        idle_[index(c)][i].clear();
-    }
-
   private:
-    Endpoints endpoints_;
+    std::array<routing::Members, 2> members_;
     std::size_t max_idle_;
     Duration idle_timeout_;
     // Most recently used at the back: taking from the back keeps warm sockets busy

@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <chrono>
 
 namespace bgs::worker {
@@ -52,21 +53,87 @@ void log_coroutine_exit(const char* what, std::exception_ptr e) {
     }
 }
 
-Worker::Worker(Shared& shared, unsigned id, upstream::Endpoints endpoints)
+Worker::Worker(Shared& shared, unsigned id, std::shared_ptr<const config::Config> settings,
+               std::shared_ptr<spdlog::logger> access_log)
     : shared_(shared),
       id_(id),
+      settings_(std::move(settings)),
+      access_log_(std::move(access_log)),
       registry_(shared.activity),
-      pool_(std::make_unique<upstream::Pool>(std::move(endpoints), kMaxIdlePerUpstream,
-                                             shared.cfg.timeouts.idle)),
+      pool_(std::make_unique<upstream::Pool>(kMaxIdlePerUpstream, settings_->timeouts.idle)),
       sweep_timer_(ioc_) {}
 
 Worker::~Worker() {
     pool_.reset();
-    acceptors_.clear();
+    listeners_.clear();
 }
 
-void Worker::add_listener(net::tcp::acceptor acceptor, routing::Audience audience) {
-    acceptors_.emplace_back(std::make_unique<net::tcp::acceptor>(std::move(acceptor)), audience);
+void Worker::add_listener(std::string key, net::tcp::acceptor acceptor,
+                          routing::Audience audience) {
+    listeners_.push_back(
+        {std::move(key), std::make_shared<net::tcp::acceptor>(std::move(acceptor)), audience});
+}
+
+void Worker::open_listener(std::string key, net::tcp::acceptor acceptor,
+                           routing::Audience audience) {
+    auto shared_acceptor = std::make_shared<net::tcp::acceptor>(std::move(acceptor));
+    asio::post(ioc_, [this, key = std::move(key), shared_acceptor, audience] {
+        if (stopping_) {
+            return;
+        }
+        listeners_.push_back({key, shared_acceptor, audience});
+        spawn_accept_loop(listeners_.back());
+    });
+}
+
+void Worker::close_listener(std::string key) {
+    asio::post(ioc_, [this, key = std::move(key)] {
+        std::erase_if(listeners_, [&](const Listener& l) {
+            if (l.key != key) {
+                return false;
+            }
+            net::error_code ignored;
+            l.acceptor->close(ignored);  // its loop ends; accepted connections go on
+            return true;
+        });
+    });
+}
+
+void Worker::spawn_accept_loop(const Listener& l) {
+    asio::co_spawn(ioc_, accept_loop(l.acceptor, l.audience),
+                   [](std::exception_ptr e) { log_coroutine_exit("accept loop", e); });
+}
+
+void Worker::set_members(Color color, routing::Members members, Duration timeout,
+                         Duration spread) {
+    asio::post(ioc_, [this, color, members = std::move(members), timeout, spread]() mutable {
+        // What left is what the old members have and the new ones lack.
+        std::vector<std::uint64_t> departed;
+        for (const auto& old : pool_->members(color)) {
+            if (std::find(members.begin(), members.end(), old) == members.end()) {
+                departed.push_back(old->id);
+            }
+        }
+        pool_->set_members(color, std::move(members));
+        if (stopping_ || departed.empty()) {
+            return;
+        }
+        const auto now = std::chrono::steady_clock::now();
+        for (auto id : departed) {
+            drains_.start_upstream(color, id, now, timeout, spread);
+        }
+        wake_drains();
+    });
+}
+
+void Worker::update_settings(std::shared_ptr<const config::Config> settings,
+                             std::shared_ptr<spdlog::logger> access_log) {
+    asio::post(ioc_, [this, settings = std::move(settings),
+                      access_log = std::move(access_log)]() mutable {
+        pool_->set_idle_timeout(settings->timeouts.idle);
+        settings_ = std::move(settings);
+        access_log_ = std::move(access_log);
+    });
 }
 
 void Worker::thread_rule_broken() const {
@@ -77,9 +144,8 @@ void Worker::thread_rule_broken() const {
 void Worker::run() {
     thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
     set_this_thread_shard(id_ + 1);  // shard 0 is for threads that are not workers
-    for (auto& [acceptor, audience] : acceptors_) {
-        asio::co_spawn(ioc_, accept_loop(*acceptor, audience),
-                       [](std::exception_ptr e) { log_coroutine_exit("accept loop", e); });
+    for (const auto& l : listeners_) {
+        spawn_accept_loop(l);
     }
     asio::co_spawn(ioc_, sweep_loop(),
                    [](std::exception_ptr e) { log_coroutine_exit("pool sweeper", e); });
@@ -89,9 +155,9 @@ void Worker::run() {
 void Worker::begin_shutdown() {
     asio::post(ioc_, [this] {
         stopping_ = true;
-        for (auto& entry : acceptors_) {
+        for (auto& l : listeners_) {
             net::error_code ignored;
-            entry.first->close(ignored);
+            l.acceptor->close(ignored);
         }
         sweep_timer_.cancel();
         pool_->close_all();
@@ -125,10 +191,6 @@ void Worker::start_drain(Color color, drain::TimePoint start, Duration timeout, 
         drains_.start(color, start, timeout, spread);
         wake_drains();
     });
-}
-
-void Worker::set_endpoint(Color color, std::size_t i, net::tcp::endpoint ep) {
-    asio::post(ioc_, [this, color, i, ep] { pool_->set_endpoint(color, i, ep); });
 }
 
 void Worker::cancel_drain(Color color) {
@@ -171,20 +233,21 @@ net::Task<void> Worker::drive_drains() {
     }
 }
 
-net::Task<void> Worker::accept_loop(net::tcp::acceptor& acceptor, routing::Audience audience) {
-    const auto max = shared_.cfg.limits.max_connections;
+net::Task<void> Worker::accept_loop(std::shared_ptr<net::tcp::acceptor> acceptor,
+                                    routing::Audience audience) {
     net::tcp::endpoint peer;
     AcceptBackoff backoff;
     while (!stopping_) {
-        auto [ec, socket] = co_await acceptor.async_accept(peer, kNoThrow);
+        auto [ec, socket] = co_await acceptor->async_accept(peer, kNoThrow);
         if (ec) {
-            if (stopping_ || ec == asio::error::operation_aborted) {
+            if (stopping_ || ec == asio::error::operation_aborted || !acceptor->is_open()) {
                 co_return;
             }
             co_await net::pause_after_accept_failure(backoff, ec, "accept");
             continue;
         }
         backoff.succeeded();
+        const auto max = settings_->limits.max_connections;
         if (shared_.open_connections.load(std::memory_order_relaxed) >= max ||
             shared_.shutting_down.load(std::memory_order_relaxed)) {
             log().warn("503 to {}: {}", peer.address().to_string(),

@@ -26,16 +26,14 @@
 
 namespace bgs::worker {
 
-/// What every worker's sessions share, and nothing else: the immutable
-/// configuration, the router, the access log and process-wide counters. Each
-/// worker's pool keeps its own copy of the upstreams' addresses.
+/// What every worker's sessions share, and nothing else: the router and
+/// process-wide counters. Settings, the access log and the upstreams' members
+/// are each worker's own copies, replaced by the control thread through posts.
 struct Shared {
-    Shared(const config::Config& c, routing::Router& r) : cfg(c), router(r) {}
+    explicit Shared(routing::Router& r) : router(r) {}
 
-    const config::Config& cfg;
     routing::Router& router;
     drain::ActivityCounts activity;
-    std::shared_ptr<spdlog::logger> access_log;  // null when access logging is off
     metrics::Metrics metrics;
     std::atomic<std::uint64_t> open_connections{0};
     std::atomic<bool> shutting_down{false};
@@ -43,14 +41,22 @@ struct Shared {
 
 class Worker {
   public:
-    /// `endpoints`: the upstreams' addresses as resolved now (the pool keeps a copy).
-    Worker(Shared& shared, unsigned id, upstream::Endpoints endpoints);
+    /// `settings`: the configuration as of now, this worker's own copy;
+    /// `access_log`: null when access logging is off. No members until set_members.
+    Worker(Shared& shared, unsigned id, std::shared_ptr<const config::Config> settings,
+           std::shared_ptr<spdlog::logger> access_log);
     ~Worker();
     Worker(const Worker&) = delete;
     Worker& operator=(const Worker&) = delete;
 
-    /// Adds an already bound and listening acceptor. Before run() only.
-    void add_listener(net::tcp::acceptor acceptor, routing::Audience audience);
+    /// Adds an already bound and listening acceptor, known as `key` (its
+    /// configured address). Before run() only.
+    void add_listener(std::string key, net::tcp::acceptor acceptor, routing::Audience audience);
+    /// The same while running: the acceptor (bound on this worker's context)
+    /// starts accepting here. Any thread.
+    void open_listener(std::string key, net::tcp::acceptor acceptor, routing::Audience audience);
+    /// Stops accepting on the listener `key`; its connections go on. Any thread.
+    void close_listener(std::string key);
 
     /// Runs the event loop on the calling thread until the worker has no work left.
     void run();
@@ -72,12 +78,21 @@ class Worker {
     void start_drain(Color color, drain::TimePoint start, Duration timeout, Duration spread);
     /// Stops a drain of `color` (a rollback to it): its connections are kept. Any thread.
     void cancel_drain(Color color);
-    /// Upstream (color, i) is now at `ep` (its name resolved late). Any thread.
-    void set_endpoint(Color color, std::size_t i, net::tcp::endpoint ep);
+    /// The upstreams of `color` in rotation from now on. Idle connections to
+    /// those that left close; their WebSockets, streams and tunnels are
+    /// drained (`timeout`, `spread`) as in start_drain. Any thread.
+    void set_members(Color color, routing::Members members, Duration timeout, Duration spread);
+    /// New settings (a reload) for the exchanges that begin from now on, and
+    /// the access log to write to. Any thread.
+    void update_settings(std::shared_ptr<const config::Config> settings,
+                         std::shared_ptr<spdlog::logger> access_log);
 
     net::asio::io_context& context() { return ioc_; }
     Shared& shared() { return shared_; }
-    const config::Config& cfg() const { return shared_.cfg; }
+    /// This worker's settings now. REQUIRES: on this worker's thread.
+    const std::shared_ptr<const config::Config>& settings() const { return settings_; }
+    /// Null when access logging is off. REQUIRES: on this worker's thread.
+    const std::shared_ptr<spdlog::logger>& access_log() const { return access_log_; }
     /// REQUIRES: on this worker's thread (checked in debug and sanitizer builds).
     upstream::Pool& pool() {
         assert_on_worker_thread();
@@ -108,7 +123,14 @@ class Worker {
     }
     [[noreturn]] void thread_rule_broken() const;
 
-    net::Task<void> accept_loop(net::tcp::acceptor& acceptor, routing::Audience audience);
+    struct Listener {
+        std::string key;
+        std::shared_ptr<net::tcp::acceptor> acceptor;
+        routing::Audience audience;
+    };
+    void spawn_accept_loop(const Listener& l);
+    net::Task<void> accept_loop(std::shared_ptr<net::tcp::acceptor> acceptor,
+                                routing::Audience audience);
     net::Task<void> sweep_loop();
     /// Runs the drain plan: closes what is due, then waits for the next
     /// close or for the plan to change (wake_drains). One at a time.
@@ -117,6 +139,8 @@ class Worker {
 
     Shared& shared_;
     unsigned id_;
+    std::shared_ptr<const config::Config> settings_;
+    std::shared_ptr<spdlog::logger> access_log_;
     drain::SessionRegistry registry_;  // outlives ioc_: session frames die with it
     std::array<std::size_t, 2> cursors_{};
     // Other threads reach a worker only through post(), so the scheduler keeps
@@ -125,7 +149,7 @@ class Worker {
     net::asio::io_context ioc_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
     std::unique_ptr<upstream::Pool> pool_;
     net::asio::steady_timer sweep_timer_;
-    std::vector<std::pair<std::unique_ptr<net::tcp::acceptor>, routing::Audience>> acceptors_;
+    std::vector<Listener> listeners_;
     bool stopping_ = false;
     drain::DrainManager drains_{registry_};
     net::asio::steady_timer drain_timer_{ioc_};

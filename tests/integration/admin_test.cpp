@@ -547,8 +547,8 @@ TEST(ShutdownTest, ASwitchWhoseGatesRunIsAnswered503AndChangesNothing) {
 }
 
 // A name that does not resolve at start (the green containers are not up
-// yet) does not stop bgswitch: that upstream is down, its name is tried again
-// every health.interval, and once it resolves and passes its probes a switch
+// yet) does not stop bgswitch: green has no address, its name is tried again
+// every resolver.refresh, and once it resolves and passes its probes a switch
 // to it works.
 TEST(NameTest, AnUpstreamWhoseNameResolvesLateJoinsAfterItsProbes) {
     ScriptedUpstream blue(ScriptedUpstream::app("blue"));
@@ -557,26 +557,28 @@ TEST(NameTest, AnUpstreamWhoseNameResolvesLateJoinsAfterItsProbes) {
     cfg.colors[index(Color::Green)].upstreams = {{"app-green.test", green.port()}};
     cfg.health.interval = std::chrono::milliseconds(50);
     cfg.health.healthy_threshold = 2;
+    cfg.resolver.refresh = std::chrono::milliseconds(50);
     std::atomic<bool> green_up{false};
     std::atomic<int> lookups{0};
-    RunningProxy proxy(cfg, [&](const std::string& host) -> std::optional<std::string> {
+    RunningProxy proxy(cfg, [&](const std::string& host) -> std::vector<std::string> {
         if (host != "app-green.test") {
-            return std::nullopt;
+            return {};
         }
         ++lookups;
-        return green_up ? std::optional<std::string>("127.0.0.1") : std::nullopt;
+        return green_up ? std::vector<std::string>{"127.0.0.1"} : std::vector<std::string>{};
     });
     const auto port = proxy.server->admin_port();
     EXPECT_EQ(color_of_next_request(proxy.port()), "blue");
     auto green_healthy = [&] {
         auto s = parse(admin_call(port, "GET", "/v1/status", "", kToken).body);
-        return s.at("colors").at("green").at("upstreams").at(0).at("healthy").as_bool();
+        const auto& ups = s.at("colors").at("green").at("upstreams").as_array();
+        return !ups.empty() && ups.at(0).at("healthy").as_bool();
     };
     EXPECT_FALSE(green_healthy());
-    ASSERT_TRUE(eventually([&] { return lookups.load() >= 2; }));  // tried again
+    ASSERT_TRUE(eventually([&] { return lookups.load() >= 3; }));  // tried again
     auto refused = admin_call(port, "POST", "/v1/switch", R"({"to":"green"})", kToken);
     EXPECT_EQ(refused.status, 412);
-    EXPECT_NE(refused.body.find("its name does not resolve"), std::string::npos) << refused.body;
+    EXPECT_NE(refused.body.find("no upstream address"), std::string::npos) << refused.body;
 
     green_up = true;
     ASSERT_TRUE(eventually(green_healthy));

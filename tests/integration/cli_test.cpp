@@ -206,9 +206,10 @@ TEST(CliTest, RunServesAndExitsZeroOnSigterm) {
         std::regex_search(log, std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info)")))
         << log;
 
-    // SIGHUP (logrotate's habit, and nginx's reload) never stops it.
+    // SIGHUP (logrotate's habit, and nginx's) reloads and never stops it.
     ::kill(child.pid, SIGHUP);
-    EXPECT_NE(child.output.read_until("ignored", 5s).find("SIGHUP"), std::string::npos);
+    EXPECT_NE(child.output.read_until("nothing changed", 5s).find("reload (SIGHUP)"),
+              std::string::npos);
     ASSERT_TRUE(served());
 
     // A second process on the same state file is refused and names the first.

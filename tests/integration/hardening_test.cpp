@@ -296,12 +296,9 @@ TEST(WorkerThreadDeathTest, APoolUsedFromAnotherThreadAborts) {
         {
             auto cfg = test_config({dead_port()});
             routing::ColorState colors(Color::Blue, 1);
-            routing::Router router(cfg, colors);
-            worker::Shared shared(cfg, router);
-            upstream::Endpoints endpoints;
-            endpoints[0].emplace_back(net::asio::ip::make_address("127.0.0.1"), 1);
-            endpoints[1].emplace_back(net::asio::ip::make_address("127.0.0.1"), 1);
-            worker::Worker w(shared, 0, endpoints);
+            routing::Router router(colors);
+            worker::Shared shared(router);
+            worker::Worker w(shared, 0, std::make_shared<const config::Config>(cfg), nullptr);
             std::thread runner([&] { w.run(); });
             // The worker's thread has started once its pool answers there.
             std::promise<void> started;

@@ -1,0 +1,55 @@
+// One upstream address of a color, shared by the control thread (which creates
+// it, probes it and retires it) and the workers (which route to it). A name in
+// the upstream list gives one Upstream per address it resolves to; an IP
+// literal gives exactly one. Immutable but for its two flags.
+#pragma once
+
+#include "proxy/config/config.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bgs::routing {
+
+struct Upstream {
+    Upstream(config::HostPort configured, boost::asio::ip::tcp::endpoint endpoint, bool healthy);
+    Upstream(const Upstream&) = delete;
+    Upstream& operator=(const Upstream&) = delete;
+
+    /// Unique in this process and never reused: what drains and pools match on.
+    const std::uint64_t id;
+    /// The list entry it came from ("app-green:8080" or "10.0.0.7:8080").
+    const config::HostPort configured;
+    const boost::asio::ip::tcp::endpoint endpoint;
+    /// "10.0.0.7:8080", or "[::1]:8080".
+    const std::string address;
+    /// How status, metrics and logs name it: the address for an IP literal,
+    /// "app-green:8080 (172.18.0.5)" for a name.
+    const std::string name;
+    /// Written by the health checker and the switch gate, read by the router
+    /// (relaxed: a stale read only routes one request to a peer that just
+    /// changed state, which the retry covers).
+    std::atomic<bool> healthy;
+    /// Set once it left its color's list: its probes stop.
+    std::atomic<bool> retired{false};
+};
+
+using UpstreamPtr = std::shared_ptr<Upstream>;
+/// The upstreams of one color in rotation, in list order.
+using Members = std::vector<UpstreamPtr>;
+
+/// The next upstream of `members` in round-robin order after `cursor`
+/// (advanced), preferring healthy ones and skipping `exclude`. When none is
+/// healthy every upstream is a candidate: stale health must not turn into
+/// certain 502s. nullopt when there is no candidate.
+std::optional<std::size_t> pick(const Members& members, std::size_t& cursor,
+                                std::optional<std::size_t> exclude = std::nullopt);
+
+}  // namespace bgs::routing
