@@ -202,8 +202,8 @@ std::variant<control::UpstreamsRequest, std::vector<std::string>> parse_upstream
                 problems.push_back("\"upstreams\" must not be empty");
             }
             if (list.size() > kMaxUpstreams) {
-                problems.push_back(msg({"\"upstreams\" holds more than ",
-                                        std::to_string(kMaxUpstreams), " entries"}));
+                problems.push_back(msg(
+                    {"\"upstreams\" holds more than ", std::to_string(kMaxUpstreams), " entries"}));
                 continue;
             }
             for (std::size_t i = 0; i < list.size(); ++i) {
@@ -217,6 +217,8 @@ std::variant<control::UpstreamsRequest, std::vector<std::string>> parse_upstream
                 auto hp = config::HostPort::parse(text, &why);
                 if (!hp) {
                     problems.push_back(msg({where, ": \"", text, "\": ", why}));
+                } else if (hp->port == 0) {
+                    problems.push_back(msg({where, ": \"", text, "\": port must be 1..65535"}));
                 } else if (std::find(req.upstreams.begin(), req.upstreams.end(), *hp) !=
                            req.upstreams.end()) {
                     problems.push_back(msg({where, ": \"", text, "\" appears twice"}));

@@ -331,7 +331,8 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"blue", "green"}));
     add_client_options(upstreams_cmd);
     auto* upstreams_set = upstreams_cmd->add_subcommand(
-        "set", "replace COLOR's upstreams with ADDR... (host:port; names resolve to every address)");
+        "set",
+        "replace COLOR's upstreams with ADDR... (host:port; names resolve to every address)");
     upstreams_set->add_option("color", ups.color, "blue or green")
         ->required()
         ->check(CLI::IsMember({"blue", "green"}));

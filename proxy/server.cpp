@@ -3,9 +3,9 @@
 #include "admin/admin_server.hpp"
 #include "admin/routes.hpp"
 #include "proxy/common/logging.hpp"
+#include "proxy/config/loader.hpp"
 #include "proxy/control/switcher.hpp"
 #include "proxy/control/upstream_directory.hpp"
-#include "proxy/config/loader.hpp"
 #include "proxy/health/health_checker.hpp"
 #include "proxy/net/listen.hpp"
 #include "proxy/worker/worker.hpp"
@@ -178,7 +178,8 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
 
     control_ = std::make_unique<asio::io_context>(1);
     health_ = std::make_unique<health::HealthChecker>(
-        cfg_, [this](Color c, const routing::UpstreamPtr& up) { directory_->health_changed(c, up); });
+        cfg_,
+        [this](Color c, const routing::UpstreamPtr& up) { directory_->health_changed(c, up); });
     control::UpstreamDirectory::Hooks hooks;
     hooks.publish = [this](Color c, const routing::Members& members) {
         for (auto& w : workers_) {
@@ -188,8 +189,8 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
     hooks.joined = [this](Color c, const routing::UpstreamPtr& up, bool probe_now) {
         health_->watch(c, up, probe_now);
     };
-    directory_ = std::make_unique<control::UpstreamDirectory>(cfg_, *color_state_,
-                                                              std::move(resolver), std::move(hooks));
+    directory_ = std::make_unique<control::UpstreamDirectory>(
+        cfg_, *color_state_, std::move(resolver), std::move(hooks));
     for (Color c : kColors) {
         if (auto list = saved_list(initial, c)) {
             log().info("upstreams of {} from the state file (set through the API): {}",
@@ -238,13 +239,13 @@ control::ReloadOutcome Server::reload(const std::string& source) {
         out.result = R::ShuttingDown;
         return out;
     }
+    if (switcher_->busy()) {
+        out.result = R::Busy;
+        return out;
+    }
     if (config_file_.empty()) {
         out.result = R::Invalid;
         out.problems.push_back("this proxy was not started from a configuration file");
-        return out;
-    }
-    if (switcher_->busy()) {
-        out.result = R::Busy;
         return out;
     }
     auto loaded = config::load_config_file(config_file_);
@@ -291,8 +292,8 @@ control::ReloadOutcome Server::reload(const std::string& source) {
     for (const auto& hp : next.listen) {
         open_new(hp, cfg_.listen, routing::Audience::Live, "listen");
     }
-    const auto old_preview =
-        cfg_.preview ? std::vector<config::HostPort>{*cfg_.preview} : std::vector<config::HostPort>{};
+    const auto old_preview = cfg_.preview ? std::vector<config::HostPort>{*cfg_.preview}
+                                          : std::vector<config::HostPort>{};
     if (next.preview) {
         open_new(*next.preview, old_preview, routing::Audience::Preview, "preview");
     }
@@ -318,8 +319,7 @@ control::ReloadOutcome Server::reload(const std::string& source) {
             workers_[k]->open_listener(opened[i].first, std::move(opened[i].second.acceptors[k]),
                                        audiences[i].second);
         }
-        log().info("reload: now accepting on {} (port {})", opened[i].first,
-                   opened[i].second.port);
+        log().info("reload: now accepting on {} (port {})", opened[i].first, opened[i].second.port);
     }
     auto close_gone = [&](const std::vector<config::HostPort>& before,
                           const std::vector<config::HostPort>& after, const char* what) {
@@ -347,7 +347,8 @@ control::ReloadOutcome Server::reload(const std::string& source) {
     }
     switcher_->record_reload(out.changed, source, from_file);
     log().info("reload ({}) of {}: {}{}", source, config_file_,
-               out.changed.empty() ? "nothing changed" : "changed " + fmt::format("{}", fmt::join(out.changed, ", ")),
+               out.changed.empty() ? "nothing changed"
+                                   : "changed " + fmt::format("{}", fmt::join(out.changed, ", ")),
                out.restart_required.empty()
                    ? ""
                    : "; needs a restart to apply: " +

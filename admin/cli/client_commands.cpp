@@ -397,8 +397,8 @@ int history(const ClientOptions& opt) {
         std::cout << "no switches yet\n";
         return kExitOk;
     }
-    std::printf("%-24s %-13s %-6s %-6s %-15s %7s %9s  %-15s %s\n", "TIME", "ACTION", "FROM",
-                "TO", "RESULT", "VERSION", "GATES", "SOURCE", "REASON");
+    std::printf("%-24s %-13s %-6s %-6s %-15s %7s %9s  %-15s %s\n", "TIME", "ACTION", "FROM", "TO",
+                "RESULT", "VERSION", "GATES", "SOURCE", "REASON");
     for (const auto& e : events) {
         const auto& o = e.as_object();
         const auto& g = o.at("gates").as_object();

@@ -233,8 +233,7 @@ SwitchOutcome Switcher::set_upstreams(UpstreamsRequest req) {
     event.version = next.version;
     next.record(std::move(event));
     if (auto err = store_.save(next)) {
-        log().error("upstreams of {} not changed: state file: {}", bgs::to_string(req.color),
-                    *err);
+        log().error("upstreams of {} not changed: state file: {}", bgs::to_string(req.color), *err);
         out.result = Result::PersistFailed;
         out.error = *err;
         return out;

@@ -90,10 +90,11 @@ bool UpstreamDirectory::apply(Color color, Entry& e, const std::vector<std::stri
         // A failed re-resolution keeps the last good addresses.
         if (!e.failing) {
             e.failing = true;
-            log().warn("upstream {} of {} does not resolve now; {}tried again every "
-                       "resolver.refresh",
-                       e.hp.to_string(), to_string(color),
-                       e.ups.empty() ? "" : "its last addresses stay in use and it is ");
+            log().warn(
+                "upstream {} of {} does not resolve now; {}tried again every "
+                "resolver.refresh",
+                e.hp.to_string(), to_string(color),
+                e.ups.empty() ? "" : "its last addresses stay in use and it is ");
         }
         return false;
     }
@@ -221,9 +222,10 @@ bool UpstreamDirectory::settle(Color color) {
         return false;
     }
     if (new_one_healthy) {
-        log().info("{}: an upstream of its new list is healthy; the previous ones leave the "
-                   "rotation",
-                   to_string(color));
+        log().info(
+            "{}: an upstream of its new list is healthy; the previous ones leave the "
+            "rotation",
+            to_string(color));
     }
     cl.retiring.clear();
     return true;

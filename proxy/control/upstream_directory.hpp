@@ -98,7 +98,7 @@ class UpstreamDirectory {
         std::vector<config::HostPort> list_hp;
         std::vector<Entry> entries;
         ListSource source = ListSource::Config;
-        routing::Members retiring;  // the previous list, serving until a new member is healthy
+        routing::Members retiring;   // the previous list, serving until a new member is healthy
         routing::Members published;  // the members as the hooks last heard of them
     };
     using Answers = std::map<std::string, std::vector<std::string>>;

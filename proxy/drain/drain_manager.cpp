@@ -29,8 +29,9 @@ void DrainManager::cancel_all() {
 }
 
 bool DrainManager::draining(Color color) const {
-    return std::any_of(drains_.begin(), drains_.end(),
-                       [&](const Running& d) { return d.target == Target{color, 0}; });
+    return std::any_of(drains_.begin(), drains_.end(), [&](const Running& d) {
+        return d.target == Target{color, 0};
+    });
 }
 
 bool DrainManager::closable(const TrackedSession& s, Target target) {

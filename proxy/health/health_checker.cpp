@@ -49,10 +49,10 @@ void HealthChecker::watch(Color color, routing::UpstreamPtr up, bool probe_now) 
     timers_.emplace(up->id, timer);
     asio::co_spawn(*ex_, probe_loop(color, std::move(up), std::move(timer), probe_now),
                    [](std::exception_ptr e) {
-        if (e) {
-            log().error("a health check loop ended by an exception");
-        }
-    });
+                       if (e) {
+                           log().error("a health check loop ended by an exception");
+                       }
+                   });
 }
 
 void HealthChecker::stop() {

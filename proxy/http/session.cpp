@@ -435,6 +435,7 @@ class Session final : public drain::TrackedSession {
             co_return false;
         }
         ++requests_;
+        refresh_settings();  // a reload while the connection waited applies to this exchange
         note_request(ex, parser);
         request_id_for(parser.fields(), ex.rec.request_id);
         co_return true;

@@ -25,7 +25,7 @@ struct Connection {
     Color color = Color::Blue;
     routing::UpstreamPtr upstream;
     std::size_t index = 0;  // of upstream in its color's members when it was dialled
-    bool reused = false;  // came from the pool rather than a fresh connect
+    bool reused = false;    // came from the pool rather than a fresh connect
     /// Its last response had no body by its framing (HEAD, 204, 304): an
     /// upstream that sends one anyway sends it after, so it is checked on reuse.
     bool bodiless_last = false;

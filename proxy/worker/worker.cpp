@@ -104,8 +104,7 @@ void Worker::spawn_accept_loop(const Listener& l) {
                    [](std::exception_ptr e) { log_coroutine_exit("accept loop", e); });
 }
 
-void Worker::set_members(Color color, routing::Members members, Duration timeout,
-                         Duration spread) {
+void Worker::set_members(Color color, routing::Members members, Duration timeout, Duration spread) {
     asio::post(ioc_, [this, color, members = std::move(members), timeout, spread]() mutable {
         // What left is what the old members have and the new ones lack.
         std::vector<std::uint64_t> departed;
@@ -128,12 +127,12 @@ void Worker::set_members(Color color, routing::Members members, Duration timeout
 
 void Worker::update_settings(std::shared_ptr<const config::Config> settings,
                              std::shared_ptr<spdlog::logger> access_log) {
-    asio::post(ioc_, [this, settings = std::move(settings),
-                      access_log = std::move(access_log)]() mutable {
-        pool_->set_idle_timeout(settings->timeouts.idle);
-        settings_ = std::move(settings);
-        access_log_ = std::move(access_log);
-    });
+    asio::post(
+        ioc_, [this, settings = std::move(settings), access_log = std::move(access_log)]() mutable {
+            pool_->set_idle_timeout(settings->timeouts.idle);
+            settings_ = std::move(settings);
+            access_log_ = std::move(access_log);
+        });
 }
 
 void Worker::thread_rule_broken() const {

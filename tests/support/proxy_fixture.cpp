@@ -7,7 +7,10 @@
 #include <unistd.h>
 #include <atomic>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -91,9 +94,72 @@ AdminAnswer admin_call(std::uint16_t port, const std::string& method, const std:
     return {m.status, m.body, m.header("Content-Type").value_or("")};
 }
 
-RunningProxy::RunningProxy(config::Config cfg, NameResolver resolver)
-    : server(std::make_unique<Server>(std::move(cfg), std::move(resolver))) {
+RunningProxy::RunningProxy(config::Config cfg, NameResolver resolver, std::string config_file)
+    : server(
+          std::make_unique<Server>(std::move(cfg), std::move(resolver), std::move(config_file))) {
     server->start();
+}
+
+LoadLoop::LoadLoop(std::uint16_t port, int clients, std::string path) {
+    for (int i = 0; i < clients; ++i) {
+        threads_.emplace_back([this, port, path] {
+            const std::string request = "GET " + path + " HTTP/1.1\r\nHost: load\r\n\r\n";
+            std::optional<Socket> c;
+            while (!stop_) {
+                try {
+                    if (!c) {
+                        c.emplace(Socket::connect(port));
+                    }
+                    c->send(request);
+                    auto res = read_response(*c);
+                    if (res.status != 200) {
+                        ++failures_;
+                    }
+                    {
+                        std::lock_guard lock(mutex_);
+                        ++bodies_[res.body];
+                    }
+                    ++completed_;
+                    if (auto conn = res.header("connection"); conn && *conn == "close") {
+                        c.reset();
+                    }
+                } catch (const std::exception&) {
+                    ++failures_;
+                    c.reset();
+                }
+            }
+        });
+    }
+}
+
+LoadLoop::~LoadLoop() {
+    stop();
+}
+
+bool LoadLoop::more(int n) {
+    const int mark = completed();
+    return eventually([&] { return completed() >= mark + n; }, 10s);
+}
+
+std::map<std::string, int> LoadLoop::bodies() const {
+    std::lock_guard lock(mutex_);
+    return bodies_;
+}
+
+void LoadLoop::stop() {
+    stop_ = true;
+    for (auto& t : threads_) {
+        if (t.joinable()) {
+            t.join();
+        }
+    }
+}
+
+std::string write_temp_file(const std::string& name, const std::string& text) {
+    const auto path = std::filesystem::temp_directory_path() /
+                      ("bgswitch-" + std::to_string(::getpid()) + "-" + name);
+    std::ofstream(path) << text;
+    return path.string();
 }
 
 }  // namespace bgs::test

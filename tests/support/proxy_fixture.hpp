@@ -4,9 +4,13 @@
 #include "proxy/config/config.hpp"
 #include "proxy/server.hpp"
 
+#include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace bgs::test {
@@ -29,11 +33,45 @@ struct AdminAnswer {
 AdminAnswer admin_call(std::uint16_t port, const std::string& method, const std::string& path,
                        const std::string& body = "", const std::string& token = "");
 
-/// A started server; stopped gracefully when destroyed.
+/// A started server; stopped gracefully when destroyed. With `config_file`,
+/// reloads re-read that file.
 struct RunningProxy {
-    explicit RunningProxy(config::Config cfg, NameResolver resolver = resolve_with_system);
+    explicit RunningProxy(config::Config cfg, NameResolver resolver = resolve_with_system,
+                          std::string config_file = "");
     std::uint16_t port() const { return server->listen_ports().front(); }
     std::unique_ptr<Server> server;
 };
+
+/// Keep-alive clients sending GET `path` in a loop until stopped, each on
+/// its own connection (a new one after the proxy closed one between
+/// requests, as a browser does). A request that gets anything but a 200, or
+/// no answer, is a failure.
+class LoadLoop {
+  public:
+    LoadLoop(std::uint16_t port, int clients, std::string path = "/");
+    ~LoadLoop();
+    LoadLoop(const LoadLoop&) = delete;
+    LoadLoop& operator=(const LoadLoop&) = delete;
+
+    int completed() const { return completed_.load(); }
+    int failures() const { return failures_.load(); }
+    /// Waits (with a deadline) until `n` more requests completed; false on timeout.
+    bool more(int n);
+    /// How many answers had each body, so far.
+    std::map<std::string, int> bodies() const;
+    /// Stops the clients and waits for them.
+    void stop();
+
+  private:
+    std::atomic<bool> stop_{false};
+    std::atomic<int> completed_{0};
+    std::atomic<int> failures_{0};
+    mutable std::mutex mutex_;
+    std::map<std::string, int> bodies_;
+    std::vector<std::thread> threads_;
+};
+
+/// Writes `text` to a fresh file of this process and returns its path.
+std::string write_temp_file(const std::string& name, const std::string& text);
 
 }  // namespace bgs::test

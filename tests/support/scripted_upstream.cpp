@@ -19,20 +19,40 @@ std::string http_response(int status, std::string_view body, std::string_view ex
     return out;
 }
 
-ScriptedUpstream::ScriptedUpstream(Handler handler) : handler_(std::move(handler)) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        ::listen(listen_fd_, 512) != 0) {
-        throw std::runtime_error("scripted upstream: bind/listen failed");
+ScriptedUpstream::ScriptedUpstream(Handler handler)
+    : ScriptedUpstream(std::move(handler), "127.0.0.1") {}
+
+ScriptedUpstream::ScriptedUpstream(Handler handler, const std::string& ip, std::uint16_t port)
+    : handler_(std::move(handler)) {
+    sockaddr_storage storage{};
+    socklen_t len = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&storage);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&storage);
+    if (::inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        len = sizeof *v4;
+    } else if (::inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        len = sizeof *v6;
+    } else {
+        throw std::runtime_error("scripted upstream: not an IP address: " + ip);
     }
-    socklen_t len = sizeof addr;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listen_fd_ = ::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    int zero = 0;
+    setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (storage.ss_family == AF_INET6) {
+        setsockopt(listen_fd_, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    }
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&storage), len) != 0 ||
+        ::listen(listen_fd_, 512) != 0) {
+        ::close(listen_fd_);
+        throw std::runtime_error("scripted upstream: bind/listen on " + ip + " failed");
+    }
+    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&storage), &len);
+    port_ = ntohs(storage.ss_family == AF_INET6 ? v6->sin6_port : v4->sin_port);
     acceptor_ = std::thread([this] { accept_loop(); });
 }
 

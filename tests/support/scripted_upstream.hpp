@@ -19,6 +19,9 @@ class ScriptedUpstream {
     using Handler = std::function<void(Socket&, ScriptedUpstream&)>;
 
     explicit ScriptedUpstream(Handler handler);
+    /// Listens on `ip` ("127.0.0.2", "::1"; "::" takes IPv4 too) and `port`
+    /// (0: any free one).
+    ScriptedUpstream(Handler handler, const std::string& ip, std::uint16_t port = 0);
     /// Shuts down every open connection (unblocking handlers) and joins them.
     ~ScriptedUpstream();
 

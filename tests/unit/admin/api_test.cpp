@@ -60,6 +60,50 @@ TEST(ApiTest, RejectsBadSwitchBodies) {
     EXPECT_EQ(std::get<std::string>(malformed).rfind("malformed JSON", 0), 0u);
 }
 
+TEST(ApiTest, ParsesUpstreamListBodies) {
+    auto r = parse_upstreams_body(
+        R"({"upstreams":["10.0.0.7:8080","app-green-v2:8080","[::1]:80"],"reason":"v2",)"
+        R"("expect_version":9})",
+        Color::Green);
+    const auto* req = std::get_if<control::UpstreamsRequest>(&r);
+    ASSERT_TRUE(req);
+    EXPECT_EQ(req->color, Color::Green);
+    ASSERT_EQ(req->upstreams.size(), 3u);
+    EXPECT_EQ(req->upstreams[1].host, "app-green-v2");
+    EXPECT_EQ(req->upstreams[2].to_string(), "[::1]:80");
+    EXPECT_EQ(req->reason, "v2");
+    EXPECT_EQ(req->expect_version, 9u);
+}
+
+// Every problem of a body is reported at once, each naming its place.
+TEST(ApiTest, UpstreamListBodiesReportEveryProblem) {
+    auto problems = [](std::string_view body) {
+        auto r = parse_upstreams_body(body, Color::Blue);
+        auto* p = std::get_if<std::vector<std::string>>(&r);
+        return p ? *p : std::vector<std::string>{};
+    };
+    const auto p = problems(
+        R"({"upstreams":["ok:80","no-port","a:99999",7,"ok:80"],"reason":1,"extra":true})");
+    ASSERT_EQ(p.size(), 6u) << p.size();
+    EXPECT_NE(p[0].find("upstreams[1]: \"no-port\""), std::string::npos) << p[0];
+    EXPECT_NE(p[1].find("upstreams[2]: \"a:99999\""), std::string::npos) << p[1];
+    EXPECT_NE(p[2].find("upstreams[3]: must be"), std::string::npos) << p[2];
+    EXPECT_NE(p[3].find("upstreams[4]: \"ok:80\" appears twice"), std::string::npos) << p[3];
+    EXPECT_NE(p[4].find("\"reason\""), std::string::npos) << p[4];
+    EXPECT_NE(p[5].find("unknown field \"extra\""), std::string::npos) << p[5];
+    EXPECT_EQ(problems(R"({"upstreams":[]})"),
+              std::vector<std::string>{"\"upstreams\" must not be empty"});
+    EXPECT_EQ(problems(R"({"reason":"x"})"), std::vector<std::string>{"\"upstreams\" is required"});
+    EXPECT_EQ(problems("[1]").size(), 1u);
+    EXPECT_EQ(problems("{").size(), 1u);
+    std::string many = R"({"upstreams":[)";
+    for (std::size_t i = 0; i <= kMaxUpstreams; ++i) {
+        many += (i ? ",\"" : "\"") + std::string("h") + std::to_string(i) + ":80\"";
+    }
+    many += "]}";
+    EXPECT_NE(problems(many).at(0).find("more than 1024"), std::string::npos);
+}
+
 TEST(ApiTest, FindsDuplicateKeysAtAnyDepth) {
     EXPECT_EQ(duplicate_json_key(R"({"a":1,"b":{"c":1,"c":2}})"), "c");
     EXPECT_EQ(duplicate_json_key(R"({"a":{"x":1},"b":{"x":1}})"), std::nullopt);

@@ -61,6 +61,39 @@ TEST(LoaderTest, MinimalConfigGetsDefaults) {
     EXPECT_EQ(c.admin.allow.size(), 2u);
 }
 
+TEST(LoaderTest, ResolverRefreshHasADefaultAndACheckedRange) {
+    auto r = load(kMinimal);
+    ASSERT_TRUE(r.config);
+    EXPECT_EQ(r.config->resolver.refresh, std::chrono::seconds(5));
+    r = load(std::string(kMinimal) + "resolver: {refresh: 30s}\n");
+    ASSERT_TRUE(r.config) << r.errors.front();
+    EXPECT_EQ(r.config->resolver.refresh, std::chrono::seconds(30));
+    r = load(std::string(kMinimal) + "resolver: {refresh: 0s, every: 1}\n");
+    ASSERT_EQ(r.errors.size(), 2u);
+    EXPECT_NE(r.errors[0].find("resolver.every: unknown key"), std::string::npos) << r.errors[0];
+    EXPECT_NE(r.errors[1].find("resolver.refresh"), std::string::npos) << r.errors[1];
+}
+
+// What a reload compares: each key that differs, once; `active` never.
+TEST(ConfigTest, ChangedKeysNameWhatDiffers) {
+    auto a = load(kMinimal).config.value();
+    auto b = a;
+    EXPECT_TRUE(changed_keys(a, b).empty());
+    b.active = other(a.active);
+    EXPECT_TRUE(changed_keys(a, b).empty());
+    b.timeouts.idle = std::chrono::seconds(5);
+    b.colors[index(Color::Green)].upstreams.push_back({"app-green", 8080});
+    b.proxy.workers = 7;
+    b.log.access = "/tmp/x.log";
+    EXPECT_EQ(changed_keys(a, b),
+              (std::vector<std::string>{"colors.green.upstreams", "proxy.workers", "timeouts.idle",
+                                        "log.access"}));
+    EXPECT_TRUE(needs_restart("proxy.workers"));
+    EXPECT_TRUE(needs_restart("state.file"));
+    EXPECT_TRUE(needs_restart("admin.address"));
+    EXPECT_FALSE(needs_restart("timeouts.idle"));
+}
+
 TEST(LoaderTest, TheSpecExampleLoadsVerbatim) {
     std::ifstream in(std::string(BGSWITCH_SOURCE_DIR) + "/configs/bgswitch.yaml");
     ASSERT_TRUE(in);

@@ -193,5 +193,37 @@ TEST(DrainManagerTest, ConnectionsThatEndOnTheirOwnAreNotMadeUpFor) {
     EXPECT_EQ(m.run_due(t0 + 6s).next, t0 + 9s);  // nothing left to spread
 }
 
+// An address that left its color's list: only its own tunnels and streams
+// are drained, at the window's deadline; the color's others stay, and a
+// rollback (cancel of the color) does not bring the address back.
+TEST(DrainManagerTest, AnUpstreamThatLeftDrainsOnlyItsOwnConnections) {
+    Sessions s;
+    auto& gone_ws = s.add(Activity::Upgraded, Color::Blue);
+    gone_ws.set_upstream(7);
+    auto& gone_stream = s.add(Activity::Stream, Color::Blue);
+    gone_stream.set_upstream(7);
+    auto& other = s.add(Activity::Upgraded, Color::Blue);
+    other.set_upstream(8);
+    auto& request = s.add(Activity::Request, Color::Blue);
+    request.set_upstream(7);
+    DrainManager m(s.registry);
+    m.start_upstream(Color::Blue, 7, t0, 10s, 0s);
+    EXPECT_FALSE(m.draining(Color::Blue));  // the color itself is not draining
+
+    auto step = m.run_due(t0 + 5s);
+    EXPECT_EQ(s.stopped(), 0u);  // not at once
+    ASSERT_TRUE(step.next);
+    EXPECT_EQ(*step.next, t0 + 10s);
+    EXPECT_FALSE(m.cancel(Color::Blue));  // a rollback does not cancel it
+
+    step = m.run_due(t0 + 10s);
+    EXPECT_EQ(gone_ws.stops, (std::vector<StopReason>{StopReason::Drain}));
+    EXPECT_EQ(gone_stream.stops, (std::vector<StopReason>{StopReason::Drain}));
+    EXPECT_TRUE(other.stops.empty());
+    EXPECT_TRUE(request.stops.empty());  // plain requests always finish
+    EXPECT_FALSE(step.next);
+    EXPECT_FALSE(step.finished[index(Color::Blue)]);  // no color drain ended
+}
+
 }  // namespace
 }  // namespace bgs::drain

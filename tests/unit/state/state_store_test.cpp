@@ -59,6 +59,45 @@ TEST(StateStoreTest, SaveThenLoadRoundTrips) {
     std::filesystem::remove_all(dir);
 }
 
+// The lists set through the API and the history of such changes and of
+// reloads survive a restart; a file written before lists existed still loads.
+TEST(StateStoreTest, UpstreamListsAndTheirHistoryRoundTrip) {
+    const auto path = temp_path("state-lists.json");
+    StateStore store(path);
+    SwitchState s;
+    s.upstreams[index(Color::Green)] = std::vector<std::string>{"app-green:8080", "10.0.0.7:80"};
+    HistoryEvent set;
+    set.action = "set_upstreams";
+    set.from = set.to = Color::Green;
+    set.result = "updated";
+    set.old_upstreams = {"127.0.0.1:9101"};
+    set.new_upstreams = {"app-green:8080", "10.0.0.7:80"};
+    s.record(set);
+    HistoryEvent reload;
+    reload.action = "reload";
+    reload.result = "reloaded";
+    reload.changed = {"timeouts.idle", "log.level"};
+    s.record(reload);
+    ASSERT_FALSE(store.save(s));
+    auto loaded = store.load();
+    ASSERT_TRUE(loaded);
+    EXPECT_FALSE(loaded->upstreams[index(Color::Blue)]);
+    EXPECT_EQ(loaded->upstreams[index(Color::Green)], s.upstreams[index(Color::Green)]);
+    ASSERT_EQ(loaded->history.size(), 2u);
+    EXPECT_EQ(loaded->history[0].changed, reload.changed);
+    EXPECT_EQ(loaded->history[1].old_upstreams, set.old_upstreams);
+    EXPECT_EQ(loaded->history[1].new_upstreams, set.new_upstreams);
+
+    std::ofstream(path) << R"({"format":1,"active":"green","previous":"blue","version":3,)"
+                        << R"("history":[]})";
+    loaded = store.load();
+    ASSERT_TRUE(loaded);
+    EXPECT_EQ(loaded->version, 3u);
+    EXPECT_FALSE(loaded->upstreams[0]);
+    EXPECT_FALSE(loaded->upstreams[1]);
+    std::filesystem::remove(path);
+}
+
 TEST(StateStoreTest, HistoryIsBounded) {
     SwitchState s;
     for (int i = 0; i < 500; ++i) {
