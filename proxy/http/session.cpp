@@ -547,7 +547,7 @@ class Session final : public drain::TrackedSession {
         rh.target = plan.where.target;
         rh.host = plan.where.host;
         if (rh.host.empty()) {  // HTTP/1.0 without Host
-            rh.host = target.configured.to_string();
+            rh.host = target.authority;
         }
         rh.client_ip = peer_ip_;
         rh.trusted_peer = trusted_peer_;

@@ -20,11 +20,12 @@ Upstream::Upstream(config::HostPort configured_as, boost::asio::ip::tcp::endpoin
                    bool healthy_now)
     : id(next_id()),
       configured(std::move(configured_as)),
+      authority(configured.to_string()),
       endpoint(ep),
       address(address_text(ep)),
       name(configured.host == ep.address().to_string()
                ? address
-               : configured.to_string() + " (" + ep.address().to_string() + ")"),
+               : authority + " (" + ep.address().to_string() + ")"),
       healthy(healthy_now) {}
 
 std::optional<std::size_t> pick(const Members& members, std::size_t& cursor,

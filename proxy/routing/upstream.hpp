@@ -27,6 +27,8 @@ struct Upstream {
     const std::uint64_t id;
     /// The list entry it came from ("app-green:8080" or "10.0.0.7:8080").
     const config::HostPort configured;
+    /// `configured` as text: the Host an HTTP/1.0 request without one gets.
+    const std::string authority;
     const boost::asio::ip::tcp::endpoint endpoint;
     /// "10.0.0.7:8080", or "[::1]:8080".
     const std::string address;

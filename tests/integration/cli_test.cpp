@@ -404,6 +404,60 @@ TEST(CliTest, ClientCommandsAndTheirExitCodes) {
     EXPECT_EQ(run({"switch", "--help"}).first, 0);
 }
 
+// The deploy flow of a container world: green's address is set when its
+// container is up, then traffic moves; the file is re-read with `reload`.
+TEST(CliTest, UpstreamsAndReloadCommands) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    RunningBinary bgs(blue.port(), dead_port(), path_for("ups-state.json"));
+    const std::vector<std::string> auth{"--admin", bgs.url(), "--token", "cli-token"};
+    auto with = [&](std::vector<std::string> args) {
+        args.insert(args.end(), auth.begin(), auth.end());
+        return run(args);
+    };
+    const auto green_address = "127.0.0.1:" + std::to_string(green.port());
+
+    auto [l0, both] = with({"upstreams"});
+    EXPECT_EQ(l0, 0) << both;
+    EXPECT_NE(both.find("blue (config): 127.0.0.1:" + std::to_string(blue.port())),
+              std::string::npos)
+        << both;
+    EXPECT_NE(both.find("green (config)"), std::string::npos) << both;
+
+    auto [s0, set] =
+        with({"upstreams", "set", "green", green_address, "--reason", "green v2 started"});
+    EXPECT_EQ(s0, 0) << set;
+    EXPECT_NE(set.find("upstreams of green set: " + green_address + " (version 2)"),
+              std::string::npos)
+        << set;
+    auto [g0, one] = with({"upstreams", "green"});
+    EXPECT_EQ(g0, 0) << one;
+    EXPECT_NE(one.find("green (api): " + green_address), std::string::npos) << one;
+    EXPECT_EQ(one.find("blue"), std::string::npos) << one;
+    EXPECT_EQ(with({"switch", "green"}).first, 0);
+    EXPECT_EQ(bgs.color(), "green");
+
+    auto [b2, bad] = with({"upstreams", "set", "green", "no-port"});
+    EXPECT_EQ(b2, 2) << bad;
+    EXPECT_NE(bad.find("upstreams[0]: \"no-port\""), std::string::npos) << bad;
+    auto [v1, stale] = with({"upstreams", "set", "green", green_address, "--expect-version", "1"});
+    EXPECT_EQ(v1, 1) << stale;
+    EXPECT_EQ(with({"upstreams", "purple"}).first, 2);
+
+    auto [h0, hist] = with({"history"});
+    EXPECT_NE(hist.find("set_upstreams"), std::string::npos) << hist;
+    EXPECT_NE(hist.find("green v2 started"), std::string::npos) << hist;
+
+    auto [r0, reloaded] = with({"reload"});
+    EXPECT_EQ(r0, 0) << reloaded;
+    EXPECT_NE(reloaded.find("reloaded; changed: (none)"), std::string::npos) << reloaded;
+    std::ofstream(bgs.config, std::ios::app) << "timeouts: {idle: forever}\n";
+    auto [r1, refused] = with({"reload"});
+    EXPECT_EQ(r1, 1) << refused;
+    EXPECT_NE(refused.find("timeouts.idle"), std::string::npos) << refused;
+    EXPECT_EQ(bgs.color(), "green");
+}
+
 TEST(CliTest, AFailedGateExitsOneAndTrafficStays) {
     ScriptedUpstream blue(ScriptedUpstream::app("blue"));
     RunningBinary bgs(blue.port(), dead_port(), path_for("gate-state.json"));

@@ -36,6 +36,7 @@ struct FakeDns {
 };
 
 struct Fixture {
+    boost::asio::io_context ioc;  // outlives the directory's timer
     config::Config cfg;
     routing::ColorState colors{Color::Blue, 1};
     FakeDns dns;
@@ -53,9 +54,9 @@ struct Fixture {
     }
 
     void refresh(Color c) {
-        boost::asio::io_context ioc;
-        boost::asio::co_spawn(ioc, dir->refresh(c), boost::asio::detached);
-        ioc.run();
+        boost::asio::io_context here;
+        boost::asio::co_spawn(here, dir->refresh(c), boost::asio::detached);
+        here.run();
     }
 
     std::vector<std::string> names(Color c) const {
@@ -75,8 +76,7 @@ TEST(UpstreamDirectoryTest, EveryAddressOfANameIsAnUpstream) {
     Fixture f;
     f.dns.set("app-green", {"10.0.0.5", "10.0.0.6", "fd00::5"});
     f.dir->load(Color::Green, {hp("app-green", 8080), hp("10.0.0.9", 8080)}, ListSource::Config);
-    boost::asio::io_context ioc;
-    f.dir->start(ioc.get_executor());
+    f.dir->start(f.ioc.get_executor());
     EXPECT_EQ(f.names(Color::Green),
               (std::vector<std::string>{"app-green:8080 (10.0.0.5)", "app-green:8080 (10.0.0.6)",
                                         "app-green:8080 (fd00::5)", "10.0.0.9:8080"}));
@@ -93,8 +93,7 @@ TEST(UpstreamDirectoryTest, AChangedAddressJoinsUnprovenAndTheOldOneIsRetired) {
     Fixture f;
     f.dns.set("app", {"10.0.0.5", "10.0.0.6"});
     f.dir->load(Color::Blue, {hp("app", 80)}, ListSource::Config);
-    boost::asio::io_context ioc;
-    f.dir->start(ioc.get_executor());
+    f.dir->start(f.ioc.get_executor());
     const auto kept = f.published[0][0];
     const auto leaving = f.published[0][1];
 
@@ -113,8 +112,7 @@ TEST(UpstreamDirectoryTest, AFailedResolutionKeepsTheLastAddresses) {
     Fixture f;
     f.dns.set("app", {"10.0.0.5"});
     f.dir->load(Color::Blue, {hp("app", 80)}, ListSource::Config);
-    boost::asio::io_context ioc;
-    f.dir->start(ioc.get_executor());
+    f.dir->start(f.ioc.get_executor());
     f.dns.set("app", {});
     f.refresh(Color::Blue);
     f.refresh(Color::Blue);
@@ -127,8 +125,7 @@ TEST(UpstreamDirectoryTest, AFailedResolutionKeepsTheLastAddresses) {
 TEST(UpstreamDirectoryTest, ANameUnresolvableAtStartJoinsWhenItResolves) {
     Fixture f;
     f.dir->load(Color::Green, {hp("later", 80)}, ListSource::Config);
-    boost::asio::io_context ioc;
-    f.dir->start(ioc.get_executor());
+    f.dir->start(f.ioc.get_executor());
     EXPECT_TRUE(f.published[1].empty());
     f.dns.set("later", {"10.0.0.8"});
     f.refresh(Color::Green);
@@ -141,8 +138,7 @@ TEST(UpstreamDirectoryTest, ANameUnresolvableAtStartJoinsWhenItResolves) {
 TEST(UpstreamDirectoryTest, ANewListOnTheActiveColorWaitsForAHealthyMember) {
     Fixture f;
     f.dir->load(Color::Blue, {hp("10.0.0.1", 80)}, ListSource::Config);
-    boost::asio::io_context ioc;
-    f.dir->start(ioc.get_executor());
+    f.dir->start(f.ioc.get_executor());
     const auto old = f.published[0][0];
     f.dir->set_list(Color::Blue, {hp("10.0.0.2", 80)}, ListSource::Api);
     EXPECT_EQ(f.names(Color::Blue), (std::vector<std::string>{"10.0.0.2:80", "10.0.0.1:80"}));
@@ -161,8 +157,7 @@ TEST(UpstreamDirectoryTest, ANewListOnTheActiveColorWaitsForAHealthyMember) {
 TEST(UpstreamDirectoryTest, ANewListOnTheIdleColorAppliesAtOnceAndKeptEntriesKeepTheirHealth) {
     Fixture f;
     f.dir->load(Color::Green, {hp("10.0.0.1", 80), hp("10.0.0.2", 80)}, ListSource::Config);
-    boost::asio::io_context ioc;
-    f.dir->start(ioc.get_executor());
+    f.dir->start(f.ioc.get_executor());
     const auto kept = f.published[1][1];
     f.dir->set_list(Color::Green, {hp("10.0.0.2", 80), hp("10.0.0.3", 80)}, ListSource::Api);
     EXPECT_EQ(f.names(Color::Green), (std::vector<std::string>{"10.0.0.2:80", "10.0.0.3:80"}));
