@@ -187,6 +187,11 @@ int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback)
         if (o.contains("detail")) {
             std::cerr << ": " << str(o.if_contains("detail"));
         }
+        if (const auto* g = o.if_contains("gates"); g && g->is_object()) {
+            if (const auto* f = g->as_object().if_contains("failure")) {
+                std::cerr << ": " << str(f);
+            }
+        }
         std::cerr << "\n";
     }
     return r.status == 400 ? kExitUsage : kExitRefused;
@@ -344,7 +349,7 @@ int status(const ClientOptions& opt) {
     std::cout << "active   " << active << " (version " << str(o.if_contains("version"))
               << ", previous " << str(o.if_contains("previous")) << ")\n"
               << "state    " << str(o.if_contains("state")) << "\n\n";
-    std::printf("%-7s %-24s %-9s %9s %9s %8s  %s\n", "COLOR", "UPSTREAM", "HEALTH", "IN_FLIGHT",
+    std::printf("%-7s %-32s %-9s %9s %9s %8s  %s\n", "COLOR", "UPSTREAM", "HEALTH", "IN_FLIGHT",
                 "UPGRADED", "STREAMS", "DRAIN");
     for (const char* name : {"blue", "green"}) {
         const auto& c = o.at("colors").as_object().at(name).as_object();
@@ -357,14 +362,14 @@ int status(const ClientOptions& opt) {
             const auto& u = ups[i].as_object();
             const std::string color = i > 0 ? "" : std::string(name) + (active == name ? "*" : "");
             if (i == 0) {
-                std::printf("%-7s %-24s %-9s %9s %9s %8s  %s\n", color.c_str(),
+                std::printf("%-7s %-32s %-9s %9s %9s %8s  %s\n", color.c_str(),
                             str(u.if_contains("address")).c_str(),
                             u.at("healthy").as_bool() ? "healthy" : "DOWN",
                             str(c.if_contains("in_flight")).c_str(),
                             str(c.if_contains("upgraded")).c_str(),
                             str(c.if_contains("streams")).c_str(), drain.c_str());
             } else {
-                std::printf("%-7s %-24s %-9s\n", "", str(u.if_contains("address")).c_str(),
+                std::printf("%-7s %-32s %-9s\n", "", str(u.if_contains("address")).c_str(),
                             u.at("healthy").as_bool() ? "healthy" : "DOWN");
             }
         }

@@ -33,6 +33,11 @@ net::Task<std::map<std::string, std::vector<std::string>>> resolve_batch(
     co_return out;
 }
 
+// A name with more addresses than this (a misconfigured zone, a hosts file
+// gone wrong) keeps the first ones: each address costs a probe loop and pool
+// slots on every worker.
+constexpr std::size_t kMaxAddressesPerName = 64;
+
 bool is_ip_literal(const std::string& host) {
     net::error_code ec;
     asio::ip::make_address(host, ec);
@@ -60,7 +65,7 @@ void UpstreamDirectory::load(Color color, std::vector<config::HostPort> list, Li
     cl.list_hp = std::move(list);
     cl.entries.clear();
     for (const auto& hp : cl.list_hp) {
-        Entry e{hp, is_ip_literal(hp.host), {}, false};
+        Entry e{hp, is_ip_literal(hp.host), {}, false, false};
         apply(color, e, e.literal ? std::vector<std::string>{hp.host} : resolver_(hp.host),
               /*healthy_at_start=*/true);
         cl.entries.push_back(std::move(e));
@@ -70,7 +75,15 @@ void UpstreamDirectory::load(Color color, std::vector<config::HostPort> list, Li
 bool UpstreamDirectory::apply(Color color, Entry& e, const std::vector<std::string>& addresses,
                               bool healthy_at_start) {
     Members next;
+    if (addresses.size() > kMaxAddressesPerName && !e.truncated) {
+        e.truncated = true;
+        log().warn("upstream {} of {} resolves to {} addresses; the first {} are used",
+                   e.hp.to_string(), to_string(color), addresses.size(), kMaxAddressesPerName);
+    }
     for (const auto& text : addresses) {
+        if (next.size() == kMaxAddressesPerName) {
+            break;
+        }
         net::error_code ec;
         const auto ip = asio::ip::make_address(text, ec);
         if (ec) {
@@ -173,7 +186,7 @@ void UpstreamDirectory::set_list(Color color, std::vector<config::HostPort> list
     const auto before = members(color);
     std::vector<Entry> entries;
     for (const auto& hp : list) {
-        Entry e{hp, is_ip_literal(hp.host), {}, false};
+        Entry e{hp, is_ip_literal(hp.host), {}, false, false};
         // An entry that stays keeps its addresses (and their health) until
         // its name is resolved again.
         const auto same = std::find_if(cl.entries.begin(), cl.entries.end(), [&](const Entry& o) {

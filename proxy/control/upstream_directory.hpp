@@ -92,7 +92,8 @@ class UpstreamDirectory {
         config::HostPort hp;
         bool literal = false;
         routing::Members ups;
-        bool failing = false;  // its last resolution failed (logged once)
+        bool failing = false;    // its last resolution failed (logged once)
+        bool truncated = false;  // it resolved to too many addresses (logged once)
     };
     struct ColorLists {
         std::vector<config::HostPort> list_hp;

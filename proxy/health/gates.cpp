@@ -212,10 +212,12 @@ net::Task<GateReport> run_gates(const config::Config& cfg, const routing::Member
     report.health = co_await probe_health(cfg, members);
     report.health_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     const auto total = static_cast<unsigned>(report.health.size());
-    report.required = cfg.switching.min_healthy ? *cfg.switching.min_healthy : total;
+    // At least one, whatever min_healthy says: a color without a healthy
+    // upstream (or without an address at all) never takes traffic.
+    report.required = std::max(1u, cfg.switching.min_healthy ? *cfg.switching.min_healthy : total);
     report.healthy = static_cast<unsigned>(std::count_if(report.health.begin(), report.health.end(),
                                                          [](const auto& r) { return r.healthy; }));
-    report.health_passed = report.healthy >= report.required && report.healthy > 0;
+    report.health_passed = report.healthy >= report.required;
     if (report.health_passed) {
         // A fresh pass is as good as the checker's: upstreams that joined
         // just before the switch serve at once.

@@ -89,6 +89,17 @@ TEST(UpstreamDirectoryTest, EveryAddressOfANameIsAnUpstream) {
     f.dir->stop();
 }
 
+TEST(UpstreamDirectoryTest, ANameWithTooManyAddressesKeepsTheFirst64) {
+    Fixture f;
+    std::vector<std::string> many;
+    for (int i = 0; i < 300; ++i) {
+        many.push_back("10.0." + std::to_string(i / 250) + "." + std::to_string(i % 250));
+    }
+    f.dns.set("huge", many);
+    f.dir->load(Color::Blue, {hp("huge", 80)}, ListSource::Config);
+    EXPECT_EQ(f.dir->members(Color::Blue).size(), 64u);
+}
+
 TEST(UpstreamDirectoryTest, AChangedAddressJoinsUnprovenAndTheOldOneIsRetired) {
     Fixture f;
     f.dns.set("app", {"10.0.0.5", "10.0.0.6"});
