@@ -14,6 +14,17 @@ std::uint64_t micros(double ms) {
 }
 
 // Builds a message by appending (GCC 12 warns falsely on "literal" + std::string).
+// A JSON number that is a whole number at or above zero.
+std::optional<std::uint64_t> whole_number(const json::value& v) {
+    if (v.is_int64() && v.as_int64() >= 0) {
+        return static_cast<std::uint64_t>(v.as_int64());
+    }
+    if (v.is_uint64()) {
+        return v.as_uint64();
+    }
+    return std::nullopt;
+}
+
 std::string msg(std::initializer_list<std::string_view> parts) {
     std::string out;
     for (auto p : parts) {
@@ -154,11 +165,8 @@ std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_
             }
             req.reason = val.as_string();
         } else if (key == "expect_version") {
-            if (val.is_int64() && val.as_int64() >= 0) {
-                req.expect_version = static_cast<std::uint64_t>(val.as_int64());
-            } else if (val.is_uint64()) {
-                req.expect_version = val.as_uint64();
-            } else {
+            req.expect_version = whole_number(val);
+            if (!req.expect_version) {
                 return type_error("a whole number");
             }
         } else {
@@ -233,11 +241,8 @@ std::variant<control::UpstreamsRequest, std::vector<std::string>> parse_upstream
                 req.reason = val.as_string();
             }
         } else if (key == "expect_version") {
-            if (val.is_int64() && val.as_int64() >= 0) {
-                req.expect_version = static_cast<std::uint64_t>(val.as_int64());
-            } else if (val.is_uint64()) {
-                req.expect_version = val.as_uint64();
-            } else {
+            req.expect_version = whole_number(val);
+            if (!req.expect_version) {
                 problems.push_back("\"expect_version\" must be a whole number");
             }
         } else {

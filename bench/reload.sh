@@ -21,18 +21,8 @@ else
 fi
 CONNECTIONS=${CONNECTIONS:-64}
 
-need=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+source bench/common.sh
+bench_tools
 cmake --preset release >/dev/null
 cmake --build build/release -j2 --target bgswitch >/dev/null
 BGS_BIN=build/release/bgswitch
@@ -49,19 +39,8 @@ log() { echo "reload-bench: $*" >&2; }
 
 UP=18280; NGX=18281; HAP=18282; BGS=18283; BGS_ADMIN=18284; NAMES=18285; NAMES_ADMIN=18286
 
-mkdir -p "$work/up" "$work/ngx"
-cat > "$work/up/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/up/nginx.pid;
-error_log $work/up/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP reuseport; location / { return 200 "hello from upstream\n"; } }
-}
-CONF
+mkdir -p "$work/ngx"
+upstream_nginx_conf "$work/up" "$UP:hello from upstream"
 cat > "$work/ngx/nginx.conf" <<CONF
 worker_processes 2;
 daemon off;
@@ -121,13 +100,7 @@ bgs_config $NAMES $NAMES_ADMIN 300s "${names%, }" > "$work/bgswitch-names.yaml"
 "$HAPROXY" -W -f "$work/haproxy.cfg" -q & hap_pid=$!; pids+=($hap_pid)
 "$BGS_BIN" run --config "$work/bgswitch.yaml" 2>"$work/bgswitch.log" & bgs_pid=$!; pids+=($bgs_pid)
 "$BGS_BIN" run --config "$work/bgswitch-names.yaml" 2>"$work/names.log" & pids+=($!)
-for port in $UP $NGX $HAP $BGS $NAMES; do
-  for _ in $(seq 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$port/" && break
-    sleep 0.1
-  done
-  curl -sf -o /dev/null "http://127.0.0.1:$port/" || { log "nothing answers on $port"; exit 1; }
-done
+wait_answering $UP $NGX $HAP $BGS $NAMES
 
 # One reload of `server`: bgswitch alternates its idle timeout, so that every
 # reload changes something, and asks through the admin API.
@@ -149,10 +122,6 @@ reload_once() {
       ;;
   esac
 }
-to_ms() {
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 declare -A port=([nginx]=$NGX [haproxy]=$HAP [bgswitch]=$BGS [names]=$NAMES)
 declare -A R

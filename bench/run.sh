@@ -28,19 +28,8 @@ else
 fi
 
 # --- tools and build ----------------------------------------------------------
-need=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-command -v pgrep >/dev/null || need+=(procps)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
+source bench/common.sh
+bench_tools
 cmake --preset release >/dev/null
 cmake -S . -B build/release -DBGSWITCH_BENCH=ON >/dev/null
 cmake --build build/release -j2 --target bgswitch bgs-bench hot_paths_bench >/dev/null
@@ -63,20 +52,8 @@ NGX=18181; HAP=18182; BGS=18183; BGS_ADMIN=18184
 NGX_EV=18191; HAP_EV=18192; BGS_EV=18193; BGS_EV_ADMIN=18194
 STARTUP_PORT=18199
 
-mkdir -p "$work/up" "$work/ngx"
-cat > "$work/up/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/up/nginx.pid;
-error_log $work/up/error.log warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP reuseport; location / { return 200 "hello from upstream\n"; } }
-  server { listen 127.0.0.1:$UP2 reuseport; location / { return 200 "hello from green up\n"; } }
-}
-CONF
+mkdir -p "$work/ngx"
+upstream_nginx_conf "$work/up" "$UP:hello from upstream" "$UP2:hello from green up"
 cat > "$work/ngx/nginx.conf" <<CONF
 worker_processes 2;
 worker_rlimit_nofile 20000;
@@ -166,13 +143,7 @@ bgs_config $STARTUP_PORT 18198 $UP $UP > "$work/bgswitch-startup.yaml"
 "$BGS_BIN" run --config "$work/bgswitch.yaml" 2>"$work/bgswitch.log" & bgs_pid=$!; pids+=($bgs_pid)
 "$BGS_BIN" run --config "$work/bgswitch-ev.yaml" 2>"$work/bgswitch-ev.log" & bgs_ev_pid=$!; pids+=($bgs_ev_pid)
 
-for port in $UP $EV $NGX $HAP $BGS $NGX_EV $HAP_EV $BGS_EV; do
-  for _ in $(seq 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$port/" && break
-    sleep 0.1
-  done
-  curl -sf -o /dev/null "http://127.0.0.1:$port/" || { echo "bench: nothing answers on $port" >&2; exit 1; }
-done
+wait_answering $UP $EV $NGX $HAP $BGS $NGX_EV $HAP_EV $BGS_EV
 
 # Every process of a server: nginx's master and workers, the others' one.
 procs_of() {
@@ -200,10 +171,6 @@ rss_kib() {  # resident memory of the given processes
   echo $total
 }
 HZ=$(getconf CLK_TCK)
-to_ms() {  # wrk latency like 1.23ms / 850.00us / 1.02s -> milliseconds
-  awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 kv() { echo "$2" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
 
 declare -A port=([direct]=$UP [nginx]=$NGX [haproxy]=$HAP [bgswitch]=$BGS)

@@ -228,6 +228,31 @@ std::string joined(const json::value* v) {
     return out.empty() ? "(none)" : out;
 }
 
+// The answer to a call that changes something: the exit code when the call
+// itself failed, else the document (printed raw with --json).
+std::optional<int> change_answer(const ClientOptions& opt, const HttpResult& r, json::value& doc) {
+    if (auto code = failure(r, doc)) {
+        return code;
+    }
+    if (opt.json) {
+        std::cout << r.body;
+    }
+    return std::nullopt;
+}
+
+// A refused change: its error and each of its problems, on stderr.
+void print_refusal(const ClientOptions& opt, const char* what, const json::object& o) {
+    if (opt.json) {
+        return;
+    }
+    std::cerr << "bgswitch: " << what << ": " << str(o.if_contains("error")) << "\n";
+    if (const auto* p = o.if_contains("problems"); p && p->is_array()) {
+        for (const auto& item : p->as_array()) {
+            std::cerr << "  " << str(&item) << "\n";
+        }
+    }
+}
+
 void print_upstreams(const json::object& o) {
     std::cout << str(o.if_contains("color")) << " (" << str(o.if_contains("source"))
               << "): " << joined(o.if_contains("upstreams")) << "\n";
@@ -282,11 +307,8 @@ int set_upstreams(const ClientOptions& opt, const UpstreamsOptions& up) {
     }
     auto r = call(opt, "PUT", "/v1/colors/" + up.color + "/upstreams", json::serialize(body));
     json::value doc;
-    if (auto code = failure(r, doc)) {
+    if (auto code = change_answer(opt, r, doc)) {
         return *code;
-    }
-    if (opt.json) {
-        std::cout << r.body;
     }
     const auto& o = doc.as_object();
     if (r.status == 200) {
@@ -297,25 +319,15 @@ int set_upstreams(const ClientOptions& opt, const UpstreamsOptions& up) {
         }
         return kExitOk;
     }
-    if (!opt.json) {
-        std::cerr << "bgswitch: refused: " << str(o.if_contains("error")) << "\n";
-        if (const auto* p = o.if_contains("problems"); p && p->is_array()) {
-            for (const auto& item : p->as_array()) {
-                std::cerr << "  " << str(&item) << "\n";
-            }
-        }
-    }
+    print_refusal(opt, "refused", o);
     return r.status == 400 ? kExitUsage : kExitRefused;
 }
 
 int reload(const ClientOptions& opt) {
     auto r = call(opt, "POST", "/v1/reload");
     json::value doc;
-    if (auto code = failure(r, doc)) {
+    if (auto code = change_answer(opt, r, doc)) {
         return *code;
-    }
-    if (opt.json) {
-        std::cout << r.body;
     }
     const auto& o = doc.as_object();
     if (r.status == 200) {
@@ -328,14 +340,7 @@ int reload(const ClientOptions& opt) {
         }
         return kExitOk;
     }
-    if (!opt.json) {
-        std::cerr << "bgswitch: reload refused: " << str(o.if_contains("error")) << "\n";
-        if (const auto* p = o.if_contains("problems"); p && p->is_array()) {
-            for (const auto& item : p->as_array()) {
-                std::cerr << "  " << str(&item) << "\n";
-            }
-        }
-    }
+    print_refusal(opt, "reload refused", o);
     return kExitRefused;  // a broken file or a running switch: nothing changed
 }
 

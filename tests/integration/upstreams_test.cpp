@@ -366,10 +366,10 @@ TEST(RuntimeUpstreamsTest, AWebSocketToARemovedUpstreamGetsGoingAwayAtTheDeadlin
 // A configuration file for the reload tests.
 struct ConfigFile {
     std::uint16_t blue = 0;
-    std::uint16_t green = 0;
+    std::uint16_t green = dead_port();
     std::string state = fresh_state_path();
-    std::string proxy = "workers: 2";  // the proxy section's keys
-    std::string extra;                 // more YAML
+    std::string proxy = "workers: 2";            // the proxy section's keys
+    std::string extra = "log: {access: off}\n";  // more YAML
     std::vector<std::string> listen{"127.0.0.1:0"};
     std::string path = write_temp_file("reload-" + std::to_string(::rand()) + ".yaml", "");
 
@@ -400,14 +400,23 @@ std::unique_ptr<RunningProxy> start_from(const ConfigFile& f) {
     return std::make_unique<RunningProxy>(std::move(*loaded.config), resolve_with_system, f.path);
 }
 
-TEST(ReloadTest, ReloadsUnderLoadFailNoRequest) {
-    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+// A proxy started from a ConfigFile whose blue is a scripted app.
+class ReloadTest : public ::testing::Test {
+  protected:
+    void start() {
+        f.blue = blue.port();
+        proxy = start_from(f);
+        ASSERT_TRUE(proxy);
+    }
+    AdminAnswer reload() { return call(*proxy, "POST", "/v1/reload"); }
+
+    ScriptedUpstream blue{ScriptedUpstream::app("blue")};
     ConfigFile f;
-    f.blue = blue.port();
-    f.green = dead_port();
-    f.extra = "log: {access: off}\n";
-    auto proxy = start_from(f);
-    ASSERT_TRUE(proxy);
+    std::unique_ptr<RunningProxy> proxy;
+};
+
+TEST_F(ReloadTest, ReloadsUnderLoadFailNoRequest) {
+    start();
     LoadLoop load(proxy->port(), 32);
     ASSERT_TRUE(load.more(200));
     const char* variants[] = {
@@ -419,7 +428,7 @@ TEST(ReloadTest, ReloadsUnderLoadFailNoRequest) {
     for (int round = 0; round < 8; ++round) {
         f.extra = variants[round % 4];
         f.write();
-        const auto r = call(*proxy, "POST", "/v1/reload");
+        const auto r = reload();
         ASSERT_EQ(r.status, 200) << r.body;
         EXPECT_FALSE(json::parse(r.body).at("changed").as_array().empty()) << r.body;
         ASSERT_TRUE(load.more(100));
@@ -430,20 +439,14 @@ TEST(ReloadTest, ReloadsUnderLoadFailNoRequest) {
     EXPECT_EQ(history.at("events").as_array().front().at("action"), "reload");
 }
 
-TEST(ReloadTest, ANewSettingReachesTheNextExchange) {
-    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
-    ConfigFile f;
-    f.blue = blue.port();
-    f.green = dead_port();
-    f.extra = "log: {access: off}\n";
-    auto proxy = start_from(f);
-    ASSERT_TRUE(proxy);
+TEST_F(ReloadTest, ANewSettingReachesTheNextExchange) {
+    start();
     auto c = Socket::connect(proxy->port());
     c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     EXPECT_FALSE(read_response(c).header("x-bgswitch-color"));
     f.proxy = "workers: 2, expose_color_header: true";
     f.write();
-    const auto r = call(*proxy, "POST", "/v1/reload");
+    const auto r = reload();
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(json::parse(r.body).at("changed").as_array(),
               json::array{"proxy.expose_color_header"});
@@ -452,17 +455,11 @@ TEST(ReloadTest, ANewSettingReachesTheNextExchange) {
     EXPECT_EQ(read_response(c).header("x-bgswitch-color"), "blue");
 }
 
-TEST(ReloadTest, ABrokenFileChangesNothingAndSaysEveryProblem) {
-    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
-    ConfigFile f;
-    f.blue = blue.port();
-    f.green = dead_port();
-    f.extra = "log: {access: off}\n";
-    auto proxy = start_from(f);
-    ASSERT_TRUE(proxy);
+TEST_F(ReloadTest, ABrokenFileChangesNothingAndSaysEveryProblem) {
+    start();
     f.extra = "log: {access: off}\ntimeouts: {idle: forever}\nlimits: {max_connections: -1}\n";
     f.write();
-    const auto r = call(*proxy, "POST", "/v1/reload");
+    const auto r = reload();
     ASSERT_EQ(r.status, 400) << r.body;
     const auto doc = json::parse(r.body).as_object();
     EXPECT_EQ(doc.at("error"), "config invalid");
@@ -471,19 +468,14 @@ TEST(ReloadTest, ABrokenFileChangesNothingAndSaysEveryProblem) {
     EXPECT_TRUE(get_json(*proxy, "/v1/history").at("events").as_array().empty());
 }
 
-TEST(ReloadTest, RestartOnlyKeysAreReportedAndActiveNeverMovesTraffic) {
-    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+TEST_F(ReloadTest, RestartOnlyKeysAreReportedAndActiveNeverMovesTraffic) {
     ScriptedUpstream green(ScriptedUpstream::app("green"));
-    ConfigFile f;
-    f.blue = blue.port();
     f.green = green.port();
-    f.extra = "log: {access: off}\n";
-    auto proxy = start_from(f);
-    ASSERT_TRUE(proxy);
+    start();
     f.extra = "log: {access: off}\nactive: green\n";
     f.proxy = "workers: 3";
     f.write();
-    const auto r = call(*proxy, "POST", "/v1/reload");
+    const auto r = reload();
     ASSERT_EQ(r.status, 200) << r.body;
     const auto doc = json::parse(r.body).as_object();
     EXPECT_EQ(doc.at("result"), "reloaded");
@@ -494,26 +486,21 @@ TEST(ReloadTest, RestartOnlyKeysAreReportedAndActiveNeverMovesTraffic) {
 }
 
 // A list changed in the file replaces the one the API set.
-TEST(ReloadTest, AListChangedInTheFileReplacesTheApiList) {
-    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+TEST_F(ReloadTest, AListChangedInTheFileReplacesTheApiList) {
     ScriptedUpstream green(ScriptedUpstream::app("green"));
     ScriptedUpstream green2(ScriptedUpstream::app("green2"));
-    ConfigFile f;
-    f.blue = blue.port();
     f.green = green.port();
-    f.extra = "log: {access: off}\n";
-    auto proxy = start_from(f);
-    ASSERT_TRUE(proxy);
+    start();
     ASSERT_EQ(call(*proxy, "PUT", "/v1/colors/green/upstreams",
                    R"({"upstreams":["127.0.0.1:)" + std::to_string(green2.port()) + "\"]}")
                   .status,
               200);
     f.write();  // the same file: green's list did not change in it
-    ASSERT_EQ(call(*proxy, "POST", "/v1/reload").status, 200);
+    ASSERT_EQ(reload().status, 200);
     EXPECT_EQ(get_json(*proxy, "/v1/colors/green/upstreams").at("source"), "api");
     f.green = green2.port();  // now the file names another list for green
     f.write();
-    const auto r = call(*proxy, "POST", "/v1/reload");
+    const auto r = reload();
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(json::parse(r.body).at("changed").as_array(), json::array{"colors.green.upstreams"});
     const auto doc = get_json(*proxy, "/v1/colors/green/upstreams");
@@ -522,18 +509,12 @@ TEST(ReloadTest, AListChangedInTheFileReplacesTheApiList) {
               json::array{json::string("127.0.0.1:" + std::to_string(green2.port()))});
 }
 
-TEST(ReloadTest, AListenerAddedAcceptsAndOneRemovedStopsWhileItsConnectionsGoOn) {
-    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
-    ConfigFile f;
-    f.blue = blue.port();
-    f.green = dead_port();
-    f.extra = "log: {access: off}\n";
-    auto proxy = start_from(f);
-    ASSERT_TRUE(proxy);
+TEST_F(ReloadTest, AListenerAddedAcceptsAndOneRemovedStopsWhileItsConnectionsGoOn) {
+    start();
     const auto extra_port = dead_port();
     f.listen.push_back("127.0.0.1:" + std::to_string(extra_port));
     f.write();
-    auto r = call(*proxy, "POST", "/v1/reload");
+    auto r = reload();
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(json::parse(r.body).at("changed").as_array(), json::array{"listen"});
     std::optional<Socket> kept;
@@ -550,7 +531,7 @@ TEST(ReloadTest, AListenerAddedAcceptsAndOneRemovedStopsWhileItsConnectionsGoOn)
 
     f.listen.pop_back();
     f.write();
-    ASSERT_EQ(call(*proxy, "POST", "/v1/reload").status, 200);
+    ASSERT_EQ(reload().status, 200);
     EXPECT_TRUE(eventually([&] {
         try {
             Socket::connect(extra_port);
@@ -566,16 +547,11 @@ TEST(ReloadTest, AListenerAddedAcceptsAndOneRemovedStopsWhileItsConnectionsGoOn)
 
 // logrotate moves the file away and signals; the next lines go to a new
 // file at the configured path.
-TEST(ReloadTest, TheAccessLogIsReopenedAfterItWasMovedAway) {
-    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+TEST_F(ReloadTest, TheAccessLogIsReopenedAfterItWasMovedAway) {
     const auto log_path = write_temp_file("reload-access.log", "");
     std::filesystem::remove(log_path);
-    ConfigFile f;
-    f.blue = blue.port();
-    f.green = dead_port();
     f.extra = "log: {access: \"" + log_path + "\"}\n";
-    auto proxy = start_from(f);
-    ASSERT_TRUE(proxy);
+    start();
     auto c = Socket::connect(proxy->port());
     c.send("GET /before HTTP/1.1\r\nHost: a\r\n\r\n");
     read_response(c);
@@ -586,7 +562,7 @@ TEST(ReloadTest, TheAccessLogIsReopenedAfterItWasMovedAway) {
     ASSERT_TRUE(
         eventually([&] { return contents(log_path).find("/before") != std::string::npos; }));
     std::filesystem::rename(log_path, log_path + ".1");
-    ASSERT_EQ(call(*proxy, "POST", "/v1/reload").status, 200);
+    ASSERT_EQ(reload().status, 200);
     c.send("GET /after HTTP/1.1\r\nHost: a\r\n\r\n");  // the same connection
     read_response(c);
     EXPECT_TRUE(eventually([&] { return contents(log_path).find("/after") != std::string::npos; }));
@@ -595,7 +571,7 @@ TEST(ReloadTest, TheAccessLogIsReopenedAfterItWasMovedAway) {
     std::filesystem::remove(log_path + ".1");
 }
 
-TEST(ReloadTest, AProxyNotStartedFromAFileRefusesReloads) {
+TEST(ReloadWithoutAFileTest, IsRefused) {
     ScriptedUpstream blue(ScriptedUpstream::app("blue"));
     RunningProxy proxy(fast_config({blue.port()}));
     const auto r = call(proxy, "POST", "/v1/reload");
