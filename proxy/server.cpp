@@ -117,6 +117,26 @@ std::optional<std::vector<config::HostPort>> saved_list(const state::SwitchState
 
 }  // namespace
 
+// The listeners a configuration asks for, each with the key workers know it by.
+struct Server::ListenerSpec {
+    std::string key;
+    config::HostPort address;
+    routing::Audience audience;
+    const char* what;
+};
+
+std::vector<Server::ListenerSpec> Server::listeners_of(const config::Config& cfg) {
+    std::vector<ListenerSpec> out;
+    for (const auto& hp : cfg.listen) {
+        out.push_back({listener_key("listen", hp), hp, routing::Audience::Live, "listen"});
+    }
+    if (cfg.preview) {
+        out.push_back({listener_key("preview", *cfg.preview), *cfg.preview,
+                       routing::Audience::Preview, "preview"});
+    }
+    return out;
+}
+
 Server::Server(config::Config cfg, NameResolver resolver, std::string config_file)
     : cfg_(std::move(cfg)), config_file_(std::move(config_file)), store_(cfg_.state_file) {
     // The state file wins over `active:`; one that exists but cannot be read
@@ -161,19 +181,16 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
         workers_.push_back(std::make_unique<worker::Worker>(
             *shared_, i, std::make_shared<const config::Config>(cfg_), access_log_));
     }
-    auto bind_all = [&](const config::HostPort& hp, routing::Audience audience, const char* what) {
-        auto bound = bind_everywhere(hp, what);
+    for (const auto& spec : listeners_of(cfg_)) {
+        auto bound = bind_everywhere(spec.address, spec.what);
         for (std::size_t i = 0; i < workers_.size(); ++i) {
-            workers_[i]->add_listener(listener_key(what, hp), std::move(bound.acceptors[i]),
-                                      audience);
+            workers_[i]->add_listener(spec.key, std::move(bound.acceptors[i]), spec.audience);
         }
-        return bound.port;
-    };
-    for (const auto& hp : cfg_.listen) {
-        listen_ports_.push_back(bind_all(hp, routing::Audience::Live, "listen"));
-    }
-    if (cfg_.preview) {
-        preview_port_ = bind_all(*cfg_.preview, routing::Audience::Preview, "preview");
+        if (spec.audience == routing::Audience::Live) {
+            listen_ports_.push_back(bound.port);
+        } else {
+            preview_port_ = bound.port;
+        }
     }
 
     control_ = std::make_unique<asio::io_context>(1);
@@ -232,6 +249,67 @@ void Server::reload_in_background(std::string source) {
     });
 }
 
+// What a reload needs that can fail, obtained before anything changes.
+struct Server::PreparedReload {
+    std::vector<std::pair<ListenerSpec, Bound>> opened;  // listeners new in the file, bound
+    std::shared_ptr<spdlog::logger> access_log;          // reopened: logrotate moved the old one
+    std::vector<std::string> problems;
+};
+
+Server::PreparedReload Server::prepare_reload(const config::Config& next) {
+    PreparedReload prep;
+    const auto now = listeners_of(cfg_);
+    for (auto& spec : listeners_of(next)) {
+        if (std::any_of(now.begin(), now.end(), [&](const auto& l) { return l.key == spec.key; })) {
+            continue;
+        }
+        try {
+            auto bound = bind_everywhere(spec.address, spec.what);
+            prep.opened.emplace_back(std::move(spec), std::move(bound));
+        } catch (const StartupError& e) {
+            prep.problems.push_back(std::string(spec.what) + ": " + e.what());
+        }
+    }
+    try {
+        prep.access_log = make_access_logger(next.log.access);
+    } catch (const std::exception& e) {
+        prep.problems.push_back("log.access: " + next.log.access + ": " + e.what());
+    }
+    return prep;
+}
+
+void Server::apply_reload(config::Config next, PreparedReload prep,
+                          std::vector<Color>& lists_from_file) {
+    const config::Config old = std::exchange(cfg_, std::move(next));
+    init_logging(cfg_.log.level);
+    access_log_ = prep.access_log;
+    for (auto& w : workers_) {
+        w->update_settings(std::make_shared<const config::Config>(cfg_), access_log_);
+    }
+    for (auto& [spec, bound] : prep.opened) {
+        for (std::size_t k = 0; k < workers_.size(); ++k) {
+            workers_[k]->open_listener(spec.key, std::move(bound.acceptors[k]), spec.audience);
+        }
+        log().info("reload: now accepting on {} (port {})", spec.key, bound.port);
+    }
+    const auto now = listeners_of(cfg_);
+    for (const auto& spec : listeners_of(old)) {
+        if (std::none_of(now.begin(), now.end(),
+                         [&](const auto& l) { return l.key == spec.key; })) {
+            for (auto& w : workers_) {
+                w->close_listener(spec.key);
+            }
+            log().info("reload: no longer accepting on {}; its connections go on", spec.key);
+        }
+    }
+    for (Color c : kColors) {
+        if (old.group(c) != cfg_.group(c)) {
+            directory_->set_list(c, cfg_.group(c).upstreams, control::ListSource::Config);
+            lists_from_file.push_back(c);
+        }
+    }
+}
+
 control::ReloadOutcome Server::reload(const std::string& source) {
     using R = control::ReloadOutcome::Result;
     control::ReloadOutcome out;
@@ -243,12 +321,6 @@ control::ReloadOutcome Server::reload(const std::string& source) {
         out.result = R::Busy;
         return out;
     }
-    if (config_file_.empty()) {
-        out.result = R::Invalid;
-        out.problems.push_back("this proxy was not started from a configuration file");
-        return out;
-    }
-    auto loaded = config::load_config_file(config_file_);
     auto refuse = [&](std::vector<std::string> problems) {
         log().error("reload ({}) of {} refused, nothing changed: {} problem{}", source,
                     config_file_, problems.size(), problems.size() == 1 ? "" : "s");
@@ -259,6 +331,10 @@ control::ReloadOutcome Server::reload(const std::string& source) {
         out.problems = std::move(problems);
         return out;
     };
+    if (config_file_.empty()) {
+        return refuse({"this proxy was not started from a configuration file"});
+    }
+    auto loaded = config::load_config_file(config_file_);
     if (!loaded.config) {
         return refuse(std::move(loaded.errors));
     }
@@ -272,87 +348,19 @@ control::ReloadOutcome Server::reload(const std::string& source) {
     next.admin.address = cfg_.admin.address;
     next.active = cfg_.active;
 
-    // Everything that can fail is done before anything changes: new
-    // listeners are bound, the access log opened.
-    std::vector<std::string> problems;
-    std::vector<std::pair<std::string, Bound>> opened;
-    std::vector<std::pair<std::string, routing::Audience>> audiences;
-    auto open_new = [&](const config::HostPort& hp, const std::vector<config::HostPort>& old,
-                        routing::Audience audience, const char* what) {
-        if (std::find(old.begin(), old.end(), hp) != old.end()) {
-            return;
-        }
-        try {
-            opened.emplace_back(listener_key(what, hp), bind_everywhere(hp, what));
-            audiences.emplace_back(listener_key(what, hp), audience);
-        } catch (const StartupError& e) {
-            problems.push_back(std::string(what) + ": " + e.what());
-        }
-    };
-    for (const auto& hp : next.listen) {
-        open_new(hp, cfg_.listen, routing::Audience::Live, "listen");
+    auto prep = prepare_reload(next);
+    if (!prep.problems.empty()) {
+        return refuse(std::move(prep.problems));  // what was bound closes here
     }
-    const auto old_preview = cfg_.preview ? std::vector<config::HostPort>{*cfg_.preview}
-                                          : std::vector<config::HostPort>{};
-    if (next.preview) {
-        open_new(*next.preview, old_preview, routing::Audience::Preview, "preview");
-    }
-    std::shared_ptr<spdlog::logger> access_log;
-    try {
-        access_log = make_access_logger(next.log.access);  // reopened: logrotate moved the old one
-    } catch (const std::exception& e) {
-        problems.push_back("log.access: " + next.log.access + ": " + e.what());
-    }
-    if (!problems.empty()) {
-        return refuse(std::move(problems));  // what was bound closes here
-    }
-
-    // --- apply ---------------------------------------------------------------
-    const config::Config old = std::exchange(cfg_, std::move(next));
-    init_logging(cfg_.log.level);
-    access_log_ = access_log;
-    for (auto& w : workers_) {
-        w->update_settings(std::make_shared<const config::Config>(cfg_), access_log);
-    }
-    for (std::size_t i = 0; i < opened.size(); ++i) {
-        for (std::size_t k = 0; k < workers_.size(); ++k) {
-            workers_[k]->open_listener(opened[i].first, std::move(opened[i].second.acceptors[k]),
-                                       audiences[i].second);
-        }
-        log().info("reload: now accepting on {} (port {})", opened[i].first, opened[i].second.port);
-    }
-    auto close_gone = [&](const std::vector<config::HostPort>& before,
-                          const std::vector<config::HostPort>& after, const char* what) {
-        for (const auto& hp : before) {
-            if (std::find(after.begin(), after.end(), hp) == after.end()) {
-                for (auto& w : workers_) {
-                    w->close_listener(listener_key(what, hp));
-                }
-                log().info("reload: no longer accepting on {}; its connections go on",
-                           listener_key(what, hp));
-            }
-        }
-    };
-    close_gone(old.listen, cfg_.listen, "listen");
-    close_gone(old_preview,
-               cfg_.preview ? std::vector<config::HostPort>{*cfg_.preview}
-                            : std::vector<config::HostPort>{},
-               "preview");
-    std::vector<Color> from_file;
-    for (Color c : kColors) {
-        if (old.group(c) != cfg_.group(c)) {
-            directory_->set_list(c, cfg_.group(c).upstreams, control::ListSource::Config);
-            from_file.push_back(c);
-        }
-    }
-    switcher_->record_reload(out.changed, source, from_file);
+    std::vector<Color> lists_from_file;
+    apply_reload(std::move(next), std::move(prep), lists_from_file);
+    switcher_->record_reload(out.changed, source, lists_from_file);
     log().info("reload ({}) of {}: {}{}", source, config_file_,
                out.changed.empty() ? "nothing changed"
-                                   : "changed " + fmt::format("{}", fmt::join(out.changed, ", ")),
-               out.restart_required.empty()
-                   ? ""
-                   : "; needs a restart to apply: " +
-                         fmt::format("{}", fmt::join(out.restart_required, ", ")));
+                                   : fmt::format("changed {}", fmt::join(out.changed, ", ")),
+               out.restart_required.empty() ? ""
+                                            : fmt::format("; needs a restart to apply: {}",
+                                                          fmt::join(out.restart_required, ", ")));
     return out;
 }
 

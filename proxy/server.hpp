@@ -95,9 +95,16 @@ class Server {
     worker::Shared& shared() { return *shared_; }
 
   private:
-    /// What a reload does, on the control thread.
+    /// What a reload does, on the control thread: validate, prepare what
+    /// can fail, then apply.
     control::ReloadOutcome reload(const std::string& source);
     struct Bound;
+    struct ListenerSpec;
+    struct PreparedReload;
+    static std::vector<ListenerSpec> listeners_of(const config::Config& cfg);
+    PreparedReload prepare_reload(const config::Config& next);
+    void apply_reload(config::Config next, PreparedReload prep,
+                      std::vector<Color>& lists_from_file);
     /// Binds `hp` on every worker's context (not yet accepting).
     Bound bind_everywhere(const config::HostPort& hp, const char* what);
 
