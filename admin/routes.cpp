@@ -149,7 +149,7 @@ ApiResponse Routes::upstreams(const ApiRequest& req, std::string_view color_name
         return method_not_allowed("GET, PUT");
     }
     const auto color = parse_color(color_name);
-    if (!color) {
+    if (!color && req.method == "GET") {
         return error_response(400, "unknown color", {{"color", color_name}});
     }
     if (req.method == "GET") {
@@ -168,13 +168,19 @@ ApiResponse Routes::upstreams(const ApiRequest& req, std::string_view color_name
                                           {"source", control::to_string(upstreams_.source(*color))},
                                           {"resolved", std::move(resolved)}});
     }
-    auto parsed = parse_upstreams_body(req.body, *color);
-    if (auto* problems = std::get_if<std::vector<std::string>>(&parsed)) {
-        json::array list;
-        for (auto& p : *problems) {
-            list.emplace_back(p);
+    // Every problem at once: the color's and the body's.
+    auto parsed = parse_upstreams_body(req.body, color.value_or(Color::Blue));
+    json::array problems;
+    if (!color) {
+        problems.emplace_back("unknown color \"" + std::string(color_name) + "\" (blue or green)");
+    }
+    if (auto* found = std::get_if<std::vector<std::string>>(&parsed)) {
+        for (auto& p : *found) {
+            problems.emplace_back(p);
         }
-        return error_response(400, "invalid upstreams", {{"problems", std::move(list)}});
+    }
+    if (!problems.empty()) {
+        return error_response(400, "invalid upstreams", {{"problems", std::move(problems)}});
     }
     auto change = std::get<control::UpstreamsRequest>(std::move(parsed));
     change.source = req.source;

@@ -283,9 +283,11 @@ TEST(RuntimeUpstreamsTest, BadRequestsAndConflicts) {
     RunningProxy proxy(cfg);
     const std::string path = "/v1/colors/green/upstreams";
 
-    auto r = call(proxy, "PUT", "/v1/colors/purple/upstreams", R"({"upstreams":["a:1"]})");
+    auto r = call(proxy, "PUT", "/v1/colors/purple/upstreams", R"({"upstreams":["a:1","b"]})");
     EXPECT_EQ(r.status, 400);
+    EXPECT_EQ(json::parse(r.body).at("problems").as_array().size(), 2u) << r.body;
     EXPECT_NE(r.body.find("unknown color"), std::string::npos) << r.body;
+    EXPECT_EQ(call(proxy, "GET", "/v1/colors/purple/upstreams").status, 400);
     r = call(proxy, "PUT", path, R"({"upstreams":["no-port","a:0"]})");
     EXPECT_EQ(r.status, 400);
     EXPECT_EQ(json::parse(r.body).at("problems").as_array().size(), 2u) << r.body;
