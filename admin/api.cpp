@@ -149,6 +149,17 @@ std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_
                             "\" is not a duration (e.g. 30s, 5m; at most ", kMaxDurationText, ")"});
             }
             req.drain_timeout = d;
+        } else if (key == "observe" && !rollback) {
+            if (!val.is_string()) {
+                return type_error("a duration such as \"3m\"");
+            }
+            auto d = parse_duration(std::string_view(val.as_string()));
+            if (!d) {
+                return msg({"\"observe\": \"", val.as_string(),
+                            "\" is not a duration (e.g. 3m, 0s for none; at most ",
+                            kMaxDurationText, ")"});
+            }
+            req.observe = d;
         } else if (key == "dry_run") {
             if (!val.is_bool()) {
                 return type_error("true or false");
@@ -282,6 +293,9 @@ json::object gates_json(const health::GateReport& g) {
         }
         if (!s.error.empty()) {
             o["error"] = s.error;
+        }
+        if (s.tries > 1) {
+            o["tries"] = s.tries;
         }
         smoke.push_back(std::move(o));
     }

@@ -9,6 +9,8 @@
 #include <openssl/evp.h>
 #include <boost/json.hpp>
 
+#include <cmath>
+
 namespace bgs::admin {
 namespace json = boost::json;
 namespace {
@@ -30,6 +32,29 @@ ApiResponse method_not_allowed(const char* allow) {
     return r;
 }
 
+// An observation as the status shows it (SPEC section 10).
+json::object observation_json(const control::ObservationView& o) {
+    json::object out{
+        {"color", to_string(o.color)},
+        {"verdict", control::to_string(o.verdict)},
+        {"ends_at", metrics::format_time(o.ends_at)},
+        {"requests", o.figures.requests},
+        {"errors", o.figures.errors},
+        {"error_ratio", o.figures.error_ratio},
+        {"p99_ms", o.figures.p99_ms ? json::value(std::round(*o.figures.p99_ms * 10) / 10)
+                                    : json::value(nullptr)},
+        {"window_ms",
+         std::chrono::duration_cast<std::chrono::milliseconds>(o.figures.span).count()},
+    };
+    if (!o.result.empty()) {
+        out["result"] = o.result;
+    }
+    if (!o.note.empty()) {
+        out["note"] = o.note;
+    }
+    return out;
+}
+
 }  // namespace
 
 bool token_matches(std::string_view authorization, const std::string& token) {
@@ -49,12 +74,13 @@ bool token_matches(std::string_view authorization, const std::string& token) {
 
 Routes::Routes(const config::Config& cfg, control::Switcher& switcher, routing::Router& router,
                worker::Shared& shared, control::UpstreamDirectory& upstreams,
-               control::ReloadHook reload)
+               control::Observer& observer, control::ReloadHook reload)
     : cfg_(cfg),
       switcher_(switcher),
       router_(router),
       shared_(shared),
       upstreams_(upstreams),
+      observer_(observer),
       reload_(std::move(reload)) {}
 
 std::optional<ApiResponse> Routes::check_access(const ApiRequest& req) const {
@@ -104,7 +130,8 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
                                  path.size() - kColorsPrefix.size() - kUpstreamsSuffix.size());
     }
     const bool known = path == "/v1/status" || path == "/v1/history" || path == "/v1/switch" ||
-                       path == "/v1/rollback" || path == "/v1/reload" || color_name;
+                       path == "/v1/rollback" || path == "/v1/reload" ||
+                       path == "/v1/observe/stop" || color_name;
     if (!known) {
         co_return error_response(404, "no such endpoint", {{"path", path}});
     }
@@ -116,6 +143,16 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
     }
     if (path == "/v1/reload") {
         co_return reload(req);
+    }
+    if (path == "/v1/observe/stop") {
+        if (req.method != "POST") {
+            co_return method_not_allowed("POST");
+        }
+        if (!observer_.end("stopped")) {
+            co_return error_response(409, "no observation is running");
+        }
+        co_return json_response(json::object{{"result", "stopped"},
+                                             {"observation", observation_json(*observer_.last())}});
     }
     if (path == "/v1/status") {
         if (req.method != "GET") {
@@ -236,12 +273,18 @@ std::string Routes::status_json() const {
         colors[to_string(c)] = std::move(o);
     }
     static constexpr const char* kPhases[] = {"steady", "switching", "draining"};
+    const auto phase = switcher_.phase();
+    const bool observing = phase != control::Switcher::Phase::Switching && observer_.running();
     json::object doc{
         {"active", to_string(st.active)},
         {"previous", st.previous ? json::value(to_string(*st.previous)) : json::value(nullptr)},
         {"version", st.version},
-        {"state", kPhases[static_cast<int>(switcher_.phase())]},
+        {"state", observing ? "observing" : kPhases[static_cast<int>(phase)]},
         {"colors", std::move(colors)},
+        {"observation", observer_.current() ? json::value(observation_json(*observer_.current()))
+                                            : json::value(nullptr)},
+        {"last_observation", observer_.last() ? json::value(observation_json(*observer_.last()))
+                                              : json::value(nullptr)},
     };
     if (!st.history.empty()) {
         const auto& e = st.history.front();
@@ -281,6 +324,8 @@ std::string Routes::metrics_text() const {
         }
     }
     g.switches = switcher_.counts();
+    g.observe_state = observer_.state_number();
+    g.auto_rollbacks = observer_.auto_rollbacks();
     g.access_log_dropped = access_log_dropped();
     return shared_.metrics.render(g);
 }

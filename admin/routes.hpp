@@ -4,6 +4,7 @@
 
 #include "admin/api.hpp"
 #include "proxy/config/config.hpp"
+#include "proxy/control/observer.hpp"
 #include "proxy/control/reload.hpp"
 #include "proxy/control/switcher.hpp"
 #include "proxy/control/upstream_directory.hpp"
@@ -19,7 +20,7 @@ class Routes {
   public:
     Routes(const config::Config& cfg, control::Switcher& switcher, routing::Router& router,
            worker::Shared& shared, control::UpstreamDirectory& upstreams,
-           control::ReloadHook reload);
+           control::Observer& observer, control::ReloadHook reload);
 
     net::Task<ApiResponse> handle(ApiRequest req);
 
@@ -38,6 +39,7 @@ class Routes {
     routing::Router& router_;
     worker::Shared& shared_;
     control::UpstreamDirectory& upstreams_;
+    control::Observer& observer_;
     control::ReloadHook reload_;
 };
 

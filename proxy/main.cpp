@@ -292,8 +292,12 @@ int main(int argc, char** argv) {
     if (const char* t = std::getenv("BGSWITCH_ADMIN_TOKEN")) {
         client.token = t;
     }
+    if (const char* a = std::getenv("BGSWITCH_ADMIN"); a != nullptr && *a != '\0') {
+        client.admin_url = a;
+    }
     auto add_client_options = [&](CLI::App* cmd) {
-        cmd->add_option("--admin", client.admin_url, "admin API URL")->capture_default_str();
+        cmd->add_option("--admin", client.admin_url, "admin API URL (default: $BGSWITCH_ADMIN)")
+            ->capture_default_str();
         cmd->add_option("--token", client.token, "admin token (default: $BGSWITCH_ADMIN_TOKEN)");
         cmd->add_flag("--json", client.json, "print the raw JSON answer");
     };
@@ -315,6 +319,11 @@ int main(int argc, char** argv) {
     switch_cmd->add_option("color", sw.color, "blue or green")
         ->required()
         ->check(CLI::IsMember({"blue", "green"}));
+    switch_cmd->add_option("--observe", sw.observe,
+                           "watch the new color this long and roll back on its own if it "
+                           "fails (e.g. 3m; default: switch.observe)");
+    switch_cmd->add_flag("--wait", sw.wait,
+                         "return when the observation ends: exit 0 ok, 1 rolled back");
     add_switch_options(switch_cmd);
     add_client_options(switch_cmd);
     auto* rollback_cmd = app.add_subcommand("rollback", "switch back to the previous color");

@@ -4,6 +4,7 @@
 #include "admin/routes.hpp"
 #include "proxy/common/logging.hpp"
 #include "proxy/config/loader.hpp"
+#include "proxy/control/observer.hpp"
 #include "proxy/control/switcher.hpp"
 #include "proxy/control/upstream_directory.hpp"
 #include "proxy/health/health_checker.hpp"
@@ -224,8 +225,10 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
     }
     switcher_ = std::make_unique<control::Switcher>(cfg_, *directory_, *color_state_, store_,
                                                     std::move(initial), std::move(worker_ptrs));
+    observer_ = std::make_unique<control::Observer>(cfg_, shared_->metrics, *switcher_);
+    switcher_->set_observer(observer_.get());
     routes_ = std::make_unique<admin::Routes>(
-        cfg_, *switcher_, *router_, *shared_, *directory_,
+        cfg_, *switcher_, *router_, *shared_, *directory_, *observer_,
         [this](const std::string& source) { return reload(source); });
     try {
         admin_ = std::make_unique<admin::AdminServer>(*control_, cfg_, *routes_);
@@ -378,6 +381,7 @@ std::uint16_t Server::admin_port() const {
 void Server::start() {
     health_->start(control_->get_executor());
     directory_->start(control_->get_executor());
+    observer_->start(control_->get_executor());
     admin_->start();
     housekeeping_ = std::make_unique<Housekeeping>(*control_);
     asio::co_spawn(*control_, housekeep(housekeeping_->timer, shared_->shutting_down),
@@ -418,6 +422,7 @@ void Server::shutdown() {
         admin_->stop();
         health_->stop();
         directory_->stop();
+        observer_->stop();
         if (housekeeping_) {
             housekeeping_->timer.cancel();
         }

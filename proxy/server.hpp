@@ -28,6 +28,7 @@ struct Shared;
 namespace bgs::control {
 class Switcher;
 class UpstreamDirectory;
+class Observer;
 }  // namespace bgs::control
 namespace bgs::health {
 class HealthChecker;
@@ -124,6 +125,7 @@ class Server {
     std::unique_ptr<boost::asio::io_context> control_;
     std::unique_ptr<health::HealthChecker> health_;
     std::unique_ptr<control::UpstreamDirectory> directory_;
+    std::unique_ptr<control::Observer> observer_;
     std::unique_ptr<admin::AdminServer> admin_;
     struct Housekeeping;  // the control thread's periodic chores
     std::unique_ptr<Housekeeping> housekeeping_;

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <iostream>
 #include <string_view>
+#include <thread>
 
 namespace bgs::admin::cli {
 namespace json = boost::json;
@@ -133,6 +134,52 @@ void print_gates(const json::object& gates) {
     }
 }
 
+std::string observation_line(const json::object& ob) {
+    std::string line = str(ob.if_contains("color")) + ": " + str(ob.if_contains("verdict")) + " (" +
+                       str(ob.if_contains("requests")) + " requests, 5xx ratio " +
+                       str(ob.if_contains("error_ratio")) + ", p99 " +
+                       str(ob.if_contains("p99_ms")) + " ms)";
+    if (const auto* note = ob.if_contains("note")) {
+        line += "; " + str(note);
+    }
+    return line;
+}
+
+// `switch --wait`: follows the observation until it ends. 0 when it ended ok,
+// inconclusive or was stopped; 1 when it rolled back or ended otherwise.
+int wait_for_observation(const ClientOptions& opt) {
+    std::string last_line;
+    for (;;) {
+        auto r = call(opt, "GET", "/v1/status");
+        json::value doc;
+        if (auto code = failure(r, doc)) {
+            return *code;
+        }
+        const auto& o = doc.as_object();
+        const auto* ob = o.if_contains("observation");
+        if (ob == nullptr || !ob->is_object()) {
+            const auto* last = o.if_contains("last_observation");
+            if (last == nullptr || !last->is_object()) {
+                std::cout << "no observation (switch.observe is 0)\n";
+                return kExitOk;
+            }
+            const auto result = str(last->as_object().if_contains("result"));
+            std::cout << "observation ended: " << result << ": "
+                      << observation_line(last->as_object()) << "\n";
+            return result == "ok" || result == "inconclusive" || result == "stopped" ? kExitOk
+                                                                                     : kExitRefused;
+        }
+        const auto line = observation_line(ob->as_object());
+        if (line != last_line) {
+            std::cout << "observing " << line << ", until "
+                      << str(ob->as_object().if_contains("ends_at")) << "\n"
+                      << std::flush;
+            last_line = line;
+        }
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+}
+
 int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback) {
     json::object body;
     if (!rollback) {
@@ -152,6 +199,9 @@ int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback)
     }
     if (sw.expect_version) {
         body["expect_version"] = *sw.expect_version;
+    }
+    if (!rollback && sw.observe) {
+        body["observe"] = *sw.observe;
     }
     auto r = call(opt, "POST", rollback ? "/v1/rollback" : "/v1/switch", json::serialize(body));
     json::value doc;
@@ -179,6 +229,9 @@ int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback)
                           << str(o.if_contains("to")) << " (version "
                           << str(o.if_contains("version")) << ")\n";
             }
+        }
+        if (!rollback && sw.wait && result == "switched") {
+            return wait_for_observation(opt);
         }
         return kExitOk;
     }

@@ -15,9 +15,9 @@ inline constexpr int kExitRefused = 1;
 inline constexpr int kExitUsage = 2;
 
 struct ClientOptions {
-    std::string admin_url = "http://127.0.0.1:9901";
-    std::string token;  // --token or BGSWITCH_ADMIN_TOKEN
-    bool json = false;  // print the raw JSON
+    std::string admin_url = "http://127.0.0.1:9901";  // --admin or BGSWITCH_ADMIN
+    std::string token;                                // --token or BGSWITCH_ADMIN_TOKEN
+    bool json = false;                                // print the raw JSON
 };
 
 struct SwitchOptions {
@@ -27,6 +27,8 @@ struct SwitchOptions {
     bool skip_smoke = false;
     std::string reason;
     std::optional<unsigned long long> expect_version;
+    std::optional<std::string> observe;  // switch: how long to watch the new color
+    bool wait = false;                   // switch: return when the observation ends
 };
 
 struct UpstreamsOptions {

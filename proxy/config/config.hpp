@@ -84,6 +84,8 @@ struct SmokeExpect {
 
 struct SmokeCheck {
     std::string name;
+    unsigned retries = 0;  // more tries after a failed one, each after retry_interval
+    Duration retry_interval = std::chrono::seconds(1);
     std::string method = "GET";
     std::string path;
     std::map<std::string, std::string> headers;
@@ -93,10 +95,22 @@ struct SmokeCheck {
     bool operator==(const SmokeCheck&) const = default;
 };
 
+/// When an observation after a switch rolls back on its own (SPEC section 10).
+struct AutoRollback {
+    double max_error_ratio = 0.05;                      // 5xx / all requests
+    Duration max_p99 = std::chrono::milliseconds(800);  // of request durations
+    Duration window = std::chrono::seconds(30);         // the sliding window judged
+    unsigned min_requests = 50;                         // fewer: "inconclusive"
+
+    bool operator==(const AutoRollback&) const = default;
+};
+
 struct Switch {
     std::optional<unsigned> min_healthy;  // nullopt = all
     Duration drain_timeout = std::chrono::seconds(90);
     Duration close_spread = Duration{0};
+    Duration observe = Duration{0};  // 0 = no observation after a switch
+    AutoRollback auto_rollback;
 
     bool operator==(const Switch&) const = default;
 };

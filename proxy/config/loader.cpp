@@ -512,7 +512,9 @@ class Loader {
         for (std::size_t i = 0; i < n.size(); ++i) {
             const auto path = item("smoke", i);
             const auto& e = n[i];
-            if (!map(e, path, {"name", "method", "path", "headers", "body", "expect"})) {
+            if (!map(e, path,
+                     {"name", "method", "path", "headers", "body", "expect", "retries",
+                      "retry_interval"})) {
                 if (!e || e.IsNull()) {
                     error(path, "must be a mapping");
                 }
@@ -551,6 +553,16 @@ class Loader {
             if (auto v = e["body"]) {
                 check.body = scalar(v, path + ".body").value_or("");
             }
+            if (auto v = e["retries"]) {
+                check.retries = number(v, path + ".retries", 0, 10).value_or(0);
+            }
+            if (auto v = e["retry_interval"]) {
+                check.retry_interval =
+                    duration(v, path + ".retry_interval", true).value_or(check.retry_interval);
+                if (check.retry_interval > std::chrono::minutes(1)) {
+                    error(path + ".retry_interval", "must be at most 1m");
+                }
+            }
             if (auto x = e["expect"];
                 map(x, path + ".expect", {"status", "body_contains", "headers", "max_latency"})) {
                 const auto xp = path + ".expect";
@@ -572,9 +584,14 @@ class Loader {
     }
 
     void read_switch(const YAML::Node& n, Switch& s) {
-        if (!map(n, "switch", {"min_healthy", "drain_timeout", "close_spread"})) {
+        if (!map(n, "switch",
+                 {"min_healthy", "drain_timeout", "close_spread", "observe", "auto_rollback"})) {
             return;
         }
+        if (auto v = n["observe"]) {
+            s.observe = duration(v, "switch.observe", true).value_or(s.observe);
+        }
+        read_auto_rollback(n["auto_rollback"], s.auto_rollback);
         if (auto v = n["min_healthy"]) {
             if (v.IsScalar() && v.Scalar() == "all") {
                 s.min_healthy.reset();
@@ -587,6 +604,37 @@ class Loader {
         }
         if (auto v = n["close_spread"]) {
             s.close_spread = duration(v, "switch.close_spread", true).value_or(s.close_spread);
+        }
+    }
+
+    void read_auto_rollback(const YAML::Node& n, AutoRollback& a) {
+        const std::string path = "switch.auto_rollback";
+        if (!map(n, path, {"max_error_ratio", "max_p99", "window", "min_requests"})) {
+            return;
+        }
+        if (auto v = n["max_error_ratio"]) {
+            if (auto text = scalar(v, path + ".max_error_ratio")) {
+                char* end = nullptr;
+                const double r = std::strtod(text->c_str(), &end);
+                if (text->empty() || *end != '\0' || !(r >= 0.0 && r <= 1.0)) {
+                    error_value(path + ".max_error_ratio", *text, "must be a ratio from 0 to 1");
+                } else {
+                    a.max_error_ratio = r;
+                }
+            }
+        }
+        if (auto v = n["max_p99"]) {
+            a.max_p99 = duration(v, path + ".max_p99", false).value_or(a.max_p99);
+        }
+        if (auto v = n["window"]) {
+            a.window = duration(v, path + ".window", false).value_or(a.window);
+            if (a.window > std::chrono::hours(1) || a.window < std::chrono::seconds(1)) {
+                error(path + ".window", "must be 1s..1h");
+            }
+        }
+        if (auto v = n["min_requests"]) {
+            a.min_requests =
+                number(v, path + ".min_requests", 1, 100000000).value_or(a.min_requests);
         }
     }
 

@@ -1,6 +1,7 @@
 #include "proxy/control/switcher.hpp"
 
 #include "proxy/common/logging.hpp"
+#include "proxy/control/observer.hpp"
 #include "proxy/worker/worker.hpp"
 
 #include <fmt/ranges.h>
@@ -103,7 +104,7 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
         bool& busy;
         ~Release() { busy = false; }
     } release{busy_};
-    const char* action = req.rollback ? "rollback" : "switch";
+    const char* action = req.automatic ? "auto_rollback" : req.rollback ? "rollback" : "switch";
     log().info("{} {} -> {} requested by {}{}: running gates", action, bgs::to_string(out.from),
                bgs::to_string(out.to), req.source, req.dry_run ? " (dry run)" : "");
     // The new containers may have started a moment ago: their names are
@@ -180,6 +181,15 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     colors_.publish(state_.active, state_.version);
     out.version = state_.version;
     out.result = Result::Switched;
+    if (observer_ != nullptr) {
+        if (req.automatic) {
+            observer_->end("rolled_back");
+        } else if (req.rollback) {
+            observer_->end("ended_by_switch");
+        } else {
+            observer_->begin(out.to, req.observe.value_or(cfg_.switching.observe));
+        }
+    }
 
     // --- drain the old color -------------------------------------------------
     cancel_drain(out.to);  // a rollback to a draining color keeps its connections

@@ -28,6 +28,8 @@ class Worker;
 
 namespace bgs::control {
 
+class Observer;
+
 struct SwitchRequest {
     bool rollback = false;
     std::optional<Color> to;  // required unless rollback
@@ -36,7 +38,9 @@ struct SwitchRequest {
     bool skip_smoke = false;  // rollback only
     std::string reason;
     std::optional<std::uint64_t> expect_version;
-    std::string source;  // the caller's address, for the history
+    std::string source;               // the caller's address, for the history
+    std::optional<Duration> observe;  // switch only: instead of switch.observe
+    bool automatic = false;           // an observation's own rollback
 };
 
 /// A color's upstream list set through the API.
@@ -97,6 +101,10 @@ class Switcher {
     /// A switch is running (its gates or its commit).
     bool busy() const { return busy_; }
 
+    /// The observer told of every committed switch: a switch begins an
+    /// observation, any other ends the one running.
+    void set_observer(Observer* observer) { observer_ = observer; }
+
     const state::SwitchState& state() const { return state_; }
     Phase phase() const;
     /// When `color` is draining, the end of its window.
@@ -114,6 +122,7 @@ class Switcher {
 
     const config::Config& cfg_;
     UpstreamDirectory& upstreams_;
+    Observer* observer_ = nullptr;
     routing::ColorState& colors_;
     state::StateStore& store_;
     state::SwitchState state_;

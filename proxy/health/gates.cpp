@@ -103,17 +103,24 @@ net::Task<SmokeResult> smoke_one(const config::SmokeCheck& check, Duration timeo
     req.target = check.path;
     req.headers = check.headers;
     req.body = check.body;
-    auto r = co_await probe(ep, req, timeout);
     SmokeResult out;
     out.check = check.name;
     out.upstream = std::move(name);
-    out.status = r.status;
-    out.latency_ms = r.latency_ms;
-    if (!r.responded) {
-        out.error = r.error;
-    } else {
-        out.error = smoke_mismatch(check, r.status, r.headers, r.body, r.latency_ms);
+    // A flaky endpoint gets `retries` more tries, each after retry_interval:
+    // the result is the last try's.
+    for (unsigned attempt = 0;; ++attempt) {
+        auto r = co_await probe(ep, req, timeout);
+        out.status = r.status;
+        out.latency_ms = r.latency_ms;
+        out.tries = attempt + 1;
+        out.error = r.responded ? smoke_mismatch(check, r.status, r.headers, r.body, r.latency_ms)
+                                : r.error;
         out.passed = out.error.empty();
+        if (out.passed || attempt >= check.retries) {
+            break;
+        }
+        asio::steady_timer pause(co_await asio::this_coro::executor, check.retry_interval);
+        co_await pause.async_wait(asio::as_tuple(asio::use_awaitable));
     }
     co_return out;
 }
@@ -199,7 +206,8 @@ std::string first_failure(const GateReport& g) {
     }
     for (const auto& s : g.smoke) {
         if (!s.passed) {
-            return "smoke check " + s.check + " on " + s.upstream + ": " + s.error;
+            return "smoke check " + s.check + " on " + s.upstream + ": " + s.error +
+                   (s.tries > 1 ? " (" + std::to_string(s.tries) + " tries)" : "");
         }
     }
     return {};

@@ -25,6 +25,7 @@ struct SmokeResult {
     std::string check;
     std::string upstream;
     bool passed = false;
+    unsigned tries = 0;
     unsigned status = 0;
     double latency_ms = 0;
     std::string error;  // what did not match

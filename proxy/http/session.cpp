@@ -998,7 +998,9 @@ class Session final : public drain::TrackedSession {
         const auto took = Clock::now() - ex.start;
         ex.rec.duration_s = std::chrono::duration<double>(took).count();
         if (ex.routed) {
-            worker_.shared().metrics.observe(*ex.routed, ex.rec.status, ex.rec.duration_s);
+            // A stream lasts as long as its events do: counted, not timed.
+            worker_.shared().metrics.observe(*ex.routed, ex.rec.status, ex.rec.duration_s,
+                                             state_ != State::Streaming);
         }
         if (auto& logger = worker_.access_log()) {
             // The wall clock is read only for the log line.

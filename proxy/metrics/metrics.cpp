@@ -1,10 +1,38 @@
 #include "proxy/metrics/metrics.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace bgs::metrics {
 
-void Metrics::observe(Color color, unsigned status, double seconds) {
+const std::array<double, Metrics::kFineBuckets>& Metrics::fine_edges() {
+    static const auto edges = [] {
+        std::array<double, kFineBuckets> e{};
+        double edge = 0.001;
+        for (auto& x : e) {
+            x = edge;
+            edge *= 1.25;
+        }
+        return e;
+    }();
+    return edges;
+}
+
+Metrics::Totals Metrics::totals(Color c) const {
+    Totals t;
+    shards_.for_each([&](const Shard& s) {
+        for (const auto& n : s.requests[index(c)]) {
+            t.requests += n.load(std::memory_order_relaxed);
+        }
+        t.errors += s.requests[index(c)][5].load(std::memory_order_relaxed);
+        for (std::size_t i = 0; i < t.timed.size(); ++i) {
+            t.timed[i] += s.fine[index(c)][i].load(std::memory_order_relaxed);
+        }
+    });
+    return t;
+}
+
+void Metrics::observe(Color color, unsigned status, double seconds, bool timed) {
     const unsigned cls = status >= 100 && status < 600 ? status / 100 : 5;
     auto& shard = shards_.local();
     shard.requests[index(color)][cls].fetch_add(1, std::memory_order_relaxed);
@@ -17,6 +45,12 @@ void Metrics::observe(Color color, unsigned status, double seconds) {
     }
     h.count.fetch_add(1, std::memory_order_relaxed);
     h.sum_us.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+    if (timed) {
+        const auto& edges = fine_edges();
+        const auto at = std::lower_bound(edges.begin(), edges.end(), seconds) - edges.begin();
+        shard.fine[index(color)][static_cast<std::size_t>(at)].fetch_add(1,
+                                                                         std::memory_order_relaxed);
+    }
 }
 
 std::uint64_t Metrics::requests(Color c, unsigned status_class) const {
@@ -149,6 +183,15 @@ std::string Metrics::render(const Gauges& g) const {
             }
         }
     }
+    out +=
+        "# HELP bgswitch_observe_state The observation after a switch: 0 none, 1 ok, "
+        "2 inconclusive, 3 failing.\n"
+        "# TYPE bgswitch_observe_state gauge\n";
+    add("bgswitch_observe_state %d\n", g.observe_state);
+    out +=
+        "# HELP bgswitch_auto_rollbacks_total Rollbacks made by an observation on its own.\n"
+        "# TYPE bgswitch_auto_rollbacks_total counter\n";
+    add("bgswitch_auto_rollbacks_total %llu\n", static_cast<unsigned long long>(g.auto_rollbacks));
     out +=
         "# HELP bgswitch_access_log_dropped_total Access log lines dropped because the writer "
         "fell behind.\n"

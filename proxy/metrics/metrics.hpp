@@ -26,8 +26,25 @@ class Metrics {
     static constexpr std::array<double, 11> kBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                      0.5,   1.0,  2.5,   5.0,  10.0};
 
-    /// One request answered for `color` (routed requests only).
-    void observe(Color color, unsigned status, double seconds);
+    /// One request answered for `color` (routed requests only). `timed`: its
+    /// duration says how fast the color answers (false for streams and
+    /// upgraded connections, long by design); those also feed the fine
+    /// histogram an observation's p99 is read from.
+    void observe(Color color, unsigned status, double seconds, bool timed = true);
+
+    /// Upper edges, in seconds, of the fine duration buckets (1 ms growing by
+    /// 25 % to about 36 s; the last bucket takes everything longer).
+    static constexpr std::size_t kFineBuckets = 48;
+    static const std::array<double, kFineBuckets>& fine_edges();
+
+    /// Cumulative figures of one color since start, for windows taken by
+    /// differences (the observation of a switch).
+    struct Totals {
+        std::uint64_t requests = 0;
+        std::uint64_t errors = 0;  // 5xx: the upstream's and the proxy's own 502/504
+        std::array<std::uint64_t, kFineBuckets + 1> timed{};  // fine buckets, then overflow
+    };
+    Totals totals(Color c) const;
     /// A WebSocket, stream or other tunnel ended by the proxy for `why`.
     void ended(EndReason why, DrainKind kind) {
         shards_.local()
@@ -59,6 +76,8 @@ class Metrics {
         };
         std::vector<Upstream> upstreams;
         std::map<std::string, std::uint64_t> switches;  // by result
+        int observe_state = 0;                          // 0 none, 1 ok, 2 inconclusive, 3 failing
+        std::uint64_t auto_rollbacks = 0;
         std::uint64_t access_log_dropped = 0;
     };
 
@@ -74,6 +93,7 @@ class Metrics {
     struct Shard {
         std::array<std::array<std::atomic<std::uint64_t>, 6>, 2> requests{};  // [color][1xx..5xx]
         std::array<Histogram, 2> durations{};
+        std::array<std::array<std::atomic<std::uint64_t>, kFineBuckets + 1>, 2> fine{};
         std::array<std::array<std::atomic<std::uint64_t>, 3>, 2> ended{};  // [reason][kind]
         // [blue, green, none][source][kind]
         std::array<std::array<std::array<std::atomic<std::uint64_t>, kErrorKinds>, kErrorSources>,
