@@ -56,15 +56,12 @@ std::optional<double> p99_of(
     return edges.back() * 1000.0;
 }
 
-std::string seconds_text(Duration d) {
-    return format_duration(d);
-}
-
 }  // namespace
 
 void ObserveWindow::add(TimePoint t, const metrics::Metrics::Totals& totals, Duration keep) {
     samples_.emplace_back(t, totals);
-    while (samples_.size() > 2 && samples_.front().first < t - keep) {
+    // One sample at or before the window's start stays: it is the window's base.
+    while (samples_.size() > 2 && samples_[1].first <= t - keep) {
         samples_.pop_front();
     }
 }
@@ -75,13 +72,12 @@ ObserveFigures ObserveWindow::figures(Duration window) const {
         return f;
     }
     const auto& [newest_t, newest] = samples_.back();
-    // The oldest sample still inside the window.
+    // The base: the newest sample at or before the window's start (the
+    // oldest one while the window is not full yet).
     auto from = samples_.begin();
-    while (std::next(from) != samples_.end() && from->first < newest_t - window) {
+    while (std::next(from) != std::prev(samples_.end()) &&
+           std::next(from)->first <= newest_t - window) {
         ++from;
-    }
-    if (std::next(from) == samples_.end()) {
-        return f;
     }
     const auto& oldest = from->second;
     f.span = std::chrono::duration_cast<Duration>(newest_t - from->first);
@@ -111,7 +107,7 @@ Verdict judge(const ObserveFigures& f, const config::AutoRollback& limits) {
 std::string describe(const ObserveFigures& f, const config::AutoRollback& limits) {
     char b[256];
     const double max_p99_ms = std::chrono::duration<double, std::milli>(limits.max_p99).count();
-    const auto over = seconds_text(f.span);
+    const auto over = format_duration(limits.window);
     if (f.error_ratio > limits.max_error_ratio) {
         std::snprintf(b, sizeof b, "5xx ratio %.2g > %.2g over %s (%llu of %llu requests)",
                       f.error_ratio, limits.max_error_ratio, over.c_str(),

@@ -39,10 +39,11 @@ class ObserveWindow {
   public:
     using TimePoint = std::chrono::steady_clock::time_point;
 
-    /// Adds a sample taken at `t`; samples older than `keep` before it go.
+    /// Adds a sample taken at `t`; samples older than `keep` before it go
+    /// (but the newest of those, the base of a window of `keep`).
     void add(TimePoint t, const metrics::Metrics::Totals& totals, Duration keep);
-    /// The figures between the oldest sample within `window` of the newest
-    /// and the newest. Empty before two samples.
+    /// The figures from the newest sample at or before `window` ago (the
+    /// oldest while there is none) to the newest. Empty before two samples.
     ObserveFigures figures(Duration window) const;
     void clear() { samples_.clear(); }
 
@@ -53,8 +54,8 @@ class ObserveWindow {
 /// ok, inconclusive (fewer than min_requests: never a rollback) or failing.
 Verdict judge(const ObserveFigures& f, const config::AutoRollback& limits);
 
-/// The figures in words, naming the threshold crossed when failing:
-/// "5xx ratio 0.12 > 0.05 over 30s (412 of 3400 requests)".
+/// The figures in words, naming the threshold crossed when failing, over
+/// the configured window: "5xx ratio 0.12 > 0.05 over 30s (412 of 3400 requests)".
 std::string describe(const ObserveFigures& f, const config::AutoRollback& limits);
 
 /// What the status shows of an observation, running or ended.
