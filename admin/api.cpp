@@ -1,5 +1,7 @@
 #include "admin/api.hpp"
 
+#include "proxy/metrics/access_log.hpp"
+
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 
@@ -322,6 +324,9 @@ ApiResponse outcome_response(const control::SwitchOutcome& o) {
     json::object body{{"from", to_string(o.from)}, {"to", to_string(o.to)}, {"version", o.version}};
     if (o.gates_ran) {
         body["gates"] = gates_json(o.gates);
+    }
+    if (o.observe_until) {
+        body["observe_until"] = metrics::format_time(*o.observe_until);
     }
     switch (o.result) {
         case Result::Updated:

@@ -134,21 +134,32 @@ void print_gates(const json::object& gates) {
     }
 }
 
+// A JSON number in few digits ("0.0035", "41.2"), or "-".
+std::string number(const json::value* v) {
+    if (v == nullptr || !v->is_number()) {
+        return "-";
+    }
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3g", v->to_number<double>());
+    return b;
+}
+
 std::string observation_line(const json::object& ob) {
     std::string line = str(ob.if_contains("color")) + ": " + str(ob.if_contains("verdict")) + " (" +
                        str(ob.if_contains("requests")) + " requests, 5xx ratio " +
-                       str(ob.if_contains("error_ratio")) + ", p99 " +
-                       str(ob.if_contains("p99_ms")) + " ms)";
+                       number(ob.if_contains("error_ratio")) + ", p99 " +
+                       number(ob.if_contains("p99_ms")) + " ms)";
     if (const auto* note = ob.if_contains("note")) {
         line += "; " + str(note);
     }
     return line;
 }
 
-// `switch --wait`: follows the observation until it ends. 0 when it ended ok,
-// inconclusive or was stopped; 1 when it rolled back or ended otherwise.
-int wait_for_observation(const ClientOptions& opt) {
-    std::string last_line;
+// `switch --wait`: follows the observation that ends at `until` until it
+// ends. 0 when it ended ok, inconclusive or was stopped; 1 when it rolled
+// back or ended otherwise.
+int wait_for_observation(const ClientOptions& opt, const std::string& until) {
+    std::string last_state;
     for (;;) {
         auto r = call(opt, "GET", "/v1/status");
         json::value doc;
@@ -159,9 +170,10 @@ int wait_for_observation(const ClientOptions& opt) {
         const auto* ob = o.if_contains("observation");
         if (ob == nullptr || !ob->is_object()) {
             const auto* last = o.if_contains("last_observation");
-            if (last == nullptr || !last->is_object()) {
-                std::cout << "no observation (switch.observe is 0)\n";
-                return kExitOk;
+            if (last == nullptr || !last->is_object() ||
+                str(last->as_object().if_contains("ends_at")) != until) {
+                std::cout << "the observation is gone (the proxy restarted?)\n";
+                return kExitRefused;
             }
             const auto result = str(last->as_object().if_contains("result"));
             std::cout << "observation ended: " << result << ": "
@@ -169,12 +181,14 @@ int wait_for_observation(const ClientOptions& opt) {
             return result == "ok" || result == "inconclusive" || result == "stopped" ? kExitOk
                                                                                      : kExitRefused;
         }
-        const auto line = observation_line(ob->as_object());
-        if (line != last_line) {
-            std::cout << "observing " << line << ", until "
-                      << str(ob->as_object().if_contains("ends_at")) << "\n"
+        // A line when the verdict (or its note) changes, not every second.
+        const auto& now = ob->as_object();
+        const auto state = str(now.if_contains("verdict")) + str(now.if_contains("note"));
+        if (state != last_state) {
+            std::cout << "observing " << observation_line(now) << ", until "
+                      << str(now.if_contains("ends_at")) << "\n"
                       << std::flush;
-            last_line = line;
+            last_state = state;
         }
         std::this_thread::sleep_for(std::chrono::seconds(1));
     }
@@ -231,7 +245,12 @@ int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback)
             }
         }
         if (!rollback && sw.wait && result == "switched") {
-            return wait_for_observation(opt);
+            const auto* until = o.if_contains("observe_until");
+            if (until == nullptr) {
+                std::cout << "no observation (switch.observe is 0)\n";
+                return kExitOk;
+            }
+            return wait_for_observation(opt, str(until));
         }
         return kExitOk;
     }

@@ -188,6 +188,9 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
             observer_->end("ended_by_switch");
         } else {
             observer_->begin(out.to, req.observe.value_or(cfg_.switching.observe));
+            if (observer_->running()) {
+                out.observe_until = observer_->current()->ends_at;
+            }
         }
     }
 

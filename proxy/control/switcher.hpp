@@ -76,6 +76,8 @@ struct SwitchOutcome {
     bool gates_ran = false;
     health::GateReport gates;
     std::string error;  // PersistFailed: why
+    /// Switched with an observation: when it ends.
+    std::optional<std::chrono::system_clock::time_point> observe_until;
 };
 
 class Switcher {

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -299,13 +301,15 @@ struct RunningBinary {
         : port(dead_port()), admin(dead_port()) {
         const auto token_file = write_file("token", "cli-token\n");
         config = write_file(
-            "cli.yaml", "listen: [{address: \"127.0.0.1:" + std::to_string(port) + "\"}]\n" +
-                            "admin: {address: \"127.0.0.1:" + std::to_string(admin) +
-                            "\", token_file: \"" + token_file + "\"}\n" +
-                            "colors:\n  blue: {upstreams: [\"127.0.0.1:" + std::to_string(blue) +
-                            "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(green) +
-                            "\"]}\n" + "state: {file: \"" + state +
-                            "\"}\nswitch: {drain_timeout: 1s}\nlog: {access: off}\n");
+            "cli.yaml",
+            "listen: [{address: \"127.0.0.1:" + std::to_string(port) + "\"}]\n" +
+                "admin: {address: \"127.0.0.1:" + std::to_string(admin) + "\", token_file: \"" +
+                token_file + "\"}\n" +
+                "colors:\n  blue: {upstreams: [\"127.0.0.1:" + std::to_string(blue) +
+                "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(green) + "\"]}\n" +
+                "state: {file: \"" + state +
+                "\"}\nswitch: {drain_timeout: 1s, auto_rollback: {window: 1s, min_requests: 20}}\n"
+                "log: {access: off}\n");
         start();
     }
     void start() {
@@ -456,6 +460,47 @@ TEST(CliTest, UpstreamsAndReloadCommands) {
     EXPECT_EQ(r1, 1) << refused;
     EXPECT_NE(refused.find("timeouts.idle"), std::string::npos) << refused;
     EXPECT_EQ(bgs.color(), "green");
+}
+
+// `switch --observe D --wait` follows the observation: 0 when the new color
+// held up, 1 when it was rolled back. BGSWITCH_ADMIN names the endpoint.
+TEST(CliTest, SwitchWaitsForItsObservation) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream broken([](Socket& s, ScriptedUpstream& self) {
+        while (auto req = self.next_request(s)) {
+            const bool health = req->target == "/health";
+            s.send(http_response(health ? 200 : 500, health ? "ok" : "broken"));
+        }
+    });
+    RunningBinary bgs(blue.port(), broken.port(), path_for("observe-state.json"));
+    ::setenv("BGSWITCH_ADMIN", bgs.url().c_str(), 1);
+    const std::vector<std::string> token{"--token", "cli-token"};
+    auto with = [&](std::vector<std::string> args) {
+        args.insert(args.end(), token.begin(), token.end());
+        return run(args);
+    };
+    // Traffic for the observation to judge.
+    std::atomic<bool> stop{false};
+    std::thread traffic([&] {
+        while (!stop) {
+            try {
+                bgs.color();
+            } catch (const std::exception&) {
+            }
+        }
+    });
+    auto [w1, rolled] = with({"switch", "green", "--observe", "20s", "--wait"});
+    EXPECT_EQ(w1, 1) << rolled;
+    EXPECT_NE(rolled.find("switched: blue -> green"), std::string::npos) << rolled;
+    EXPECT_NE(rolled.find("observation ended: rolled_back"), std::string::npos) << rolled;
+    EXPECT_EQ(bgs.color(), "blue");
+
+    auto [w0, quiet] = with({"switch", "green", "--observe", "0s", "--wait"});
+    EXPECT_EQ(w0, 0) << quiet;
+    EXPECT_NE(quiet.find("no observation"), std::string::npos) << quiet;
+    stop = true;
+    traffic.join();
+    ::unsetenv("BGSWITCH_ADMIN");
 }
 
 TEST(CliTest, AFailedGateExitsOneAndTrafficStays) {

@@ -74,6 +74,31 @@ TEST(LoaderTest, ResolverRefreshHasADefaultAndACheckedRange) {
     EXPECT_NE(r.errors[1].find("resolver.refresh"), std::string::npos) << r.errors[1];
 }
 
+TEST(LoaderTest, ObservationAndSmokeRetries) {
+    auto r = load(std::string(kMinimal) +
+                  "switch:\n  observe: 3m\n  auto_rollback: {max_error_ratio: 0.02, max_p99: 1s, "
+                  "window: 20s, min_requests: 10}\n"
+                  "smoke:\n  - {name: api, path: /api, retries: 3, retry_interval: 250ms}\n");
+    ASSERT_TRUE(r.config) << r.errors.front();
+    const auto& s = r.config->switching;
+    EXPECT_EQ(s.observe, std::chrono::minutes(3));
+    EXPECT_DOUBLE_EQ(s.auto_rollback.max_error_ratio, 0.02);
+    EXPECT_EQ(s.auto_rollback.max_p99, std::chrono::seconds(1));
+    EXPECT_EQ(s.auto_rollback.window, std::chrono::seconds(20));
+    EXPECT_EQ(s.auto_rollback.min_requests, 10u);
+    EXPECT_EQ(r.config->smoke.at(0).retries, 3u);
+    EXPECT_EQ(r.config->smoke.at(0).retry_interval, std::chrono::milliseconds(250));
+
+    r = load(std::string(kMinimal) +
+             "switch: {auto_rollback: {max_error_ratio: 2, window: 2h, min_requests: 0}}\n"
+             "smoke:\n  - {name: api, path: /api, retries: 99}\n");
+    ASSERT_EQ(r.errors.size(), 4u);
+    EXPECT_NE(r.errors[0].find("smoke[0].retries"), std::string::npos) << r.errors[0];
+    EXPECT_NE(r.errors[1].find("max_error_ratio"), std::string::npos) << r.errors[1];
+    EXPECT_NE(r.errors[2].find("window: must be 1s..1h"), std::string::npos) << r.errors[2];
+    EXPECT_NE(r.errors[3].find("min_requests"), std::string::npos) << r.errors[3];
+}
+
 // What a reload compares: each key that differs, once; `active` never.
 TEST(ConfigTest, ChangedKeysNameWhatDiffers) {
     auto a = load(kMinimal).config.value();
