@@ -176,6 +176,44 @@ struct DemoOptions {
     std::uint16_t green_port = 0;
 };
 
+struct DemoUpstreamOptions {
+    std::string color = "blue";
+    std::string listen = "127.0.0.1:8080";
+    std::string version;
+    std::string behaviour = "ok";
+};
+
+// One demo application on its own: what the deploy kit starts as a color
+// (compose's app-blue/app-green, the deploy script's tests).
+int cmd_demo_upstream(const DemoUpstreamOptions& opt) {
+    const auto signals = block_stop_signals();
+    init_logging("info");
+    std::string why;
+    const auto address = config::HostPort::parse(opt.listen, &why);
+    if (!address) {
+        std::cerr << "bgswitch: --listen " << opt.listen << ": " << why << "\n";
+        return kExitUsage;
+    }
+    const auto behaviour = opt.behaviour == "unhealthy" ? demo::Behaviour::Unhealthy
+                           : opt.behaviour == "failing" ? demo::Behaviour::Failing
+                                                        : demo::Behaviour::Ok;
+    try {
+        demo::DemoUpstream app(*parse_color(opt.color),
+                               address->host == "localhost" ? "127.0.0.1" : address->host,
+                               address->port, std::chrono::seconds(1), behaviour, opt.version);
+        log().info("demo upstream {} {} ({}) on {}:{}", opt.color, opt.version, opt.behaviour,
+                   address->host, app.port());
+        int sig = 0;
+        do {
+            sigwait(&signals, &sig);
+        } while (sig == SIGHUP);
+        return kExitOk;
+    } catch (const std::exception& e) {
+        log().error("demo upstream cannot start: {}", e.what());
+        return kExitUsage;
+    }
+}
+
 int cmd_demo(const DemoOptions& opt) {
     const auto signals = block_stop_signals();
     init_logging("info");
@@ -286,6 +324,21 @@ int main(int argc, char** argv) {
     demo->add_option("--blue-port", demo_opt.blue_port, "blue upstream port (0: any free)");
     demo->add_option("--green-port", demo_opt.green_port, "green upstream port (0: any free)");
 
+    DemoUpstreamOptions demo_up;
+    auto* demo_upstream = app.add_subcommand(
+        "demo-upstream", "run one demo application (a color's app, for the deploy kit)");
+    demo_upstream->add_option("--color", demo_up.color, "blue or green")
+        ->check(CLI::IsMember({"blue", "green"}))
+        ->capture_default_str();
+    demo_upstream->add_option("--listen", demo_up.listen, "address (host:port)")
+        ->capture_default_str();
+    demo_upstream->add_option("--version", demo_up.version, "a version label shown on /color");
+    demo_upstream
+        ->add_option("--behaviour", demo_up.behaviour,
+                     "ok, unhealthy (/health answers 503) or failing (requests answer 500)")
+        ->check(CLI::IsMember({"ok", "unhealthy", "failing"}))
+        ->capture_default_str();
+
     auto* version = app.add_subcommand("version", "print version and build information");
 
     admin::cli::ClientOptions client;
@@ -368,6 +421,8 @@ int main(int argc, char** argv) {
         rc = cmd_check_config(check_file);
     } else if (demo->parsed()) {
         rc = cmd_demo(demo_opt);
+    } else if (demo_upstream->parsed()) {
+        rc = cmd_demo_upstream(demo_up);
     } else if (version->parsed()) {
         rc = cmd_version();
     } else if (status->parsed()) {

@@ -56,10 +56,13 @@ es.onerror = () => { log.textContent = 'stream closed; reconnecting...'; };
 }  // namespace
 
 struct DemoUpstream::Impl {
-    Impl(Color c, Duration interval) : color(c), event_interval(interval) {}
+    Impl(Color c, Duration interval, Behaviour b, std::string v)
+        : color(c), event_interval(interval), behaviour(b), version(std::move(v)) {}
 
     Color color;
     Duration event_interval;
+    Behaviour behaviour;
+    std::string version;
     asio::io_context ioc{1};
     tcp::acceptor acceptor{ioc};
     std::thread thread;
@@ -99,15 +102,25 @@ struct DemoUpstream::Impl {
             res.version(req.version());
             res.keep_alive(req.keep_alive());
             res.set("X-Demo-Color", to_string(color));
-            if (req.target() == "/health" || req.target() == "/api/v1/health") {
+            const bool health = req.target() == "/health" || req.target() == "/api/v1/health";
+            if (health && behaviour == Behaviour::Unhealthy) {
+                res.result(http::status::service_unavailable);
+                res.set(http::field::content_type, "application/json");
+                res.body() = R"({"status":"starting"})";
+            } else if (health) {
                 res.set(http::field::content_type, "application/json");
                 res.body() = R"({"status":"ok","color":")" + std::string(to_string(color)) + "\"}";
+            } else if (behaviour == Behaviour::Failing) {
+                res.result(http::status::internal_server_error);
+                res.set(http::field::content_type, "text/plain");
+                res.body() = "this version is broken\n";
             } else if (req.target() == "/" || req.target() == "/index.html") {
                 res.set(http::field::content_type, "text/html; charset=utf-8");
                 res.body() = page(color);
             } else if (req.target() == "/color") {
                 res.set(http::field::content_type, "text/plain");
-                res.body() = std::string(to_string(color)) + "\n";
+                res.body() =
+                    std::string(to_string(color)) + (version.empty() ? "" : " " + version) + "\n";
             } else {
                 res.result(http::status::not_found);
                 res.set(http::field::content_type, "text/plain");
@@ -179,8 +192,8 @@ struct DemoUpstream::Impl {
 };
 
 DemoUpstream::DemoUpstream(Color color, const std::string& host, std::uint16_t port,
-                           Duration event_interval)
-    : impl_(std::make_unique<Impl>(color, event_interval)) {
+                           Duration event_interval, Behaviour behaviour, std::string version)
+    : impl_(std::make_unique<Impl>(color, event_interval, behaviour, std::move(version))) {
     boost::system::error_code ec;
     const tcp::endpoint ep(asio::ip::make_address(host, ec), port);
     if (ec) {

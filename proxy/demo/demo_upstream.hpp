@@ -12,12 +12,19 @@
 
 namespace bgs::demo {
 
+/// How a demo upstream behaves: as a good version, one that never gets
+/// healthy, or one that passes its checks but fails real requests (what a
+/// deploy's observation must catch).
+enum class Behaviour { Ok, Unhealthy, Failing };
+
 class DemoUpstream {
   public:
     /// Binds `host:port` (port 0 picks one) and starts serving at once.
-    /// Throws std::runtime_error when the address cannot be bound.
+    /// `version` is shown on /color. Throws std::runtime_error when the
+    /// address cannot be bound.
     DemoUpstream(Color color, const std::string& host, std::uint16_t port,
-                 Duration event_interval = std::chrono::seconds(1));
+                 Duration event_interval = std::chrono::seconds(1),
+                 Behaviour behaviour = Behaviour::Ok, std::string version = "");
     ~DemoUpstream();
     DemoUpstream(const DemoUpstream&) = delete;
     DemoUpstream& operator=(const DemoUpstream&) = delete;

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <optional>
 #include <thread>
 
 #include <sys/socket.h>
@@ -53,7 +55,9 @@ struct Child {
     }
 };
 
-Child spawn(const std::vector<std::string>& args) {
+// Runs `program` with `args`, and `env` added to this process's environment.
+Child spawn_program(const std::string& program, const std::vector<std::string>& args,
+                    const std::vector<std::string>& env = {}) {
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) {
         throw std::runtime_error("socketpair");
@@ -65,8 +69,12 @@ Child spawn(const std::vector<std::string>& args) {
         ::dup2(fds[1], 2);
         ::close(fds[0]);
         ::close(fds[1]);
+        for (const auto& kv : env) {
+            const auto eq = kv.find('=');
+            ::setenv(kv.substr(0, eq).c_str(), kv.substr(eq + 1).c_str(), 1);
+        }
         std::vector<char*> argv;
-        std::string binary = BGSWITCH_BINARY;
+        std::string binary = program;
         argv.push_back(binary.data());
         std::vector<std::string> copy = args;
         for (auto& a : copy) {
@@ -79,6 +87,10 @@ Child spawn(const std::vector<std::string>& args) {
     ::close(fds[1]);
     c.output = Socket(fds[0]);
     return c;
+}
+
+Child spawn(const std::vector<std::string>& args) {
+    return spawn_program(BGSWITCH_BINARY, args);
 }
 
 // Runs to completion; returns {exit code, combined output}.
@@ -546,6 +558,183 @@ TEST(CliTest, RunRefusesACorruptStateFile) {
     EXPECT_EQ(code, 1);
     EXPECT_NE(out.find(state), std::string::npos) << out;
     EXPECT_NE(out.find("corrupt"), std::string::npos) << out;
+}
+
+// --- the deploy script (deploy/bluegreen-deploy.sh) end to end ---------------
+// Colors are demo-upstream processes that START_CMD and STOP_CMD start and
+// stop, as `docker compose up -d app-$COLOR` would containers.
+struct DeployBed {
+    DeployBed() : dir(path_for("deploy-bed")), port(dead_port()), admin(dead_port()) {
+        std::filesystem::create_directories(dir);
+        ports[0] = dead_port();
+        ports[1] = dead_port();
+        for (int c = 0; c < 2; ++c) {
+            std::ofstream(dir + "/" + (c == 0 ? "blue" : "green") + ".port") << ports[c];
+        }
+        config = write_file(
+            "deploy.yaml",
+            "listen: [{address: \"127.0.0.1:" + std::to_string(port) + "\"}]\n" +
+                "admin: {address: \"127.0.0.1:" + std::to_string(admin) +
+                "\", token: deploy-token}\n" +
+                "colors:\n  blue: {upstreams: [\"127.0.0.1:" + std::to_string(ports[0]) +
+                "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(ports[1]) + "\"]}\n" +
+                "health: {interval: 200ms}\n" +
+                "switch: {auto_rollback: {window: 1s, min_requests: 20}}\n" + "state: {file: \"" +
+                path_for("deploy-state.json") + "\"}\nlog: {access: off}\n");
+        EXPECT_EQ(start_cmd("blue", "v1", "ok"), 0);
+        proxy = spawn({"run", "--config", config});
+        const bool up = eventually(
+            [&] {
+                try {
+                    return color() == "blue v1";
+                } catch (const std::exception&) {
+                    return false;
+                }
+            },
+            10s);
+        EXPECT_TRUE(up) << "bgswitch run did not start";
+    }
+    ~DeployBed() {
+        for (const char* c : {"blue", "green"}) {
+            if (auto pid = pid_of(c)) {
+                ::kill(*pid, SIGTERM);
+            }
+        }
+        std::filesystem::remove_all(dir);
+    }
+
+    std::string start_command() const {
+        return "\"" BGSWITCH_BINARY
+               "\" demo-upstream --color \"$COLOR\" --listen \"127.0.0.1:$(cat '" +
+               dir + "'/$COLOR.port)\" --version \"$IMAGE_TAG\" --behaviour \"$BEHAVIOUR\" > '" +
+               dir + "'/$COLOR.log 2>&1 & echo $! > '" + dir + "'/$COLOR.pid";
+    }
+    std::string stop_command() const { return "kill $(cat '" + dir + "'/$COLOR.pid)"; }
+    int start_cmd(const std::string& color_name, const std::string& tag,
+                  const std::string& behaviour) {
+        auto c =
+            spawn_program("/bin/sh", {"-c", start_command()},
+                          {"COLOR=" + color_name, "IMAGE_TAG=" + tag, "BEHAVIOUR=" + behaviour});
+        return c.wait();
+    }
+    std::optional<pid_t> pid_of(const std::string& color_name) const {
+        std::ifstream in(dir + "/" + color_name + ".pid");
+        pid_t pid = 0;
+        if (in >> pid && pid > 0) {
+            return pid;
+        }
+        return std::nullopt;
+    }
+    bool alive(const std::string& color_name) const {
+        const auto pid = pid_of(color_name);
+        return pid && ::kill(*pid, 0) == 0;
+    }
+    std::string color() const {
+        auto c = Socket::connect(port);
+        c.send("GET /color HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        auto body = read_response(c).body;
+        return body.substr(0, body.find('\n'));
+    }
+    // Runs the deploy script; returns {exit code, output}.
+    std::pair<int, std::string> deploy(std::vector<std::string> args, std::vector<std::string> env,
+                                       Ms timeout = 30s) {
+        env.insert(env.end(),
+                   {"BGSWITCH=" BGSWITCH_BINARY,
+                    "BGSWITCH_ADMIN=http://127.0.0.1:" + std::to_string(admin),
+                    "BGSWITCH_ADMIN_TOKEN=deploy-token", "START_CMD=" + start_command(),
+                    "STOP_CMD=" + stop_command(), "UPSTREAMS=127.0.0.1:" + std::to_string(ports[1]),
+                    "DRAIN_SECONDS=1"});
+        auto c = spawn_program(
+            "/bin/bash",
+            [&] {
+                std::vector<std::string> a{BGSWITCH_SOURCE_DIR "/deploy/bluegreen-deploy.sh"};
+                a.insert(a.end(), args.begin(), args.end());
+                return a;
+            }(),
+            env);
+        auto out = c.output.read_to_eof(timeout);
+        return {c.wait(), out};
+    }
+
+    std::string dir;
+    std::uint16_t port;
+    std::uint16_t admin;
+    std::array<std::uint16_t, 2> ports{};
+    std::string config;
+    Child proxy;
+};
+
+TEST(DeployScriptTest, AGoodVersionDeploysAndTheOldColorStopsAfterTheDrain) {
+    DeployBed bed;
+    auto [code, out] = bed.deploy({"--image-tag", "v2"}, {"BEHAVIOUR=ok", "OBSERVE_SECONDS=1"});
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_NE(out.find("deploying v2: blue serves now, green takes the new version"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("Z deployed v2"), std::string::npos) << out;
+    EXPECT_EQ(bed.color(), "green v2");
+    EXPECT_TRUE(eventually([&] { return !bed.alive("blue"); })) << "blue was not stopped";
+    EXPECT_TRUE(bed.alive("green"));
+}
+
+TEST(DeployScriptTest, AVersionThatNeverGetsHealthyIsRefusedAndTrafficStays) {
+    DeployBed bed;
+    auto [code, out] = bed.deploy({}, {"IMAGE_TAG=v2", "BEHAVIOUR=unhealthy", "HEALTH_TIMEOUT=2"});
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_NE(out.find("green did not become healthy within 2 s: last check: health: 0 of 1"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("status 503"), std::string::npos) << out;
+    EXPECT_EQ(bed.color(), "blue v1");
+    EXPECT_TRUE(bed.alive("blue"));
+}
+
+TEST(DeployScriptTest, AVersionThatFailsUnderTrafficIsRolledBack) {
+    DeployBed bed;
+    std::atomic<bool> stop{false};
+    std::thread traffic([&] {
+        while (!stop) {
+            try {
+                bed.color();
+            } catch (const std::exception&) {
+            }
+        }
+    });
+    auto [code, out] =
+        bed.deploy({"--observe-seconds", "20"}, {"IMAGE_TAG=v2", "BEHAVIOUR=failing"});
+    stop = true;
+    traffic.join();
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_NE(out.find("observation ended: rolled_back"), std::string::npos) << out;
+    EXPECT_NE(out.find("was refused or rolled back; traffic is on blue"), std::string::npos) << out;
+    EXPECT_EQ(bed.color(), "blue v1");
+    EXPECT_TRUE(bed.alive("blue"));
+}
+
+TEST(DeployScriptTest, DryRunPrintsThePlanAndChangesNothing) {
+    DeployBed bed;
+    auto [code, out] = bed.deploy({"--dry-run"}, {"IMAGE_TAG=v2"});
+    EXPECT_EQ(code, 0) << out;
+    EXPECT_NE(out.find("plan (--dry-run: nothing is changed)"), std::string::npos) << out;
+    EXPECT_NE(out.find("switch green --drain-timeout 1s --observe 180s --wait"), std::string::npos)
+        << out;
+    EXPECT_FALSE(bed.pid_of("green"));  // START_CMD did not run
+    EXPECT_EQ(bed.color(), "blue v1");
+
+    auto [usage, why] = bed.deploy({}, {});
+    EXPECT_EQ(usage, 2) << why;
+    EXPECT_NE(why.find("IMAGE_TAG is required"), std::string::npos) << why;
+    EXPECT_EQ(bed.deploy({"--bogus", "1"}, {"IMAGE_TAG=v2"}).first, 2);
+}
+
+TEST(DeployScriptTest, ShellcheckFindsNothing) {
+    if (::access("/usr/bin/shellcheck", X_OK) != 0) {
+        GTEST_SKIP() << "shellcheck is not installed (deploy/setup.sh installs it)";
+    }
+    auto c =
+        spawn_program("/usr/bin/shellcheck", {BGSWITCH_SOURCE_DIR "/deploy/bluegreen-deploy.sh"});
+    const auto out = c.output.read_to_eof(30s);
+    EXPECT_EQ(c.wait(), 0) << out;
 }
 
 }  // namespace
