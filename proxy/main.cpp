@@ -3,6 +3,7 @@
 #include "admin/cli/client_commands.hpp"
 #include "proxy/common/logging.hpp"
 #include "proxy/common/random.hpp"
+#include "proxy/common/systemd.hpp"
 #include "proxy/config/loader.hpp"
 #include "proxy/demo/demo_config.hpp"
 #include "proxy/demo/demo_upstream.hpp"
@@ -68,20 +69,30 @@ void raise_descriptor_limit() {
     }
 }
 
+// The monotonic clock in microseconds, as systemd wants it with RELOADING=1.
+std::string monotonic_usec() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return std::to_string(static_cast<long long>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000);
+}
+
 int serve_until_signal(Server& server, const sigset_t& signals) {
     server.start();
+    systemd::notify("READY=1\nSTATUS=serving");
     int sig = 0;
     for (;;) {
         sigwait(&signals, &sig);
         if (sig != SIGHUP) {
             break;
         }
+        systemd::notify("RELOADING=1\nMONOTONIC_USEC=" + monotonic_usec());
         // As nginx and HAProxy do, and what logrotate sends: re-read the
         // configuration (and reopen the access log).
         log().info("received SIGHUP: reloading the configuration");
         server.reload_in_background("SIGHUP");
     }
     log().info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    systemd::notify("STOPPING=1");
     server.shutdown();
     server.wait();
     log().info("stopped");

@@ -3,6 +3,7 @@
 #include "admin/admin_server.hpp"
 #include "admin/routes.hpp"
 #include "proxy/common/logging.hpp"
+#include "proxy/common/systemd.hpp"
 #include "proxy/config/loader.hpp"
 #include "proxy/control/observer.hpp"
 #include "proxy/control/switcher.hpp"
@@ -19,6 +20,8 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <future>
+
+#include <unistd.h>
 
 #include <fmt/ranges.h>
 
@@ -80,6 +83,25 @@ struct Server::Bound {
 Server::Bound Server::bind_everywhere(const config::HostPort& hp, const char* what) {
     Bound b;
     auto ep = resolve(workers_.front()->context(), hp, what);
+    // A socket systemd passed for this address (socket activation) serves
+    // every worker: each gets a descriptor of its own for it.
+    if (auto fd = systemd::claim_fd(inherited_fds_, ep.data(), static_cast<unsigned>(ep.size()))) {
+        for (auto& w : workers_) {
+            tcp::acceptor acceptor(w->context());
+            net::error_code ec;
+            acceptor.assign(ep.protocol(), ::dup(*fd), ec);
+            if (ec) {
+                ::close(*fd);
+                throw StartupError(std::string(what) + " " + hp.to_string() +
+                                   ": the socket systemd passed: " + ec.message());
+            }
+            b.acceptors.push_back(std::move(acceptor));
+        }
+        ::close(*fd);
+        b.port = ep.port();
+        log().info("{} {}: on the socket systemd passed", what, hp.to_string());
+        return b;
+    }
     // With port 0 the first bind picks the port and the others join it.
     for (auto& w : workers_) {
         b.acceptors.push_back(bind_listener(w->context(), ep, what));
@@ -139,7 +161,10 @@ std::vector<Server::ListenerSpec> Server::listeners_of(const config::Config& cfg
 }
 
 Server::Server(config::Config cfg, NameResolver resolver, std::string config_file)
-    : cfg_(std::move(cfg)), config_file_(std::move(config_file)), store_(cfg_.state_file) {
+    : cfg_(std::move(cfg)),
+      config_file_(std::move(config_file)),
+      inherited_fds_(systemd::take_listen_fds()),
+      store_(cfg_.state_file) {
     // The state file wins over `active:`; one that exists but cannot be read
     // stops the start rather than silently flipping traffic.
     std::optional<state::SwitchState> saved;
@@ -193,6 +218,13 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
             preview_port_ = bound.port;
         }
     }
+
+    for (int fd : inherited_fds_) {
+        log().warn("systemd passed a socket (descriptor {}) that no listen entry names; closed",
+                   fd);
+        ::close(fd);
+    }
+    inherited_fds_.clear();
 
     control_ = std::make_unique<asio::io_context>(1);
     health_ = std::make_unique<health::HealthChecker>(
@@ -249,6 +281,10 @@ void Server::reload_in_background(std::string source) {
         if (out.result == control::ReloadOutcome::Result::Busy) {
             log().warn("reload ({}) refused: a switch is running; send it again after", source);
         }
+        systemd::notify(
+            out.result == control::ReloadOutcome::Result::Reloaded
+                ? "READY=1\nSTATUS=reloaded"
+                : "READY=1\nSTATUS=reload refused; running on the previous configuration");
     });
 }
 

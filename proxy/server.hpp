@@ -111,6 +111,7 @@ class Server {
 
     config::Config cfg_;
     std::string config_file_;
+    std::vector<int> inherited_fds_;  // sockets systemd passed, until start-up claims them
     state::StateStore store_;
     std::string active_source_;
     std::unique_ptr<routing::ColorState> color_state_;

@@ -6,7 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/un.h>
+
 #include <array>
+#include <cstring>
+#include <functional>
 #include <optional>
 #include <thread>
 
@@ -56,8 +62,10 @@ struct Child {
 };
 
 // Runs `program` with `args`, and `env` added to this process's environment.
+// `in_child` runs in the child just before the exec.
 Child spawn_program(const std::string& program, const std::vector<std::string>& args,
-                    const std::vector<std::string>& env = {}) {
+                    const std::vector<std::string>& env = {},
+                    const std::function<void()>& in_child = {}) {
     int fds[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) != 0) {
         throw std::runtime_error("socketpair");
@@ -72,6 +80,9 @@ Child spawn_program(const std::string& program, const std::vector<std::string>& 
         for (const auto& kv : env) {
             const auto eq = kv.find('=');
             ::setenv(kv.substr(0, eq).c_str(), kv.substr(eq + 1).c_str(), 1);
+        }
+        if (in_child) {
+            in_child();
         }
         std::vector<char*> argv;
         std::string binary = program;
@@ -558,6 +569,118 @@ TEST(CliTest, RunRefusesACorruptStateFile) {
     EXPECT_EQ(code, 1);
     EXPECT_NE(out.find(state), std::string::npos) << out;
     EXPECT_NE(out.find("corrupt"), std::string::npos) << out;
+}
+
+// --- systemd: the notify protocol and socket activation ------------------------
+
+// A datagram socket standing in for systemd's $NOTIFY_SOCKET.
+struct NotifySocket {
+    NotifySocket() : path(path_for("notify.sock")) {
+        fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+        if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            throw std::runtime_error("bind " + path);
+        }
+    }
+    ~NotifySocket() { ::close(fd); }
+    // The next message, or "" when none came within `timeout`.
+    std::string next(Ms timeout = 10s) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) {
+            return "";
+        }
+        char buf[512];
+        const auto n = ::recv(fd, buf, sizeof buf, 0);
+        return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
+    }
+    std::string path;
+    int fd = -1;
+};
+
+TEST(SystemdTest, ReadyReloadingAndStoppingAreNotified) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    NotifySocket notify;
+    const auto config =
+        write_file("notify.yaml",
+                   "listen: [{address: \"127.0.0.1:0\"}]\nadmin: {address: \"127.0.0.1:0\", "
+                   "token: t}\ncolors:\n  blue: {upstreams: [\"127.0.0.1:" +
+                       std::to_string(blue.port()) +
+                       "\"]}\n  green: {upstreams: [\"127.0.0.1:1\"]}\nstate: {file: \"" +
+                       path_for("notify-state.json") + "\"}\nlog: {access: off}\n");
+    auto child = spawn_program(BGSWITCH_BINARY, {"run", "--config", config},
+                               {"NOTIFY_SOCKET=" + notify.path});
+    EXPECT_EQ(notify.next(), "READY=1\nSTATUS=serving");
+    ::kill(child.pid, SIGHUP);
+    EXPECT_EQ(notify.next().rfind("RELOADING=1\nMONOTONIC_USEC=", 0), 0u);
+    EXPECT_EQ(notify.next(), "READY=1\nSTATUS=reloaded");
+    ::kill(child.pid, SIGTERM);
+    EXPECT_EQ(notify.next(), "STOPPING=1");
+    EXPECT_EQ(child.wait(), 0);
+}
+
+// systemd holds the listening socket (a .socket unit) and passes it as
+// descriptor 3: bgswitch serves on it rather than binding the address itself.
+TEST(SystemdTest, ServesOnTheSocketSystemdPassed) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::listen(listener, 64), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+    const auto port = ntohs(addr.sin_port);
+    const auto config = write_file(
+        "activation.yaml", "listen: [{address: \"127.0.0.1:" + std::to_string(port) +
+                               "\"}]\nadmin: {address: \"127.0.0.1:0\", token: t}\ncolors:\n  "
+                               "blue: {upstreams: [\"127.0.0.1:" +
+                               std::to_string(blue.port()) +
+                               "\"]}\n  green: {upstreams: [\"127.0.0.1:1\"]}\nstate: {file: \"" +
+                               path_for("activation-state.json") + "\"}\nlog: {access: off}\n");
+    // The address is taken (by this process's socket, without SO_REUSEPORT):
+    // only the passed descriptor can serve it.
+    auto child =
+        spawn_program(BGSWITCH_BINARY, {"run", "--config", config}, {"LISTEN_FDS=1"}, [listener] {
+            ::dup2(listener, 3);
+            ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+        });
+    ::close(listener);
+    EXPECT_NE(
+        child.output.read_until("on the socket systemd passed", 10s).find("listen 127.0.0.1:"),
+        std::string::npos);
+    auto c = Socket::connect(port);
+    c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(read_response(c).body, "blue");
+    ::kill(child.pid, SIGTERM);
+    EXPECT_EQ(child.wait(), 0);
+}
+
+TEST(SystemdTest, TheUnitsVerify) {
+    if (::access("/usr/bin/systemd-analyze", X_OK) != 0) {
+        GTEST_SKIP() << "systemd-analyze is not installed";
+    }
+    // verify wants the binary the unit names to exist; check a copy that
+    // names this build's binary.
+    const auto dir = path_for("units");
+    std::filesystem::create_directories(dir);
+    for (const char* unit : {"bgswitch.service", "bgswitch.socket"}) {
+        std::ifstream in(std::string(BGSWITCH_SOURCE_DIR "/deploy/") + unit);
+        std::string text((std::istreambuf_iterator<char>(in)), {});
+        ASSERT_FALSE(text.empty()) << unit;
+        for (std::size_t at; (at = text.find("/usr/local/bin/bgswitch")) != std::string::npos;) {
+            text.replace(at, std::strlen("/usr/local/bin/bgswitch"), BGSWITCH_BINARY);
+        }
+        std::ofstream(dir + "/" + unit) << text;
+    }
+    auto c = spawn_program("/usr/bin/systemd-analyze",
+                           {"verify", dir + "/bgswitch.service", dir + "/bgswitch.socket"});
+    const auto out = c.output.read_to_eof(30s);
+    EXPECT_EQ(c.wait(), 0) << out;
+    EXPECT_EQ(out.find("bgswitch"), std::string::npos) << out;  // no warning about the units
+    std::filesystem::remove_all(dir);
 }
 
 // --- the deploy script (deploy/bluegreen-deploy.sh) end to end ---------------
