@@ -317,6 +317,32 @@ TEST(CliTest, DemoServesBluePageEventsAndWebSocket) {
     EXPECT_EQ(child.wait(), 0);
 }
 
+// Requests in a loop on a thread of their own until stopped (errors ignored:
+// what the proxy answered is judged elsewhere).
+class Traffic {
+  public:
+    explicit Traffic(std::function<void()> request)
+        : thread_([this, request = std::move(request)] {
+              while (!stop_) {
+                  try {
+                      request();
+                  } catch (const std::exception&) {
+                  }
+              }
+          }) {}
+    ~Traffic() { stop(); }
+    void stop() {
+        stop_ = true;
+        if (thread_.joinable()) {
+            thread_.join();
+        }
+    }
+
+  private:
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
+};
+
 // `bgswitch run` with blue and green apps, a token from a file, and the admin
 // endpoint on a port of its own.
 struct RunningBinary {
@@ -502,16 +528,7 @@ TEST(CliTest, SwitchWaitsForItsObservation) {
         args.insert(args.end(), token.begin(), token.end());
         return run(args);
     };
-    // Traffic for the observation to judge.
-    std::atomic<bool> stop{false};
-    std::thread traffic([&] {
-        while (!stop) {
-            try {
-                bgs.color();
-            } catch (const std::exception&) {
-            }
-        }
-    });
+    Traffic traffic([&] { bgs.color(); });  // for the observation to judge
     auto [w1, rolled] = with({"switch", "green", "--observe", "20s", "--wait"});
     EXPECT_EQ(w1, 1) << rolled;
     EXPECT_NE(rolled.find("switched: blue -> green"), std::string::npos) << rolled;
@@ -521,8 +538,7 @@ TEST(CliTest, SwitchWaitsForItsObservation) {
     auto [w0, quiet] = with({"switch", "green", "--observe", "0s", "--wait"});
     EXPECT_EQ(w0, 0) << quiet;
     EXPECT_NE(quiet.find("no observation"), std::string::npos) << quiet;
-    stop = true;
-    traffic.join();
+    traffic.stop();
     ::unsetenv("BGSWITCH_ADMIN");
 }
 
@@ -814,19 +830,10 @@ TEST(DeployScriptTest, AVersionThatNeverGetsHealthyIsRefusedAndTrafficStays) {
 
 TEST(DeployScriptTest, AVersionThatFailsUnderTrafficIsRolledBack) {
     DeployBed bed;
-    std::atomic<bool> stop{false};
-    std::thread traffic([&] {
-        while (!stop) {
-            try {
-                bed.color();
-            } catch (const std::exception&) {
-            }
-        }
-    });
+    Traffic traffic([&] { bed.color(); });
     auto [code, out] =
         bed.deploy({"--observe-seconds", "20"}, {"IMAGE_TAG=v2", "BEHAVIOUR=failing"});
-    stop = true;
-    traffic.join();
+    traffic.stop();
     EXPECT_EQ(code, 1) << out;
     EXPECT_NE(out.find("observation ended: rolled_back"), std::string::npos) << out;
     EXPECT_NE(out.find("was refused or rolled back; traffic is on blue"), std::string::npos) << out;
