@@ -1,0 +1,36 @@
+// A real redis-server for tests: started on a free loopback port with no
+// persistence, stopped by PID. Pausable (SIGSTOP) to play a stalled store.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace bgs::test {
+
+class RedisServer {
+  public:
+    /// Starts redis-server with `extra` arguments (e.g. {"--requirepass", "s"})
+    /// and waits (with a deadline) until it answers. Throws when it does not.
+    explicit RedisServer(std::vector<std::string> extra = {});
+    ~RedisServer();
+    RedisServer(const RedisServer&) = delete;
+    RedisServer& operator=(const RedisServer&) = delete;
+
+    std::uint16_t port() const { return port_; }
+    std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+    void pause();   // SIGSTOP
+    void resume();  // SIGCONT
+    void stop();    // SIGTERM and wait
+
+    /// True when redis-server is installed (deploy/setup.sh installs it).
+    static bool available();
+
+  private:
+    pid_t pid_ = -1;
+    std::uint16_t port_ = 0;
+};
+
+}  // namespace bgs::test
