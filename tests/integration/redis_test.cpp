@@ -2,12 +2,15 @@
 // and every reply type, AUTH and SELECT from the URL, a Lua compare-and-set,
 // publish/subscribe, and what a stalled or stopped server gives.
 #include "proxy/state/redis.hpp"
+#include "proxy/state/fleet_store.hpp"
 #include "tests/support/redis_server.hpp"
 #include "tests/support/test_net.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <gtest/gtest.h>
 
@@ -195,6 +198,119 @@ TEST_F(RedisTest, AStalledOrStoppedServerGivesAnErrorWithinTheDeadline) {
         const auto err = co_await c.connect(url, 2s);
         CO_ASSERT_TRUE(err);
         EXPECT_NE(err->find("cannot connect to redis://127.0.0.1:"), std::string::npos) << *err;
+    });
+}
+
+// --- the fleet's record ----------------------------------------------------------
+
+state::SwitchState version_of(std::uint64_t v, Color active) {
+    state::SwitchState s;
+    s.version = v;
+    s.active = active;
+    s.upstreams[index(Color::Green)] = std::vector<std::string>{"app-green:8080"};
+    return s;
+}
+
+TEST_F(RedisTest, TwoInstancesRacingForOneVersionCannotBothWin) {
+    RedisServer server;
+    run([&](net::asio::any_io_executor ex) -> net::Task<void> {
+        const auto url = url_of(server.url());
+        state::FleetStore a(ex, url, "bgswitch:shop");
+        state::FleetStore b(ex, url, "bgswitch:shop");
+        redis::Connection watcher(ex);
+        co_await watcher.connect(url, 2s);
+        const std::vector<std::string> subscribe{"SUBSCRIBE", a.keys().channel()};
+        co_await watcher.command(subscribe, 2s);
+
+        const auto to_green = version_of(2, Color::Green);
+        const auto to_blue = version_of(2, Color::Blue);
+        const auto first = co_await a.commit(0, to_green);
+        const auto second = co_await b.commit(0, to_blue);
+        EXPECT_EQ(first.result, state::CasOutcome::Result::Applied) << first.error;
+        EXPECT_EQ(second.result, state::CasOutcome::Result::Conflict);
+        EXPECT_EQ(second.current_version, 2u);
+
+        // The winner's change is announced, and is what everyone reads.
+        const auto announced = reply_of(co_await watcher.next_reply(2s));
+        CO_ASSERT_TRUE(announced.elements.size() == 3u);
+        EXPECT_EQ(announced.elements[2].str, "2");
+        const auto read = co_await b.read();
+        const auto* record = std::get_if<std::optional<state::SwitchState>>(&read);
+        CO_ASSERT_TRUE(record != nullptr && record->has_value());
+        EXPECT_EQ((*record)->active, Color::Green);
+        EXPECT_EQ((*record)->version, 2u);
+        EXPECT_EQ((*record)->upstreams[index(Color::Green)],
+                  to_green.upstreams[index(Color::Green)]);
+        // The next change must name the version it saw.
+        const auto third = version_of(3, Color::Blue);
+        EXPECT_EQ((co_await b.commit(2, third)).result, state::CasOutcome::Result::Applied);
+    });
+}
+
+// Redis lost its data: the instances re-seed the record, and the newest
+// version any of them applied wins; nobody's version goes backwards.
+TEST_F(RedisTest, AnEmptyRecordIsReseededByTheNewestVersion) {
+    RedisServer server;
+    run([&](net::asio::any_io_executor ex) -> net::Task<void> {
+        const auto url = url_of(server.url());
+        state::FleetStore store(ex, url, "bgswitch:shop");
+        const auto none = co_await store.read();
+        EXPECT_FALSE(std::get<std::optional<state::SwitchState>>(none).has_value());
+
+        const auto older = version_of(5, Color::Blue);
+        const auto newer = version_of(7, Color::Green);
+        EXPECT_TRUE(std::get<bool>(co_await store.seed(older)));
+        EXPECT_TRUE(std::get<bool>(co_await store.seed(newer)));
+        EXPECT_FALSE(std::get<bool>(co_await store.seed(older)));  // 5 < 7: kept
+        const auto read = co_await store.read();
+        EXPECT_EQ(std::get<std::optional<state::SwitchState>>(read)->version, 7u);
+
+        const std::vector<std::string> corrupt{"HSET", "bgswitch:shop", "state", "{not json"};
+        co_await store.connection().command(corrupt, 2s);
+        const auto broken = co_await store.read();
+        CO_ASSERT_TRUE(std::holds_alternative<std::string>(broken));
+        EXPECT_NE(std::get<std::string>(broken).find("unreadable"), std::string::npos);
+    });
+}
+
+TEST_F(RedisTest, HeartbeatsListTheLiveNodes) {
+    RedisServer server;
+    run([&](net::asio::any_io_executor ex) -> net::Task<void> {
+        const auto url = url_of(server.url());
+        state::FleetStore store(ex, url, "bgswitch:shop");
+        EXPECT_FALSE(co_await store.heartbeat("a", 9, "ok", std::chrono::seconds(5)));
+        EXPECT_FALSE(
+            co_await store.heartbeat("b", 8, "unreachable", std::chrono::milliseconds(200)));
+        auto listed = std::get<std::vector<state::NodeReport>>(co_await store.nodes());
+        CO_ASSERT_TRUE(listed.size() == 2u);
+        EXPECT_EQ(listed[0].node, "a");
+        EXPECT_EQ(listed[0].applied_version, 9u);
+        EXPECT_LT(listed[0].age, std::chrono::seconds(2));
+        EXPECT_EQ(listed[1].backend, "unreachable");
+
+        // b stops beating: it drops out once its heartbeat expires.
+        net::asio::steady_timer tick(ex);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (listed.size() != 1u && std::chrono::steady_clock::now() < deadline) {
+            tick.expires_after(std::chrono::milliseconds(50));
+            co_await tick.async_wait(net::asio::use_awaitable);
+            listed = std::get<std::vector<state::NodeReport>>(co_await store.nodes());
+        }
+        CO_ASSERT_TRUE(listed.size() == 1u);
+        EXPECT_EQ(listed[0].node, "a");
+    });
+}
+
+TEST_F(RedisTest, AnUnreachableStoreSaysSo) {
+    const auto port = dead_port();
+    run([&](net::asio::any_io_executor ex) -> net::Task<void> {
+        const auto url = url_of("redis://127.0.0.1:" + std::to_string(port));
+        state::FleetStore store(ex, url, "bgswitch:shop", std::chrono::milliseconds(500));
+        const auto next = version_of(2, Color::Green);
+        const auto out = co_await store.commit(1, next);
+        EXPECT_EQ(out.result, state::CasOutcome::Result::Unavailable);
+        EXPECT_NE(out.error.find("cannot connect"), std::string::npos) << out.error;
+        EXPECT_TRUE(std::holds_alternative<std::string>(co_await store.read()));
     });
 }
 
