@@ -351,6 +351,25 @@ void Server::apply_reload(config::Config next, PreparedReload prep,
 
 control::ReloadOutcome Server::reload(const std::string& source) {
     using R = control::ReloadOutcome::Result;
+    auto out = reload_once(source);
+    switch (out.result) {
+        case R::Reloaded:
+            shared_->metrics.reloaded(0);
+            break;
+        case R::Invalid:
+            shared_->metrics.reloaded(1);
+            break;
+        case R::Busy:
+            shared_->metrics.reloaded(2);
+            break;
+        case R::ShuttingDown:
+            break;
+    }
+    return out;
+}
+
+control::ReloadOutcome Server::reload_once(const std::string& source) {
+    using R = control::ReloadOutcome::Result;
     control::ReloadOutcome out;
     if (shared_->shutting_down.load()) {
         out.result = R::ShuttingDown;

@@ -98,7 +98,8 @@ class Server {
   private:
     /// What a reload does, on the control thread: validate, prepare what
     /// can fail, then apply.
-    control::ReloadOutcome reload(const std::string& source);
+    control::ReloadOutcome reload(const std::string& source);  // counted in the metrics
+    control::ReloadOutcome reload_once(const std::string& source);
     struct Bound;
     struct ListenerSpec;
     struct PreparedReload;

@@ -193,6 +193,14 @@ std::string Metrics::render(const Gauges& g) const {
         "# TYPE bgswitch_auto_rollbacks_total counter\n";
     add("bgswitch_auto_rollbacks_total %llu\n", static_cast<unsigned long long>(g.auto_rollbacks));
     out +=
+        "# HELP bgswitch_reloads_total Configuration reloads by result.\n"
+        "# TYPE bgswitch_reloads_total counter\n";
+    static constexpr const char* kReloadResults[] = {"reloaded", "invalid", "conflict"};
+    for (std::size_t i = 0; i < reloads_.size(); ++i) {
+        add("bgswitch_reloads_total{result=\"%s\"} %llu\n", kReloadResults[i],
+            static_cast<unsigned long long>(reloads_[i].load(std::memory_order_relaxed)));
+    }
+    out +=
         "# HELP bgswitch_access_log_dropped_total Access log lines dropped because the writer "
         "fell behind.\n"
         "# TYPE bgswitch_access_log_dropped_total counter\n";

@@ -7,6 +7,7 @@
 #include "proxy/common/error.hpp"
 #include "proxy/common/shards.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -59,6 +60,12 @@ class Metrics {
             .fetch_add(1, std::memory_order_relaxed);
     }
 
+    /// A configuration reload ended: applied (0), refused as invalid (1) or
+    /// refused during a switch (2). Control thread.
+    void reloaded(std::size_t outcome) {
+        reloads_[std::min<std::size_t>(outcome, 2)].fetch_add(1, std::memory_order_relaxed);
+    }
+
     std::uint64_t requests(Color c, unsigned status_class) const;
     std::uint64_t ended_count(EndReason why, DrainKind kind) const;
     std::uint64_t error_count(std::size_t color_slot, ErrorSource source, ErrorKind kind) const;
@@ -108,6 +115,7 @@ class Metrics {
         return total;
     }
     Sharded<Shard> shards_;
+    std::array<std::atomic<std::uint64_t>, 3> reloads_{};
 };
 
 }  // namespace bgs::metrics

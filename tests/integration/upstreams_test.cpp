@@ -465,6 +465,9 @@ TEST_F(ReloadTest, ABrokenFileChangesNothingAndSaysEveryProblem) {
     ASSERT_EQ(r.status, 400) << r.body;
     const auto doc = json::parse(r.body).as_object();
     EXPECT_EQ(doc.at("error"), "config invalid");
+    const auto metrics = call(*proxy, "GET", "/metrics").body;
+    EXPECT_NE(metrics.find("bgswitch_reloads_total{result=\"invalid\"} 1"), std::string::npos);
+    EXPECT_NE(metrics.find("bgswitch_reloads_total{result=\"reloaded\"} 0"), std::string::npos);
     EXPECT_EQ(doc.at("problems").as_array().size(), 2u) << r.body;
     EXPECT_EQ(body_of_next_request(proxy->port()), "blue");
     EXPECT_TRUE(get_json(*proxy, "/v1/history").at("events").as_array().empty());
