@@ -117,7 +117,13 @@ struct AdminServer::Impl {
                                : serve_outsider(std::move(socket), std::move(who));
             asio::co_spawn(ioc, std::move(task), [](std::exception_ptr e) {
                 if (e) {
-                    log().error("admin connection ended by an exception");
+                    try {
+                        std::rethrow_exception(e);
+                    } catch (const std::exception& ex) {
+                        log().error("admin connection ended by an exception: {}", ex.what());
+                    } catch (...) {
+                        log().error("admin connection ended by an exception");
+                    }
                 }
             });
         }

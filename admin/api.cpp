@@ -162,6 +162,16 @@ std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_
                             kMaxDurationText, ")"});
             }
             req.observe = d;
+        } else if (key == "wait_fleet") {
+            if (!val.is_string()) {
+                return type_error("a duration such as \"5s\"");
+            }
+            auto d = parse_duration(std::string_view(val.as_string()));
+            if (!d || *d > kMaxWaitFleet) {
+                return msg({"\"wait_fleet\": \"", val.as_string(),
+                            "\" is not a duration of at most 2m (e.g. 5s)"});
+            }
+            req.wait_fleet = d;
         } else if (key == "dry_run") {
             if (!val.is_bool()) {
                 return type_error("true or false");
@@ -258,6 +268,14 @@ std::variant<control::UpstreamsRequest, std::vector<std::string>> parse_upstream
             if (!req.expect_version) {
                 problems.push_back("\"expect_version\" must be a whole number");
             }
+        } else if (key == "wait_fleet") {
+            auto d =
+                val.is_string() ? parse_duration(std::string_view(val.as_string())) : std::nullopt;
+            if (!d || *d > kMaxWaitFleet) {
+                problems.push_back("\"wait_fleet\" must be a duration of at most 2m (e.g. 5s)");
+            } else {
+                req.wait_fleet = d;
+            }
         } else {
             problems.push_back(msg({"unknown field \"", key, "\""}));
         }
@@ -319,9 +337,12 @@ json::object gates_json(const health::GateReport& g) {
     return out;
 }
 
-ApiResponse outcome_response(const control::SwitchOutcome& o) {
+ApiResponse outcome_response(const control::SwitchOutcome& o, const json::object& extra) {
     using control::Result;
     json::object body{{"from", to_string(o.from)}, {"to", to_string(o.to)}, {"version", o.version}};
+    for (const auto& kv : extra) {
+        body[kv.key()] = kv.value();
+    }
     if (o.gates_ran) {
         body["gates"] = gates_json(o.gates);
     }
@@ -349,6 +370,10 @@ ApiResponse outcome_response(const control::SwitchOutcome& o) {
             return error_response(412, "gate failed", std::move(body));
         case Result::ShuttingDown:
             return error_response(503, "shutting down; nothing was changed");
+        case Result::BackendUnavailable:
+            return error_response(
+                503, "the fleet's state backend (Redis) is unreachable; nothing was changed",
+                {{"detail", o.error}, {"version", o.version}});
         case Result::PersistFailed:
             body["detail"] = o.error;
             return error_response(500, "the state file could not be written; traffic did not move",
@@ -358,7 +383,8 @@ ApiResponse outcome_response(const control::SwitchOutcome& o) {
 }
 
 ApiResponse upstreams_response(const control::SwitchOutcome& o,
-                               const std::vector<config::HostPort>& list) {
+                               const std::vector<config::HostPort>& list,
+                               const json::object& extra) {
     using control::Result;
     switch (o.result) {
         case Result::Updated: {
@@ -366,16 +392,18 @@ ApiResponse upstreams_response(const control::SwitchOutcome& o,
             for (const auto& hp : list) {
                 ups.emplace_back(hp.to_string());
             }
-            return {200, json::serialize(json::object{{"color", to_string(o.to)},
-                                                      {"upstreams", std::move(ups)},
-                                                      {"version", o.version}}) +
-                             "\n"};
+            json::object body{
+                {"color", to_string(o.to)}, {"upstreams", std::move(ups)}, {"version", o.version}};
+            for (const auto& kv : extra) {
+                body[kv.key()] = kv.value();
+            }
+            return {200, json::serialize(body) + "\n"};
         }
         case Result::PersistFailed:
             return error_response(500, "the state file could not be written; nothing changed",
                                   {{"detail", o.error}});
         default:
-            return outcome_response(o);
+            return outcome_response(o, extra);
     }
 }
 

@@ -56,16 +56,22 @@ std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_
 std::variant<control::UpstreamsRequest, std::vector<std::string>> parse_upstreams_body(
     std::string_view body, Color color);
 
+/// The longest a call may wait for the fleet ("wait_fleet").
+inline constexpr Duration kMaxWaitFleet = std::chrono::minutes(2);
+
 /// The most upstreams a list may hold.
 inline constexpr std::size_t kMaxUpstreams = 1024;
 
 boost::json::object gates_json(const health::GateReport& g);
 
-/// The HTTP answer for a switch or rollback outcome (SPEC section 3).
-ApiResponse outcome_response(const control::SwitchOutcome& o);
+/// The HTTP answer for a switch or rollback outcome (SPEC section 3), with
+/// `extra` fields (the fleet's answer to wait_fleet).
+ApiResponse outcome_response(const control::SwitchOutcome& o,
+                             const boost::json::object& extra = {});
 
 /// The HTTP answer for PUT /v1/colors/{color}/upstreams (SPEC section 7).
 ApiResponse upstreams_response(const control::SwitchOutcome& o,
-                               const std::vector<config::HostPort>& list);
+                               const std::vector<config::HostPort>& list,
+                               const boost::json::object& extra = {});
 
 }  // namespace bgs::admin

@@ -74,14 +74,15 @@ bool token_matches(std::string_view authorization, const std::string& token) {
 
 Routes::Routes(const config::Config& cfg, control::Switcher& switcher, routing::Router& router,
                worker::Shared& shared, control::UpstreamDirectory& upstreams,
-               control::Observer& observer, control::ReloadHook reload)
+               control::Observer& observer, control::ReloadHook reload, control::Fleet* fleet)
     : cfg_(cfg),
       switcher_(switcher),
       router_(router),
       shared_(shared),
       upstreams_(upstreams),
       observer_(observer),
-      reload_(std::move(reload)) {}
+      reload_(std::move(reload)),
+      fleet_(fleet) {}
 
 std::optional<ApiResponse> Routes::check_access(const ApiRequest& req) const {
     const auto& allow = cfg_.admin.allow;
@@ -131,7 +132,7 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
     }
     const bool known = path == "/v1/status" || path == "/v1/history" || path == "/v1/switch" ||
                        path == "/v1/rollback" || path == "/v1/reload" ||
-                       path == "/v1/observe/stop" || color_name;
+                       path == "/v1/observe/stop" || path == "/v1/fleet" || color_name;
     if (!known) {
         co_return error_response(404, "no such endpoint", {{"path", path}});
     }
@@ -139,7 +140,10 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
         co_return *refused;
     }
     if (color_name) {
-        co_return upstreams(req, *color_name);
+        co_return co_await upstreams(req, *color_name);
+    }
+    if (path == "/v1/fleet") {
+        co_return co_await fleet(req);
     }
     if (path == "/v1/reload") {
         co_return reload(req);
@@ -176,18 +180,80 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
         co_return error_response(400, *why);
     }
     auto sw = std::get<control::SwitchRequest>(std::move(parsed));
+    if (sw.wait_fleet && fleet_ == nullptr) {
+        co_return error_response(400, "\"wait_fleet\" needs fleet mode (state.backend: redis)");
+    }
     sw.source = req.source;
-    auto outcome = co_await switcher_.run(std::move(sw));
-    co_return outcome_response(outcome);
+    const auto wait = sw.wait_fleet;
+    const bool dry_run = sw.dry_run;
+    const auto outcome = co_await switcher_.run(std::move(sw));
+    json::object extra;
+    if (!dry_run) {
+        extra = co_await wait_for_fleet(outcome, wait);
+    }
+    co_return outcome_response(outcome, extra);
 }
 
-ApiResponse Routes::upstreams(const ApiRequest& req, std::string_view color_name) {
+net::Task<json::object> Routes::wait_for_fleet(const control::SwitchOutcome& o,
+                                               std::optional<Duration> wait) {
+    using control::Result;
+    if (!wait || fleet_ == nullptr ||
+        (o.result != Result::Switched && o.result != Result::Updated &&
+         o.result != Result::AlreadyActive)) {
+        co_return json::object{};
+    }
+    const auto waited = co_await fleet_->wait(o.version, *wait);
+    auto names = [](const std::vector<std::string>& v) {
+        json::array a;
+        for (const auto& s : v) {
+            a.emplace_back(s);
+        }
+        return a;
+    };
+    json::object fleet{{"applied", names(waited.applied)}, {"lagging", names(waited.lagging)}};
+    if (!waited.error.empty()) {
+        fleet["error"] = waited.error;
+    }
+    co_return json::object{{"fleet", std::move(fleet)}};
+}
+
+net::Task<ApiResponse> Routes::fleet(const ApiRequest& req) {
+    if (req.method != "GET") {
+        co_return method_not_allowed("GET");
+    }
+    if (fleet_ == nullptr) {
+        co_return error_response(404, "not in fleet mode (state.backend is file)");
+    }
+    const auto view = co_await fleet_->view();
+    if (const auto* err = std::get_if<std::string>(&view)) {
+        co_return error_response(503, "the fleet's state backend (Redis) is unreachable",
+                                 {{"detail", *err}, {"key", fleet_->settings().key}});
+    }
+    const auto& v = std::get<control::FleetView>(view);
+    json::array nodes;
+    for (const auto& n : v.nodes) {
+        nodes.push_back(json::object{
+            {"node", n.node},
+            {"applied_version", n.applied_version},
+            {"heartbeat_age_ms", n.age.count()},
+            {"live", n.age < control::kLiveFor},
+            {"backend", n.age < control::kLiveFor ? n.backend : std::string("unknown")},
+            {"active", n.active},
+        });
+    }
+    co_return json_response(json::object{{"key", fleet_->settings().key},
+                                         {"node", fleet_->settings().node},
+                                         {"version", v.version},
+                                         {"nodes", std::move(nodes)}});
+}
+
+net::Task<ApiResponse> Routes::upstreams(const ApiRequest& req, std::string_view color_name) {
     if (req.method != "GET" && req.method != "PUT") {
-        return method_not_allowed("GET, PUT");
+        co_return method_not_allowed("GET, PUT");
     }
     const auto color = parse_color(color_name);
     if (!color && req.method == "GET") {
-        return error_response(400, "unknown color", {{"color", color_name}});
+        co_return error_response(400, "unknown color", {{"color", color_name}});
     }
     if (req.method == "GET") {
         json::array list;
@@ -200,10 +266,11 @@ ApiResponse Routes::upstreams(const ApiRequest& req, std::string_view color_name
                                             {"address", r.up->address},
                                             {"healthy", r.up->healthy.load()}});
         }
-        return json_response(json::object{{"color", to_string(*color)},
-                                          {"upstreams", std::move(list)},
-                                          {"source", control::to_string(upstreams_.source(*color))},
-                                          {"resolved", std::move(resolved)}});
+        co_return json_response(
+            json::object{{"color", to_string(*color)},
+                         {"upstreams", std::move(list)},
+                         {"source", control::to_string(upstreams_.source(*color))},
+                         {"resolved", std::move(resolved)}});
     }
     // Every problem at once: the color's and the body's.
     auto parsed = parse_upstreams_body(req.body, color.value_or(Color::Blue));
@@ -217,12 +284,18 @@ ApiResponse Routes::upstreams(const ApiRequest& req, std::string_view color_name
         }
     }
     if (!problems.empty()) {
-        return error_response(400, "invalid upstreams", {{"problems", std::move(problems)}});
+        co_return error_response(400, "invalid upstreams", {{"problems", std::move(problems)}});
     }
     auto change = std::get<control::UpstreamsRequest>(std::move(parsed));
+    if (change.wait_fleet && fleet_ == nullptr) {
+        co_return error_response(400, "\"wait_fleet\" needs fleet mode (state.backend: redis)");
+    }
     change.source = req.source;
     const auto list = change.upstreams;
-    return upstreams_response(switcher_.set_upstreams(std::move(change)), list);
+    const auto wait = change.wait_fleet;
+    const auto outcome = co_await switcher_.set_upstreams(std::move(change));
+    const auto extra = co_await wait_for_fleet(outcome, wait);
+    co_return upstreams_response(outcome, list, extra);
 }
 
 ApiResponse Routes::reload(const ApiRequest& req) {
@@ -286,6 +359,18 @@ std::string Routes::status_json() const {
         {"last_observation", observer_.last() ? json::value(observation_json(*observer_.last()))
                                               : json::value(nullptr)},
     };
+    if (fleet_ != nullptr) {
+        doc["backend"] = fleet_->up() ? "ok" : "unreachable";
+        json::object fleet{{"key", fleet_->settings().key},
+                           {"node", fleet_->settings().node},
+                           {"redis", fleet_->where()}};
+        if (!fleet_->up()) {
+            fleet["error"] = fleet_->error();
+        }
+        doc["fleet"] = std::move(fleet);
+    } else {
+        doc["backend"] = "file";
+    }
     if (!st.history.empty()) {
         const auto& e = st.history.front();
         doc["last_switch"] = json::object{{"at", metrics::format_time(e.time)},
@@ -327,6 +412,7 @@ std::string Routes::metrics_text() const {
     g.observe_state = observer_.state_number();
     g.auto_rollbacks = observer_.auto_rollbacks();
     g.access_log_dropped = access_log_dropped();
+    g.backend_up = fleet_ == nullptr || fleet_->up();
     return shared_.metrics.render(g);
 }
 

@@ -4,6 +4,7 @@
 
 #include "admin/api.hpp"
 #include "proxy/config/config.hpp"
+#include "proxy/control/fleet.hpp"
 #include "proxy/control/observer.hpp"
 #include "proxy/control/reload.hpp"
 #include "proxy/control/switcher.hpp"
@@ -20,7 +21,8 @@ class Routes {
   public:
     Routes(const config::Config& cfg, control::Switcher& switcher, routing::Router& router,
            worker::Shared& shared, control::UpstreamDirectory& upstreams,
-           control::Observer& observer, control::ReloadHook reload);
+           control::Observer& observer, control::ReloadHook reload,
+           control::Fleet* fleet = nullptr);
 
     net::Task<ApiResponse> handle(ApiRequest req);
 
@@ -31,8 +33,12 @@ class Routes {
     std::optional<ApiResponse> check_access(const ApiRequest& req) const;
     std::string history_json() const;
     std::string metrics_text() const;
-    ApiResponse upstreams(const ApiRequest& req, std::string_view color_name);
+    net::Task<ApiResponse> upstreams(const ApiRequest& req, std::string_view color_name);
     ApiResponse reload(const ApiRequest& req);
+    net::Task<ApiResponse> fleet(const ApiRequest& req);
+    /// After a committed change with "wait_fleet": the fleet's answer.
+    net::Task<boost::json::object> wait_for_fleet(const control::SwitchOutcome& o,
+                                                  std::optional<Duration> wait);
 
     const config::Config& cfg_;
     control::Switcher& switcher_;
@@ -41,6 +47,7 @@ class Routes {
     control::UpstreamDirectory& upstreams_;
     control::Observer& observer_;
     control::ReloadHook reload_;
+    control::Fleet* fleet_;  // null unless state.backend is redis
 };
 
 /// Compares a presented "Bearer ..." header with the token in constant time.

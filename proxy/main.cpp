@@ -377,6 +377,9 @@ int main(int argc, char** argv) {
         cmd->add_option("--reason", sw.reason, "kept in the history");
         cmd->add_option("--expect-version", sw.expect_version,
                         "refuse unless the current state version is this one");
+        cmd->add_option("--wait-fleet", sw.wait_fleet,
+                        "fleet mode: wait this long (e.g. 5s) for every instance to apply it; "
+                        "exit 1 when one lagged");
     };
     auto* switch_cmd = app.add_subcommand(
         "switch", "switch traffic to COLOR after its health and smoke checks pass");
@@ -413,10 +416,16 @@ int main(int argc, char** argv) {
     upstreams_set->add_option("--reason", ups.reason, "kept in the history");
     upstreams_set->add_option("--expect-version", ups.expect_version,
                               "refuse unless the current state version is this one");
+    upstreams_set->add_option("--wait-fleet", ups.wait_fleet,
+                              "fleet mode: wait this long (e.g. 5s) for every instance to apply "
+                              "it; exit 1 when one lagged");
     add_client_options(upstreams_set);
     auto* reload_cmd =
         app.add_subcommand("reload", "make the proxy re-read its configuration file");
     add_client_options(reload_cmd);
+    auto* fleet_cmd = app.add_subcommand(
+        "fleet", "fleet mode: every instance, the version it applied and its heartbeat");
+    add_client_options(fleet_cmd);
 
     try {
         app.parse(argc, argv);
@@ -450,6 +459,8 @@ int main(int argc, char** argv) {
         rc = admin::cli::show_upstreams(client, ups);
     } else if (reload_cmd->parsed()) {
         rc = admin::cli::reload(client);
+    } else if (fleet_cmd->parsed()) {
+        rc = admin::cli::fleet(client);
     }
     shutdown_logging();
     return rc;

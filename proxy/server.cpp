@@ -5,6 +5,7 @@
 #include "proxy/common/logging.hpp"
 #include "proxy/common/systemd.hpp"
 #include "proxy/config/loader.hpp"
+#include "proxy/control/fleet.hpp"
 #include "proxy/control/observer.hpp"
 #include "proxy/control/switcher.hpp"
 #include "proxy/control/upstream_directory.hpp"
@@ -192,6 +193,9 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
         active_source_ = "from the configuration's active:, first start; state file " +
                          store_.path() + " created";
     }
+    if (cfg_.fleet) {
+        adopt_fleet_record(initial);
+    }
     log().info("active color {} ({})", to_string(initial.active), active_source_);
     color_state_ = std::make_unique<routing::ColorState>(initial.active, initial.version);
     router_ = std::make_unique<routing::Router>(*color_state_);
@@ -259,9 +263,16 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
                                                     std::move(initial), std::move(worker_ptrs));
     observer_ = std::make_unique<control::Observer>(cfg_, shared_->metrics, *switcher_);
     switcher_->set_observer(observer_.get());
+    if (cfg_.fleet) {
+        control::Fleet::Hooks fleet_hooks;
+        fleet_hooks.local = [this]() -> const state::SwitchState& { return switcher_->state(); };
+        fleet_hooks.apply = [this](state::SwitchState s) { switcher_->apply_fleet(std::move(s)); };
+        fleet_ = std::make_unique<control::Fleet>(*cfg_.fleet, std::move(fleet_hooks));
+        switcher_->set_fleet(fleet_.get(), cfg_.fleet->node);
+    }
     routes_ = std::make_unique<admin::Routes>(
         cfg_, *switcher_, *router_, *shared_, *directory_, *observer_,
-        [this](const std::string& source) { return reload(source); });
+        [this](const std::string& source) { return reload(source); }, fleet_.get());
     try {
         admin_ = std::make_unique<admin::AdminServer>(*control_, cfg_, *routes_);
     } catch (const std::exception& e) {
@@ -273,6 +284,31 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
             "answers 401",
             cfg_.admin.address.to_string());
     }
+}
+
+// Fleet mode, at start: the fleet's record wins over the local file when it
+// is newer. Redis unreachable: the local file's version serves (fail static)
+// and the control thread catches up once Redis answers.
+void Server::adopt_fleet_record(state::SwitchState& initial) {
+    const auto& fleet = *cfg_.fleet;
+    auto read = control::Fleet::read_once(fleet, std::chrono::seconds(2));
+    if (const auto* err = std::get_if<std::string>(&read)) {
+        log().error(
+            "fleet {}: Redis unreachable at start ({}); serving the local state file's version "
+            "{} until it answers",
+            fleet.key, *err, initial.version);
+        return;
+    }
+    auto& record = std::get<std::optional<state::SwitchState>>(read);
+    if (!record || record->version <= initial.version) {
+        return;  // the control thread seeds or keeps it
+    }
+    initial = std::move(*record);
+    if (auto err = store_.save(initial)) {
+        log().error("fleet: the local state file was not written: {}", *err);
+    }
+    active_source_ = "from the fleet's record " + fleet.key + " in Redis, version " +
+                     std::to_string(initial.version);
 }
 
 void Server::reload_in_background(std::string source) {
@@ -343,6 +379,14 @@ void Server::apply_reload(config::Config next, PreparedReload prep,
     }
     for (Color c : kColors) {
         if (old.group(c) != cfg_.group(c)) {
+            if (fleet_ && switcher_->state().upstreams[index(c)]) {
+                // The fleet's list, set through the API, is every instance's.
+                log().warn(
+                    "reload: upstreams of {} are the fleet's, set through the API; the "
+                    "file's list is not applied",
+                    to_string(c));
+                continue;
+            }
             directory_->set_list(c, cfg_.group(c).upstreams, control::ListSource::Config);
             lists_from_file.push_back(c);
         }
@@ -437,6 +481,9 @@ void Server::start() {
     health_->start(control_->get_executor());
     directory_->start(control_->get_executor());
     observer_->start(control_->get_executor());
+    if (fleet_) {
+        fleet_->start(control_->get_executor());
+    }
     admin_->start();
     housekeeping_ = std::make_unique<Housekeeping>(*control_);
     asio::co_spawn(*control_, housekeep(housekeeping_->timer, shared_->shutting_down),
@@ -478,6 +525,9 @@ void Server::shutdown() {
         health_->stop();
         directory_->stop();
         observer_->stop();
+        if (fleet_) {
+            fleet_->stop();
+        }
         if (housekeeping_) {
             housekeeping_->timer.cancel();
         }

@@ -29,6 +29,7 @@ namespace bgs::control {
 class Switcher;
 class UpstreamDirectory;
 class Observer;
+class Fleet;
 }  // namespace bgs::control
 namespace bgs::health {
 class HealthChecker;
@@ -57,11 +58,11 @@ class StartupError : public std::runtime_error {
 class Server {
   public:
     /// Loads the state file (its color and its upstream lists win over the
-    /// configuration's), resolves every name and binds every listener and the
-    /// admin endpoint (port 0 picks a free port). An upstream name that does
-    /// not resolve is not fatal: it is tried again every resolver.refresh
-    /// through `resolver`. `config_file`: where a reload reads the
-    /// configuration again (empty: reloads are refused). Throws StartupError.
+    /// configuration's; in fleet mode a newer record in Redis wins over both,
+    /// and Redis unreachable leaves the state file's), resolves every name and binds every listener
+    /// and the admin endpoint (port 0 picks a free port). An upstream name that does not resolve is
+    /// not fatal: it is tried again every resolver.refresh through `resolver`. `config_file`: where
+    /// a reload reads the configuration again (empty: reloads are refused). Throws StartupError.
     explicit Server(config::Config cfg, NameResolver resolver = resolve_with_system,
                     std::string config_file = "");
     ~Server();
@@ -100,6 +101,7 @@ class Server {
     /// can fail, then apply.
     control::ReloadOutcome reload(const std::string& source);  // counted in the metrics
     control::ReloadOutcome reload_once(const std::string& source);
+    void adopt_fleet_record(state::SwitchState& initial);
     struct Bound;
     struct ListenerSpec;
     struct PreparedReload;
@@ -128,6 +130,7 @@ class Server {
     std::unique_ptr<health::HealthChecker> health_;
     std::unique_ptr<control::UpstreamDirectory> directory_;
     std::unique_ptr<control::Observer> observer_;
+    std::unique_ptr<control::Fleet> fleet_;  // fleet mode only
     std::unique_ptr<admin::AdminServer> admin_;
     struct Housekeeping;  // the control thread's periodic chores
     std::unique_ptr<Housekeeping> housekeeping_;

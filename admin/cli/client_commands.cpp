@@ -18,6 +18,8 @@ namespace bgs::admin::cli {
 namespace json = boost::json;
 namespace {
 
+std::string joined(const boost::json::value* v);
+
 HttpResult call(const ClientOptions& opt, const std::string& method, const std::string& path,
                 const std::string& body = "") {
     return call_admin(opt.admin_url, opt.token, method, path, body);
@@ -155,6 +157,31 @@ std::string observation_line(const json::object& ob) {
     return line;
 }
 
+// The fleet's answer to --wait-fleet: kExitOk when every live instance
+// applied the change, kExitRefused when one lagged (or Redis could not say).
+int fleet_answer(const ClientOptions& opt, const json::object& o) {
+    const auto* f = o.if_contains("fleet");
+    if (f == nullptr || !f->is_object()) {
+        return kExitOk;
+    }
+    const auto& fleet = f->as_object();
+    const auto* lagging = fleet.if_contains("lagging");
+    const bool lagged = lagging != nullptr && lagging->is_array() && !lagging->as_array().empty();
+    const bool error = fleet.contains("error");
+    if (!opt.json) {
+        std::cout << "fleet: applied by " << joined(fleet.if_contains("applied"));
+        if (lagged) {
+            std::cout << "; LAGGING: " << joined(lagging);
+        }
+        std::cout << "\n";
+        if (error) {
+            std::cerr << "bgswitch: the fleet could not be asked: "
+                      << str(fleet.if_contains("error")) << "\n";
+        }
+    }
+    return lagged || error ? kExitRefused : kExitOk;
+}
+
 // `switch --wait`: follows the observation that ends at `until` until it
 // ends. 0 when it ended ok, inconclusive or was stopped; 1 when it rolled
 // back or ended otherwise.
@@ -217,6 +244,9 @@ int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback)
     if (!rollback && sw.observe) {
         body["observe"] = *sw.observe;
     }
+    if (sw.wait_fleet) {
+        body["wait_fleet"] = *sw.wait_fleet;
+    }
     auto r = call(opt, "POST", rollback ? "/v1/rollback" : "/v1/switch", json::serialize(body));
     json::value doc;
     if (auto code = failure(r, doc)) {
@@ -244,15 +274,16 @@ int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback)
                           << str(o.if_contains("version")) << ")\n";
             }
         }
+        const int fleet_code = fleet_answer(opt, o);
         if (!rollback && sw.wait && result == "switched") {
             const auto* until = o.if_contains("observe_until");
             if (until == nullptr) {
                 std::cout << "no observation (switch.observe is 0)\n";
-                return kExitOk;
+                return fleet_code;
             }
-            return wait_for_observation(opt, str(until));
+            return std::max(fleet_code, wait_for_observation(opt, str(until)));
         }
-        return kExitOk;
+        return fleet_code;
     }
     if (!opt.json) {
         std::cerr << "bgswitch: refused: " << str(o.if_contains("error"));
@@ -377,6 +408,9 @@ int set_upstreams(const ClientOptions& opt, const UpstreamsOptions& up) {
     if (up.expect_version) {
         body["expect_version"] = *up.expect_version;
     }
+    if (up.wait_fleet) {
+        body["wait_fleet"] = *up.wait_fleet;
+    }
     auto r = call(opt, "PUT", "/v1/colors/" + up.color + "/upstreams", json::serialize(body));
     json::value doc;
     if (auto code = change_answer(opt, r, doc)) {
@@ -389,7 +423,7 @@ int set_upstreams(const ClientOptions& opt, const UpstreamsOptions& up) {
                       << " set: " << joined(o.if_contains("upstreams")) << " (version "
                       << str(o.if_contains("version")) << ")\n";
         }
-        return kExitOk;
+        return fleet_answer(opt, o);
     }
     print_refusal(opt, "refused", o);
     return r.status == 400 ? kExitUsage : kExitRefused;
@@ -507,6 +541,36 @@ int history(const ClientOptions& opt) {
                     str(o.if_contains("from")).c_str(), str(o.if_contains("to")).c_str(),
                     result.c_str(), str(o.if_contains("version")).c_str(), fmt_ms(gate_ms).c_str(),
                     str(o.if_contains("source")).c_str(), reason.c_str());
+    }
+    std::fflush(stdout);
+    return kExitOk;
+}
+
+int fleet(const ClientOptions& opt) {
+    json::value doc;
+    if (auto code = get_document(opt, "/v1/fleet", doc)) {
+        return *code;
+    }
+    const auto& o = doc.as_object();
+    const auto version = o.at("version").to_number<std::uint64_t>();
+    std::cout << "fleet    " << str(o.if_contains("key")) << " (version " << version << "; this is "
+              << str(o.if_contains("node")) << ")\n\n";
+    std::printf("%-24s %-7s %8s %-8s %10s  %-5s %s\n", "NODE", "ACTIVE", "APPLIED", "", "HEARTBEAT",
+                "LIVE", "BACKEND");
+    bool all_current = true;
+    for (const auto& item : o.at("nodes").as_array()) {
+        const auto& n = item.as_object();
+        const auto applied = n.at("applied_version").to_number<std::uint64_t>();
+        const bool live = n.at("live").as_bool();
+        const bool behind = applied < version;
+        all_current = all_current && (!live || !behind);
+        char age[32];
+        std::snprintf(age, sizeof age, "%.1fs ago",
+                      n.at("heartbeat_age_ms").to_number<double>() / 1000.0);
+        std::printf("%-24s %-7s %8llu %-8s %10s  %-5s %s\n", str(n.if_contains("node")).c_str(),
+                    str(n.if_contains("active")).c_str(), static_cast<unsigned long long>(applied),
+                    behind ? "BEHIND" : "", age, live ? "yes" : "NO",
+                    str(n.if_contains("backend")).c_str());
     }
     std::fflush(stdout);
     return kExitOk;

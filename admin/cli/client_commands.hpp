@@ -1,7 +1,7 @@
-// The client commands (status, switch, rollback, history, upstreams, reload):
-// they call the admin
-// API and print readable results. Exit codes: 0 done, 1 refused (a gate failed,
-// a switch already running), 2 usage, connection or authentication error.
+// The client commands (status, switch, rollback, history, upstreams, reload,
+// fleet): they call the admin API and print readable results. Exit codes: 0
+// done, 1 refused (a gate failed, a switch already running, an instance of
+// the fleet lagging), 2 usage, connection or authentication error.
 #pragma once
 
 #include <optional>
@@ -27,8 +27,9 @@ struct SwitchOptions {
     bool skip_smoke = false;
     std::string reason;
     std::optional<unsigned long long> expect_version;
-    std::optional<std::string> observe;  // switch: how long to watch the new color
-    bool wait = false;                   // switch: return when the observation ends
+    std::optional<std::string> observe;     // switch: how long to watch the new color
+    bool wait = false;                      // switch: return when the observation ends
+    std::optional<std::string> wait_fleet;  // fleet mode: until every instance applied it
 };
 
 struct UpstreamsOptions {
@@ -36,6 +37,7 @@ struct UpstreamsOptions {
     std::vector<std::string> upstreams;  // set: the new list
     std::string reason;
     std::optional<unsigned long long> expect_version;
+    std::optional<std::string> wait_fleet;
 };
 
 int status(const ClientOptions& opt);
@@ -49,5 +51,8 @@ int reload(const ClientOptions& opt);
 int switch_color(const ClientOptions& opt, const SwitchOptions& sw);
 int rollback(const ClientOptions& opt, const SwitchOptions& sw);
 int history(const ClientOptions& opt);
+/// `bgswitch fleet`: every instance of the fleet, its applied version and
+/// heartbeat (fleet mode).
+int fleet(const ClientOptions& opt);
 
 }  // namespace bgs::admin::cli

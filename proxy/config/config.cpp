@@ -162,6 +162,8 @@ std::vector<std::string> changed_keys(const Config& a, const Config& b) {
     note(a.smoke != b.smoke, "smoke");
     note(a.switching != b.switching, "switch");
     note(a.state_file != b.state_file, "state.file");
+    note(a.fleet.has_value() != b.fleet.has_value(), "state.backend");
+    note(a.fleet && b.fleet && *a.fleet != *b.fleet, "state.redis");
     note(a.proxy.workers != b.proxy.workers, "proxy.workers");
     note(a.proxy.expose_color_header != b.proxy.expose_color_header, "proxy.expose_color_header");
     note(a.proxy.trusted_proxies != b.proxy.trusted_proxies, "proxy.trusted_proxies");
@@ -181,7 +183,8 @@ std::vector<std::string> changed_keys(const Config& a, const Config& b) {
 }
 
 bool needs_restart(const std::string& key) {
-    return key == "proxy.workers" || key == "state.file" || key == "admin.address";
+    return key == "proxy.workers" || key == "state.file" || key == "state.backend" ||
+           key == "state.redis" || key == "admin.address";
 }
 
 }  // namespace bgs::config

@@ -153,6 +153,15 @@ struct Log {
     bool operator==(const Log&) const = default;
 };
 
+/// state.backend: redis (SPEC section 12): the fleet's record in Redis.
+struct Fleet {
+    std::string url;   // redis://[[user]:password@]host[:port][/db], ${VAR} expanded
+    std::string key;   // the fleet's name: instances with the same key switch together
+    std::string node;  // this instance's name in the fleet (default: the host name)
+
+    bool operator==(const Fleet&) const = default;
+};
+
 struct Config {
     std::vector<HostPort> listen;
     std::optional<HostPort> preview;
@@ -164,6 +173,7 @@ struct Config {
     std::vector<SmokeCheck> smoke;
     Switch switching;
     std::string state_file = "/var/lib/bgswitch/state.json";
+    std::optional<Fleet> fleet;  // state.backend: redis; none: file (the default)
     Proxy proxy;
     Timeouts timeouts;
     Limits limits;
@@ -180,7 +190,7 @@ struct Config {
 std::vector<std::string> changed_keys(const Config& a, const Config& b);
 
 /// Of those, the ones a running proxy cannot apply (proxy.workers,
-/// state.file, admin.address).
+/// state.file, state.backend, state.redis, admin.address).
 bool needs_restart(const std::string& key);
 
 /// True for 127.0.0.0/8, ::1 and "localhost".

@@ -1,6 +1,10 @@
 #include "proxy/config/loader.hpp"
 
+#include "proxy/common/redis_url.hpp"
+
 #include <yaml-cpp/yaml.h>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -71,16 +75,7 @@ class Loader {
         read_health(root["health"], cfg.health);
         read_smoke(root["smoke"], cfg.smoke);
         read_switch(root["switch"], cfg.switching);
-        if (auto n = root["state"]; map(n, "state", {"file"})) {
-            if (auto f = n["file"]) {
-                if (auto s = scalar(f, "state.file")) {
-                    if (s->empty()) {
-                        error("state.file", "must not be empty");
-                    }
-                    cfg.state_file = *s;
-                }
-            }
-        }
+        read_state(root["state"], cfg);
         read_proxy(root["proxy"], cfg.proxy);
         read_timeouts(root["timeouts"], cfg.timeouts);
         read_limits(root["limits"], cfg.limits);
@@ -321,6 +316,99 @@ class Loader {
                 cfg.listen.push_back(*hp);
             }
         }
+    }
+
+    void read_state(const YAML::Node& n, Config& cfg) {
+        if (!map(n, "state", {"file", "backend", "redis"})) {
+            return;
+        }
+        if (auto f = n["file"]) {
+            if (auto s = scalar(f, "state.file")) {
+                if (s->empty()) {
+                    error("state.file", "must not be empty");
+                }
+                cfg.state_file = *s;
+            }
+        }
+        bool redis = false;
+        if (auto b = n["backend"]) {
+            if (auto s = scalar(b, "state.backend")) {
+                if (*s == "redis") {
+                    redis = true;
+                } else if (*s != "file") {
+                    error_value("state.backend", *s, "must be file or redis");
+                }
+            }
+        }
+        const auto r = n["redis"];
+        if (!redis) {
+            if (r && !r.IsNull()) {
+                error("state.redis", "applies only with state.backend: redis");
+            }
+            return;
+        }
+        if (!r || r.IsNull()) {
+            error("state.redis", "state.backend: redis needs state.redis.url and state.redis.key");
+            return;
+        }
+        if (!map(r, "state.redis", {"url", "key", "node"})) {
+            return;
+        }
+        Fleet fleet;
+        if (auto u = r["url"]; !u) {
+            error("state.redis.url", "is required");
+        } else if (auto s = scalar(u, "state.redis.url")) {
+            std::string why;
+            const auto url = redis::Url::parse(*s, &why);
+            if (!url) {
+                // The URL may hold a password: only the reason is shown.
+                error("state.redis.url", why);
+            } else if (url->tls) {
+                error("state.redis.url",
+                      "rediss:// (TLS to Redis) is not supported by this version; use redis://");
+            } else {
+                fleet.url = *s;
+            }
+        }
+        if (auto k = r["key"]; !k) {
+            error("state.redis.key", "is required (the fleet's name, e.g. bgswitch:shop)");
+        } else if (auto s = scalar(k, "state.redis.key")) {
+            if (auto why = fleet_name_problem(*s, 200)) {
+                error_value("state.redis.key", *s, *why);
+            } else {
+                fleet.key = *s;
+            }
+        }
+        if (auto nd = r["node"]) {
+            if (auto s = scalar(nd, "state.redis.node")) {
+                fleet.node = *s;
+            }
+        } else {
+            char host[256] = {};
+            ::gethostname(host, sizeof host - 1);
+            fleet.node = host;
+        }
+        if (auto why = fleet_name_problem(fleet.node, 128)) {
+            error_value("state.redis.node", fleet.node, *why);
+        }
+        cfg.fleet = std::move(fleet);
+    }
+
+    // Keys and node names go into Redis key names and the fleet's listing.
+    static std::optional<std::string> fleet_name_problem(const std::string& s, std::size_t max) {
+        if (s.empty()) {
+            return "must not be empty";
+        }
+        if (s.size() > max) {
+            return "longer than " + std::to_string(max) + " characters";
+        }
+        const bool printable = std::all_of(s.begin(), s.end(), [](char c) {
+            return static_cast<unsigned char>(c) > 0x20 && static_cast<unsigned char>(c) < 0x7f;
+        });
+        if (!printable) {
+            return "only printable characters without spaces";
+        }
+        return std::nullopt;
     }
 
     void read_admin(const YAML::Node& n, Admin& admin) {

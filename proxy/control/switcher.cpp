@@ -1,6 +1,7 @@
 #include "proxy/control/switcher.hpp"
 
 #include "proxy/common/logging.hpp"
+#include "proxy/control/fleet.hpp"
 #include "proxy/control/observer.hpp"
 #include "proxy/worker/worker.hpp"
 
@@ -30,6 +31,8 @@ const char* to_string(Result r) {
             return "persist_failed";
         case Result::ShuttingDown:
             return "shutting_down";
+        case Result::BackendUnavailable:
+            return "backend_unavailable";
     }
     return "unknown";
 }
@@ -97,6 +100,13 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
         out.result = Result::AlreadyActive;
         co_return finish(out);
     }
+    if (fleet_ != nullptr && !fleet_->up() && !req.dry_run) {
+        // No switch the fleet would not see.
+        out.result = Result::BackendUnavailable;
+        out.error = fleet_->error();
+        co_return finish(out);
+    }
+    const auto base_version = state_.version;
 
     // --- gates ---------------------------------------------------------------
     busy_ = true;
@@ -119,6 +129,12 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
         out.result = Result::ShuttingDown;
         co_return finish(out);
     }
+    if (state_.version != base_version) {
+        // Another instance of the fleet committed a change meanwhile.
+        out.result = Result::VersionMismatch;
+        out.version = state_.version;
+        co_return finish(out);
+    }
 
     state::HistoryEvent event;
     event.time = std::chrono::system_clock::now();
@@ -130,30 +146,30 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     event.dry_run = req.dry_run;
     event.health_us = static_cast<std::uint64_t>(out.gates.health_ms * 1000.0);
     event.smoke_us = static_cast<std::uint64_t>(out.gates.smoke_ms * 1000.0);
+    event.node = node_;
 
-    auto record_only = [&](Result r) {
-        // Failed and dry runs change no color; they are kept in the history
-        // (best effort: a write failure here must not hide the gate result).
-        out.result = r;
-        event.result = to_string(r);
+    if (!out.gates.passed() || req.dry_run) {
+        // Failed and dry runs change no color and no version; they are kept
+        // in the history (best effort: a write failure here must not hide the
+        // gate result).
+        out.result = out.gates.passed() ? Result::DryRunPassed : Result::GateFailed;
+        if (!out.gates.passed()) {
+            event.failure = health::first_failure(out.gates);
+            log().warn("{} to {} refused: {}", action, bgs::to_string(out.to), event.failure);
+        }
+        event.result = to_string(out.result);
         event.version = state_.version;
         auto next = state_;
         next.record(event);
-        if (auto err = store_.save(next)) {
-            log().error("state file: {}", *err);
-            state_.record(event);
+        if (auto failure = co_await commit(next, state_.version)) {
+            log().warn("{} not kept in the history of record: {}", event.result,
+                       describe(*failure));
+            if (state_.version == base_version) {
+                state_.record(event);
+            }
         } else {
             state_ = std::move(next);
         }
-    };
-    if (!out.gates.passed()) {
-        event.failure = health::first_failure(out.gates);
-        log().warn("{} to {} refused: {}", action, bgs::to_string(out.to), event.failure);
-        record_only(Result::GateFailed);
-        co_return finish(out);
-    }
-    if (req.dry_run) {
-        record_only(Result::DryRunPassed);
         co_return finish(out);
     }
 
@@ -163,19 +179,21 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
         out.error = "the state version is at its maximum; reset the state file";
         co_return finish(out);
     }
+    const auto timeout = req.drain_timeout.value_or(cfg_.switching.drain_timeout);
     auto next = state_;
     next.previous = out.from;
     next.active = out.to;
     next.version = state_.version + 1;
+    next.committed_at = std::chrono::system_clock::now();
     event.result = to_string(Result::Switched);
     event.version = next.version;
+    event.drain_ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
     next.record(event);
-    if (auto err = store_.save(next)) {
-        log().error("{} to {} failed, traffic stays on {}: state file: {}", action,
-                    bgs::to_string(out.to), bgs::to_string(out.from), *err);
-        out.result = Result::PersistFailed;
-        out.error = *err;
-        co_return finish(out);
+    if (auto failure = co_await commit(next, state_.version)) {
+        log().error("{} to {} failed, traffic stays on {}: {}", action, bgs::to_string(out.to),
+                    bgs::to_string(out.from), describe(*failure));
+        co_return finish(failed(out, *failure));
     }
     state_ = std::move(next);
     colors_.publish(state_.active, state_.version);
@@ -196,7 +214,6 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
 
     // --- drain the old color -------------------------------------------------
     cancel_drain(out.to);  // a rollback to a draining color keeps its connections
-    const auto timeout = req.drain_timeout.value_or(cfg_.switching.drain_timeout);
     start_drain(out.from, timeout);
     log().info("{}: traffic now on {} (version {}); {} drains for {}", action,
                bgs::to_string(out.to), out.version, bgs::to_string(out.from),
@@ -204,27 +221,32 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     co_return finish(out);
 }
 
-SwitchOutcome Switcher::set_upstreams(UpstreamsRequest req) {
+net::Task<SwitchOutcome> Switcher::set_upstreams(UpstreamsRequest req) {
     SwitchOutcome out;
     out.from = out.to = req.color;
     out.version = state_.version;
     if (stopping_) {
         out.result = Result::ShuttingDown;
-        return out;
+        co_return out;
     }
     if (busy_) {
         out.result = Result::Busy;
-        return out;
+        co_return out;
     }
     if (req.expect_version && *req.expect_version != state_.version) {
         out.result = Result::VersionMismatch;
-        return out;
+        co_return out;
     }
     if (state_.version >= state::SwitchState::kMaxVersion) {
         out.result = Result::PersistFailed;
         out.error = "the state version is at its maximum; reset the state file";
-        return out;
+        co_return out;
     }
+    busy_ = true;
+    struct Release {
+        bool& busy;
+        ~Release() { busy = false; }
+    } release{busy_};
     std::vector<std::string> list;
     for (const auto& hp : req.upstreams) {
         list.push_back(hp.to_string());
@@ -236,20 +258,21 @@ SwitchOutcome Switcher::set_upstreams(UpstreamsRequest req) {
     event.result = to_string(Result::Updated);
     event.source = req.source;
     event.reason = req.reason;
+    event.node = node_;
     for (const auto& hp : upstreams_.list(req.color)) {
         event.old_upstreams.push_back(hp.to_string());
     }
     event.new_upstreams = list;
     auto next = state_;
     next.version = state_.version + 1;
+    next.committed_at = event.time;
     next.upstreams[index(req.color)] = list;
     event.version = next.version;
     next.record(std::move(event));
-    if (auto err = store_.save(next)) {
-        log().error("upstreams of {} not changed: state file: {}", bgs::to_string(req.color), *err);
-        out.result = Result::PersistFailed;
-        out.error = *err;
-        return out;
+    if (auto failure = co_await commit(next, state_.version)) {
+        log().error("upstreams of {} not changed: {}", bgs::to_string(req.color),
+                    describe(*failure));
+        co_return failed(out, *failure);
     }
     state_ = std::move(next);
     // The version moves with the state file, even though no color moved.
@@ -259,7 +282,126 @@ SwitchOutcome Switcher::set_upstreams(UpstreamsRequest req) {
     upstreams_.set_list(req.color, std::move(req.upstreams), ListSource::Api);
     out.version = state_.version;
     out.result = Result::Updated;
+    co_return out;
+}
+
+net::Task<std::optional<Switcher::CommitFailure>> Switcher::commit(const state::SwitchState& next,
+                                                                   std::uint64_t expected) {
+    if (fleet_ == nullptr) {
+        if (auto err = store_.save(next)) {
+            co_return CommitFailure{Result::PersistFailed, 0, *err};
+        }
+        co_return std::nullopt;
+    }
+    if (!fleet_->up()) {
+        co_return CommitFailure{Result::BackendUnavailable, 0, fleet_->error()};
+    }
+    committing_ = true;
+    const auto cas = co_await fleet_->commit(expected, next);
+    committing_ = false;
+    switch (cas.result) {
+        case state::CasOutcome::Result::Applied:
+            break;
+        case state::CasOutcome::Result::Conflict:
+            co_return CommitFailure{Result::VersionMismatch, cas.current_version, ""};
+        case state::CasOutcome::Result::Unavailable:
+            co_return CommitFailure{Result::BackendUnavailable, 0, cas.error};
+    }
+    // The fleet has it; the local copy is what a restart without Redis uses.
+    if (auto err = store_.save(next)) {
+        log().error("fleet: version {} committed, but the local state file was not written: {}",
+                    next.version, *err);
+    }
+    co_return std::nullopt;
+}
+
+std::string Switcher::describe(const CommitFailure& f) {
+    switch (f.result) {
+        case Result::VersionMismatch:
+            return "the fleet's record moved on to version " + std::to_string(f.current_version);
+        case Result::BackendUnavailable:
+            return "the fleet's state backend: " + f.error;
+        default:
+            return "state file: " + f.error;
+    }
+}
+
+SwitchOutcome Switcher::failed(SwitchOutcome out, const CommitFailure& f) {
+    out.result = f.result;
+    out.error = f.error;
+    if (f.result == Result::VersionMismatch) {
+        out.version = std::max(f.current_version, state_.version);
+    }
     return out;
+}
+
+void Switcher::apply_fleet(state::SwitchState remote) {
+    if (remote.version <= state_.version || committing_) {
+        return;  // ours, or older; a version our own commit races is read again next turn
+    }
+    const auto old = std::exchange(state_, std::move(remote));
+    for (Color c : kColors) {
+        const auto& list = state_.upstreams[index(c)];
+        if (list == old.upstreams[index(c)]) {
+            continue;
+        }
+        if (!list) {
+            upstreams_.set_list(c, cfg_.group(c).upstreams, ListSource::Config);
+            continue;
+        }
+        std::vector<config::HostPort> parsed;
+        for (const auto& text : *list) {
+            std::string why;
+            if (auto hp = config::HostPort::parse(text, &why)) {
+                parsed.push_back(*hp);
+            } else {
+                log().error("fleet: upstreams of {} in version {}: \"{}\": {}; list not applied",
+                            bgs::to_string(c), state_.version, text, why);
+                parsed.clear();
+                break;
+            }
+        }
+        if (!parsed.empty()) {
+            upstreams_.set_list(c, std::move(parsed), ListSource::Api);
+        }
+    }
+    colors_.publish(state_.active, state_.version);
+    const state::HistoryEvent* event = nullptr;
+    for (const auto& e : state_.history) {
+        if (e.version == state_.version && e.result != "gate_failed" &&
+            e.result != "dry_run_passed") {
+            event = &e;
+            break;
+        }
+    }
+    if (state_.active != old.active) {
+        const auto drain = event != nullptr && event->drain_ms != 0
+                               ? Duration(std::chrono::milliseconds(event->drain_ms))
+                               : cfg_.switching.drain_timeout;
+        cancel_drain(state_.active);
+        start_drain(old.active, drain);
+        if (observer_ != nullptr && observer_->running()) {
+            observer_->end("ended_by_switch");
+        }
+    }
+    if (auto err = store_.save(state_)) {
+        log().error("fleet: version {} applied, but the local state file was not written: {}",
+                    state_.version, *err);
+    }
+    std::string delay;
+    if (state_.committed_at) {
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::system_clock::now() - *state_.committed_at)
+                            .count();
+        delay = fmt::format(", {:.2f} ms after its commit", static_cast<double>(us) / 1000.0);
+    }
+    log().info("fleet: applied version {} ({} through {}){}; serving {}", state_.version,
+               event == nullptr
+                   ? std::string("a re-seeded record")
+                   : fmt::format("{} {} -> {}", event->action, bgs::to_string(event->from),
+                                 bgs::to_string(event->to)),
+               event == nullptr || event->node.empty() ? std::string("?") : event->node, delay,
+               bgs::to_string(state_.active));
 }
 
 std::optional<std::string> Switcher::record_reload(std::vector<std::string> changed,
@@ -273,6 +415,7 @@ std::optional<std::string> Switcher::record_reload(std::vector<std::string> chan
     event.source = std::move(source);
     event.version = state_.version;
     event.changed = std::move(changed);
+    event.node = node_;
     auto next = state_;
     for (Color c : from_file) {
         next.upstreams[index(c)].reset();

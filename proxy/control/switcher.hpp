@@ -29,6 +29,7 @@ class Worker;
 namespace bgs::control {
 
 class Observer;
+class Fleet;
 
 struct SwitchRequest {
     bool rollback = false;
@@ -38,9 +39,10 @@ struct SwitchRequest {
     bool skip_smoke = false;  // rollback only
     std::string reason;
     std::optional<std::uint64_t> expect_version;
-    std::string source;               // the caller's address, for the history
-    std::optional<Duration> observe;  // switch only: instead of switch.observe
-    bool automatic = false;           // an observation's own rollback
+    std::string source;                  // the caller's address, for the history
+    std::optional<Duration> observe;     // switch only: instead of switch.observe
+    bool automatic = false;              // an observation's own rollback
+    std::optional<Duration> wait_fleet;  // fleet mode: answer once the fleet applied it
 };
 
 /// A color's upstream list set through the API.
@@ -50,6 +52,7 @@ struct UpstreamsRequest {
     std::string reason;
     std::optional<std::uint64_t> expect_version;
     std::string source;
+    std::optional<Duration> wait_fleet;
 };
 
 enum class Result {
@@ -63,6 +66,7 @@ enum class Result {
     GateFailed,
     PersistFailed,
     ShuttingDown,
+    BackendUnavailable,  // fleet mode: Redis did not take the change
 };
 
 /// The name used in the API, the history and the metrics.
@@ -75,7 +79,7 @@ struct SwitchOutcome {
     std::uint64_t version = 0;  // after the call
     bool gates_ran = false;
     health::GateReport gates;
-    std::string error;  // PersistFailed: why
+    std::string error;  // PersistFailed, BackendUnavailable: why
     /// Switched with an observation: when it ends.
     std::optional<std::chrono::system_clock::time_point> observe_until;
 };
@@ -92,11 +96,24 @@ class Switcher {
 
     /// Sets a color's upstream list: durable (state file, version bumped,
     /// history) before the directory applies it. Busy while a switch runs.
-    SwitchOutcome set_upstreams(UpstreamsRequest req);
+    net::Task<SwitchOutcome> set_upstreams(UpstreamsRequest req);
+
+    /// Fleet mode: changes commit through `fleet` (a compare-and-set on the
+    /// version in Redis) instead of the state file alone.
+    void set_fleet(Fleet* fleet, std::string node) {
+        fleet_ = fleet;
+        node_ = std::move(node);
+    }
+    /// Fleet mode: a newer version of the fleet's record, committed by any
+    /// instance, applied here: color, drains, upstream lists, history, and the
+    /// local state file (the restart fallback).
+    void apply_fleet(state::SwitchState remote);
 
     /// Keeps a reload in the history; `from_file` are the colors whose list
     /// the reloaded file replaced (an API list of theirs no longer wins at
-    /// start). The error when the state file could not be written.
+    /// start). The error when the state file could not be written. In fleet
+    /// mode a reload is this instance's own: it goes to the local file only,
+    /// and the fleet's next version replaces that history.
     std::optional<std::string> record_reload(std::vector<std::string> changed, std::string source,
                                              const std::vector<Color>& from_file);
 
@@ -118,6 +135,18 @@ class Switcher {
     void stop() { stopping_ = true; }
 
   private:
+    struct CommitFailure {
+        Result result;
+        std::uint64_t current_version = 0;
+        std::string error;
+    };
+    /// Makes `next` the state of record on `expected`: the fleet's
+    /// compare-and-set and then the local file in fleet mode, the state file
+    /// alone otherwise.
+    net::Task<std::optional<CommitFailure>> commit(const state::SwitchState& next,
+                                                   std::uint64_t expected);
+    SwitchOutcome failed(SwitchOutcome out, const CommitFailure& f);
+    static std::string describe(const CommitFailure& f);
     SwitchOutcome finish(SwitchOutcome out);
     void start_drain(Color color, Duration timeout);
     void cancel_drain(Color color);
@@ -125,6 +154,9 @@ class Switcher {
     const config::Config& cfg_;
     UpstreamDirectory& upstreams_;
     Observer* observer_ = nullptr;
+    Fleet* fleet_ = nullptr;
+    std::string node_;
+    bool committing_ = false;  // a compare-and-set of ours is on its way
     routing::ColorState& colors_;
     state::StateStore& store_;
     state::SwitchState state_;

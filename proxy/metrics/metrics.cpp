@@ -193,6 +193,11 @@ std::string Metrics::render(const Gauges& g) const {
         "# TYPE bgswitch_auto_rollbacks_total counter\n";
     add("bgswitch_auto_rollbacks_total %llu\n", static_cast<unsigned long long>(g.auto_rollbacks));
     out +=
+        "# HELP bgswitch_state_backend_up 1 while the state backend answers (always 1 with the "
+        "file backend; fleet mode: Redis).\n"
+        "# TYPE bgswitch_state_backend_up gauge\n";
+    add("bgswitch_state_backend_up %d\n", g.backend_up ? 1 : 0);
+    out +=
         "# HELP bgswitch_reloads_total Configuration reloads by result.\n"
         "# TYPE bgswitch_reloads_total counter\n";
     static constexpr const char* kReloadResults[] = {"reloaded", "invalid", "conflict"};

@@ -86,6 +86,7 @@ class Metrics {
         int observe_state = 0;                          // 0 none, 1 ok, 2 inconclusive, 3 failing
         std::uint64_t auto_rollbacks = 0;
         std::uint64_t access_log_dropped = 0;
+        bool backend_up = true;  // the state backend (the file, or Redis in fleet mode)
     };
 
     /// Prometheus text exposition format 0.0.4.

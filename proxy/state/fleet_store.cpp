@@ -57,7 +57,7 @@ FleetStore::FleetStore(net::asio::any_io_executor ex, redis::Url url, std::strin
     : conn_(std::move(ex)), url_(std::move(url)), keys_(std::move(key)), timeout_(timeout) {}
 
 net::Task<std::optional<std::string>> FleetStore::ensure_connected() {
-    if (conn_.connected()) {
+    if (conn_.usable()) {
         co_return std::nullopt;
     }
     co_return co_await conn_.connect(url_, timeout_);
@@ -87,6 +87,26 @@ net::Task<std::variant<std::optional<SwitchState>, std::string>> FleetStore::rea
     } catch (const std::exception& e) {
         co_return Out{std::string("the fleet record is unreadable: ") + e.what()};
     }
+}
+
+net::Task<std::variant<std::uint64_t, std::string>> FleetStore::version() {
+    using Out = std::variant<std::uint64_t, std::string>;
+    const std::vector<std::string> get{"HGET", keys_.record, "version"};
+    const auto r = co_await call(get);
+    std::string error;
+    const auto* reply = reply_or_error(r, error);
+    if (reply == nullptr) {
+        co_return Out{error};
+    }
+    if (reply->type == redis::Reply::Type::Nil) {
+        co_return Out{std::uint64_t{0}};
+    }
+    std::uint64_t v = 0;
+    const auto* end = reply->str.data() + reply->str.size();
+    if (std::from_chars(reply->str.data(), end, v).ptr != end || reply->str.empty()) {
+        co_return Out{"the fleet record's version is not a number: " + reply->str.substr(0, 40)};
+    }
+    co_return Out{v};
 }
 
 net::Task<CasOutcome> FleetStore::commit(std::uint64_t expected, const SwitchState& next) {
@@ -133,10 +153,12 @@ net::Task<std::variant<bool, std::string>> FleetStore::seed(const SwitchState& l
 
 net::Task<std::optional<std::string>> FleetStore::heartbeat(const std::string& node,
                                                             std::uint64_t applied_version,
-                                                            const std::string& backend,
+                                                            const std::string& active,
                                                             std::chrono::milliseconds ttl) {
-    const json::object beat{
-        {"applied_version", applied_version}, {"at_ms", unix_ms()}, {"backend", backend}};
+    const json::object beat{{"applied_version", applied_version},
+                            {"at_ms", unix_ms()},
+                            {"backend", "ok"},
+                            {"active", active}};
     const std::vector<std::string> set{"SET", keys_.node(node), json::serialize(beat), "PX",
                                        std::to_string(ttl.count())};
     const std::vector<std::string> add{"SADD", keys_.nodes(), node};
@@ -197,6 +219,9 @@ net::Task<std::variant<std::vector<NodeReport>, std::string>> FleetStore::nodes(
         }
         if (const auto* b = o.if_contains("backend"); b && b->is_string()) {
             n.backend = b->as_string();
+        }
+        if (const auto* a = o.if_contains("active"); a && a->is_string()) {
+            n.active = a->as_string();
         }
         out.push_back(std::move(n));
     }

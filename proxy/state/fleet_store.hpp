@@ -40,6 +40,7 @@ struct NodeReport {
     std::uint64_t applied_version = 0;
     std::chrono::milliseconds age{0};  // since its last heartbeat
     std::string backend;               // "ok" | "unreachable" as the node saw it
+    std::string active;                // the color it serves
 };
 
 class FleetStore {
@@ -54,6 +55,9 @@ class FleetStore {
     /// the error in words.
     net::Task<std::variant<std::optional<SwitchState>, std::string>> read();
 
+    /// The record's version alone (0: no record), or the error in words.
+    net::Task<std::variant<std::uint64_t, std::string>> version();
+
     /// Writes `next` (whose version is `expected` + 1) when the record's
     /// version is `expected` (0: no record yet), and announces it.
     net::Task<CasOutcome> commit(std::uint64_t expected, const SwitchState& next);
@@ -62,10 +66,11 @@ class FleetStore {
     /// (the highest version wins; nobody's goes backwards). True when it wrote.
     net::Task<std::variant<bool, std::string>> seed(const SwitchState& local);
 
-    /// Records `node`'s applied version, valid for `ttl`.
+    /// Records `node`'s applied version (and the color it serves), valid
+    /// for `ttl`.
     net::Task<std::optional<std::string>> heartbeat(const std::string& node,
                                                     std::uint64_t applied_version,
-                                                    const std::string& backend,
+                                                    const std::string& active,
                                                     std::chrono::milliseconds ttl);
 
     /// Every node whose heartbeat has not expired, by name.

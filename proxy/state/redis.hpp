@@ -5,6 +5,7 @@
 // thread only (no Redis call ever runs on a worker).
 #pragma once
 
+#include "proxy/common/redis_url.hpp"
 #include "proxy/common/units.hpp"
 #include "proxy/net/http_io.hpp"
 
@@ -17,20 +18,6 @@
 #include <vector>
 
 namespace bgs::redis {
-
-/// redis://[[user]:password@]host[:port][/db] (rediss:// for TLS).
-struct Url {
-    bool tls = false;
-    std::string host;
-    std::uint16_t port = 6379;
-    std::string user;
-    std::string password;
-    unsigned db = 0;
-
-    static std::optional<Url> parse(std::string_view text, std::string* why);
-    /// The URL with the password replaced by "***", for logs.
-    std::string redacted() const;
-};
 
 struct Reply {
     enum class Type { Nil, String, Status, Integer, Array, Error };
@@ -68,8 +55,19 @@ class Connection {
     /// message is ["message", channel, payload]).
     net::Task<Result> next_reply(Duration timeout);
 
+    /// Like next_reply, but nullopt when nothing at all arrived within `idle`:
+    /// the connection stays open (subscribe mode waits this way).
+    net::Task<std::optional<Result>> poll(Duration idle);
+
     bool connected() const;
+    /// Connected, and Redis has not closed its end while the connection sat
+    /// idle (checked without blocking; a closed one is dropped). Not in
+    /// subscribe mode, where messages wait to be read.
+    bool usable();
+    /// Drops the connection. Not while a call is waiting on it: use cancel().
     void close();
+    /// Ends a waiting call at once (it answers an error; the connection closes).
+    void cancel();
 
   private:
     struct Impl;

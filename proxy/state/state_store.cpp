@@ -101,6 +101,12 @@ static json::object event_object(const HistoryEvent& e) {
     if (e.action == "reload") {
         o["changed"] = strings_array(e.changed);
     }
+    if (!e.node.empty()) {
+        o["node"] = e.node;
+    }
+    if (e.drain_ms != 0) {
+        o["drain_ms"] = e.drain_ms;
+    }
     return o;
 }
 
@@ -140,6 +146,11 @@ std::string StateStore::to_json(const SwitchState& s) {
     }
     if (!lists.empty()) {
         o["upstreams"] = std::move(lists);  // absent in files written before lists existed
+    }
+    if (s.committed_at) {
+        o["committed_unix_us"] = std::chrono::duration_cast<std::chrono::microseconds>(
+                                     s.committed_at->time_since_epoch())
+                                     .count();
     }
     return json::serialize(o) + "\n";
 }
@@ -191,6 +202,12 @@ SwitchState StateStore::from_json(const std::string& text) {
                 if (const auto* c = e.if_contains("changed")) {
                     ev.changed = strings_of(*c);
                 }
+                if (const auto* n = e.if_contains("node")) {
+                    ev.node = n->as_string();
+                }
+                if (const auto* d = e.if_contains("drain_ms")) {
+                    ev.drain_ms = d->to_number<std::uint64_t>();
+                }
                 s.history.push_back(std::move(ev));
             }
         }
@@ -200,6 +217,10 @@ SwitchState StateStore::from_json(const std::string& text) {
                     s.upstreams[index(c)] = strings_of(*l);
                 }
             }
+        }
+        if (const auto* at = o.if_contains("committed_unix_us")) {
+            s.committed_at = std::chrono::system_clock::time_point(
+                std::chrono::microseconds(at->to_number<std::int64_t>()));
         }
         return s;
     } catch (const std::exception& e) {

@@ -35,6 +35,11 @@ struct HistoryEvent {
     std::vector<std::string> new_upstreams;
     // reload: the configuration keys that changed.
     std::vector<std::string> changed;
+    // Fleet mode: the instance that took the call (empty otherwise).
+    std::string node;
+    // A switch that moved traffic: the old color's drain window, which every
+    // instance of a fleet applies (0: not recorded).
+    std::uint64_t drain_ms = 0;
 };
 
 struct SwitchState {
@@ -49,6 +54,9 @@ struct SwitchState {
     /// A color's upstream list as set through the API; it wins over the
     /// configuration's at start. None: the configuration's list applies.
     std::array<std::optional<std::vector<std::string>>, 2> upstreams;
+    /// When this version was committed (fleet mode measures each instance's
+    /// apply from it).
+    std::optional<std::chrono::system_clock::time_point> committed_at;
 
     void record(HistoryEvent e) {
         history.push_front(std::move(e));

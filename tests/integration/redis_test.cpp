@@ -278,15 +278,16 @@ TEST_F(RedisTest, HeartbeatsListTheLiveNodes) {
     run([&](net::asio::any_io_executor ex) -> net::Task<void> {
         const auto url = url_of(server.url());
         state::FleetStore store(ex, url, "bgswitch:shop");
-        EXPECT_FALSE(co_await store.heartbeat("a", 9, "ok", std::chrono::seconds(5)));
-        EXPECT_FALSE(
-            co_await store.heartbeat("b", 8, "unreachable", std::chrono::milliseconds(200)));
+        EXPECT_FALSE(co_await store.heartbeat("a", 9, "green", std::chrono::seconds(5)));
+        EXPECT_FALSE(co_await store.heartbeat("b", 8, "blue", std::chrono::milliseconds(200)));
         auto listed = std::get<std::vector<state::NodeReport>>(co_await store.nodes());
         CO_ASSERT_TRUE(listed.size() == 2u);
         EXPECT_EQ(listed[0].node, "a");
         EXPECT_EQ(listed[0].applied_version, 9u);
         EXPECT_LT(listed[0].age, std::chrono::seconds(2));
-        EXPECT_EQ(listed[1].backend, "unreachable");
+        EXPECT_EQ(listed[0].active, "green");
+        EXPECT_EQ(listed[1].active, "blue");
+        EXPECT_EQ(listed[1].backend, "ok");
 
         // b stops beating: it drops out once its heartbeat expires.
         net::asio::steady_timer tick(ex);
