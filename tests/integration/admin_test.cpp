@@ -112,6 +112,22 @@ TEST_F(AdminTest, StatusDocument) {
         EXPECT_EQ(green.at(k).to_number<int>(), 0) << k;
     }
     EXPECT_FALSE(green.contains("draining"));
+    EXPECT_EQ(s.at("backend"), "file");
+}
+
+TEST_F(AdminTest, FleetCallsOutsideFleetModeAreRefused) {
+    const auto fleet = call("GET", "/v1/fleet");
+    EXPECT_EQ(fleet.status, 404);
+    EXPECT_NE(fleet.body.find("not in fleet mode"), std::string::npos) << fleet.body;
+    const auto sw = call("POST", "/v1/switch", R"({"to":"green","wait_fleet":"5s"})");
+    EXPECT_EQ(sw.status, 400) << sw.body;
+    EXPECT_NE(sw.body.find("fleet mode"), std::string::npos) << sw.body;
+    EXPECT_EQ(call("PUT", "/v1/colors/green/upstreams",
+                   R"({"upstreams":["127.0.0.1:1"],"wait_fleet":"5s"})")
+                  .status,
+              400);
+    EXPECT_EQ(color_of_next_request(proxy_.port()), "blue");
+    EXPECT_NE(call("GET", "/metrics").body.find("bgswitch_state_backend_up 1"), std::string::npos);
 }
 
 TEST_F(AdminTest, SwitchMovesTrafficAndReportsTheGates) {

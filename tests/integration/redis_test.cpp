@@ -177,6 +177,56 @@ TEST_F(RedisTest, PublishedMessagesReachASubscriber) {
     });
 }
 
+TEST_F(RedisTest, AQuietSubscriptionStaysOpenAndAClosedConnectionIsNoticed) {
+    RedisServer server;
+    run([&](net::asio::any_io_executor ex) -> net::Task<void> {
+        redis::Connection sub(ex);
+        redis::Connection pub(ex);
+        const auto url = url_of(server.url());
+        co_await sub.connect(url, 2s);
+        co_await pub.connect(url, 2s);
+        const std::vector<std::string> subscribe{"SUBSCRIBE", "fleet:changed"};
+        reply_of(co_await sub.command(subscribe, 2s));
+        // Nothing within the wait: nullopt, and the subscription is intact.
+        const auto quiet = co_await sub.poll(100ms);
+        EXPECT_FALSE(quiet);
+        EXPECT_TRUE(sub.connected());
+        const std::vector<std::string> publish{"PUBLISH", "fleet:changed", "3"};
+        reply_of(co_await pub.command(publish, 2s));
+        const auto message = co_await sub.poll(2s);
+        CO_ASSERT_TRUE(message && std::holds_alternative<redis::Reply>(*message));
+        EXPECT_EQ(std::get<redis::Reply>(*message).elements.at(2).str, "3");
+
+        // Redis closes an idle connection (as on a restart): usable() sees it
+        // without sending anything, and drops it.
+        EXPECT_TRUE(pub.usable());
+        const std::vector<std::string> kill{"CLIENT", "KILL", "TYPE", "pubsub"};
+        reply_of(co_await pub.command(kill, 2s));
+        for (int i = 0; i < 100 && sub.connected(); ++i) {
+            const auto gone = co_await sub.poll(20ms);
+            if (gone) {
+                EXPECT_TRUE(std::holds_alternative<std::string>(*gone));
+            }
+        }
+        EXPECT_FALSE(sub.connected());
+
+        state::FleetStore store(ex, url, "fleet");
+        const auto none = co_await store.version();
+        EXPECT_EQ(std::get<std::uint64_t>(none), 0u);
+        const std::vector<std::string> self{"CLIENT", "KILL", "TYPE", "normal"};
+        co_await pub.command(self, 2s);  // every normal client, the store's too
+        net::asio::steady_timer tick(ex);
+        for (int i = 0; i < 100 && store.connection().usable(); ++i) {
+            tick.expires_after(20ms);
+            co_await tick.async_wait(net::asio::use_awaitable);
+        }
+        EXPECT_FALSE(store.connection().connected());
+        // The store connects again for its next call.
+        const auto again = co_await store.version();
+        EXPECT_TRUE(std::holds_alternative<std::uint64_t>(again)) << std::get<std::string>(again);
+    });
+}
+
 TEST_F(RedisTest, AStalledOrStoppedServerGivesAnErrorWithinTheDeadline) {
     RedisServer server;
     run([&](net::asio::any_io_executor ex) -> net::Task<void> {

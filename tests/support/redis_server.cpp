@@ -17,11 +17,19 @@ bool RedisServer::available() {
     return ::access(kRedisServer, X_OK) == 0;
 }
 
-RedisServer::RedisServer(std::vector<std::string> extra) : port_(dead_port()) {
+RedisServer::RedisServer(std::vector<std::string> extra)
+    : port_(dead_port()), extra_(std::move(extra)) {
+    start();
+}
+
+void RedisServer::start() {
+    if (pid_ > 0) {
+        return;
+    }
     std::vector<std::string> args{
         kRedisServer,   "--port", std::to_string(port_), "--bind", "127.0.0.1",  "--save", "",
         "--appendonly", "no",     "--daemonize",         "no",     "--loglevel", "warning"};
-    args.insert(args.end(), extra.begin(), extra.end());
+    args.insert(args.end(), extra_.begin(), extra_.end());
     pid_ = ::fork();
     if (pid_ == 0) {
         std::vector<char*> argv;

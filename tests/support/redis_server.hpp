@@ -24,6 +24,9 @@ class RedisServer {
     void pause();   // SIGSTOP
     void resume();  // SIGCONT
     void stop();    // SIGTERM and wait
+    /// Starts it again after stop(), on the same port, empty (it keeps no
+    /// data across a restart).
+    void start();
 
     /// True when redis-server is installed (deploy/setup.sh installs it).
     static bool available();
@@ -31,6 +34,7 @@ class RedisServer {
   private:
     pid_t pid_ = -1;
     std::uint16_t port_ = 0;
+    std::vector<std::string> extra_;
 };
 
 }  // namespace bgs::test

@@ -61,6 +61,53 @@ TEST(LoaderTest, MinimalConfigGetsDefaults) {
     EXPECT_EQ(c.admin.allow.size(), 2u);
 }
 
+TEST(LoaderTest, FleetModeTakesRedisUrlKeyAndNode) {
+    auto file = load(kMinimal);
+    ASSERT_TRUE(file.config);
+    EXPECT_FALSE(file.config->fleet) << "the file backend is the default";
+
+    auto r = load(std::string(kMinimal) +
+                      "state:\n  backend: redis\n  redis:\n"
+                      "    url: redis://:${REDIS_PASSWORD}@redis:6379/0\n"
+                      "    key: bgswitch:shop\n    node: ${HOSTNAME}\n",
+                  {{"REDIS_PASSWORD", "s3cret"}, {"HOSTNAME", "gw-1"}});
+    ASSERT_TRUE(r.config) << r.errors.front();
+    ASSERT_TRUE(r.config->fleet);
+    EXPECT_EQ(r.config->fleet->url, "redis://:s3cret@redis:6379/0");
+    EXPECT_EQ(r.config->fleet->key, "bgswitch:shop");
+    EXPECT_EQ(r.config->fleet->node, "gw-1");
+
+    // The node defaults to the host name.
+    auto unnamed = load(std::string(kMinimal) +
+                        "state: {backend: redis, redis: {url: \"redis://r\", key: k}}\n");
+    ASSERT_TRUE(unnamed.config) << unnamed.errors.front();
+    EXPECT_FALSE(unnamed.config->fleet->node.empty());
+}
+
+TEST(LoaderTest, FleetModeProblemsAreNamed) {
+    EXPECT_EQ(only_error(std::string(kMinimal) + "state: {backend: etcd}\n"),
+              "state.backend: \"etcd\": must be file or redis");
+    EXPECT_EQ(only_error(std::string(kMinimal) + "state: {backend: redis}\n"),
+              "state.redis: state.backend: redis needs state.redis.url and state.redis.key");
+    EXPECT_EQ(only_error(std::string(kMinimal) + "state: {redis: {url: \"redis://r\"}}\n"),
+              "state.redis: applies only with state.backend: redis");
+    EXPECT_EQ(only_error(std::string(kMinimal) +
+                         "state: {backend: redis, redis: {url: \"redis://r\"}}\n"),
+              "state.redis.key: is required (the fleet's name, e.g. bgswitch:shop)");
+    // The URL's problem, never the URL (it may hold a password).
+    const auto bad_url =
+        only_error(std::string(kMinimal) +
+                   "state: {backend: redis, redis: {url: \"http://:pw@r\", key: k}}\n");
+    EXPECT_EQ(bad_url, "state.redis.url: must start with redis:// or rediss://");
+    EXPECT_EQ(only_error(std::string(kMinimal) +
+                         "state: {backend: redis, redis: {url: \"redis://r\", key: k, node: "
+                         "\"a b\"}}\n"),
+              "state.redis.node: \"a b\": only printable characters without spaces");
+    EXPECT_EQ(only_error(std::string(kMinimal) +
+                         "state: {backend: redis, redis: {url: \"redis://r\", key: k, port: 1}}\n"),
+              "state.redis.port: unknown key");
+}
+
 TEST(LoaderTest, ResolverRefreshHasADefaultAndACheckedRange) {
     auto r = load(kMinimal);
     ASSERT_TRUE(r.config);
