@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bgswitch side by side with nginx and HAProxy, on this machine, in one run.
 #
-#   bench/run.sh           every measurement; writes bench/RESULTS.md (about 15 minutes)
+#   bench/run.sh           every measurement; writes bench/RESULTS.md (about 15 minutes),
+#                          with bench/FLEET.md (bench/fleet.sh) at its end
 #   bench/run.sh --quick   seconds per phase; writes bench/last_run.md. CI runs this only to
 #                          keep the script working: its numbers say nothing about speed.
 #
@@ -491,5 +492,9 @@ idle_row() {
   echo "|---|---:|"
   echo "$MICRO"
 } > "$OUT.tmp"
+# The fleet table (bench/fleet.sh, measured on its own) stays in RESULTS.md.
+if [ $QUICK = 0 ] && [ -f bench/FLEET.md ]; then
+  { echo; echo "<!-- fleet:begin -->"; echo; cat bench/FLEET.md; echo "<!-- fleet:end -->"; } >> "$OUT.tmp"
+fi
 mv "$OUT.tmp" "$OUT"
 log "wrote $OUT"

@@ -141,6 +141,36 @@ TEST(DeployKitTest, ComposeFileHasTheColorsBgswitchAndRedis) {
     EXPECT_EQ(loaded.config->group(Color::Green).upstreams.at(0).to_string(), "app-green:8080");
 }
 
+TEST(DeployKitTest, ComposeFleetProfileHasThreeGatewaysOnOneRedis) {
+    const auto doc = YAML::Load(read("deploy/compose.yaml"));
+    const auto services = doc["services"];
+    std::set<std::string> hostnames;
+    std::set<std::string> ports;
+    for (const char* g : {"gateway-1", "gateway-2", "gateway-3"}) {
+        const auto gw = services[g];
+        ASSERT_TRUE(gw) << g;
+        EXPECT_EQ(gw["<<"]["profiles"][0].as<std::string>(), "fleet") << g;
+        EXPECT_EQ(gw["<<"]["configs"][0]["source"].as<std::string>(), "bgswitch-fleet") << g;
+        hostnames.insert(gw["hostname"].as<std::string>());
+        ports.insert(gw["ports"][0].as<std::string>());
+    }
+    EXPECT_EQ(hostnames.size(), 3u) << "each gateway is its own node";
+    EXPECT_EQ(ports.size(), 3u);
+    auto text = doc["configs"]["bgswitch-fleet"]["content"].as<std::string>();
+    for (std::size_t at; (at = text.find("$$")) != std::string::npos;) {
+        text.erase(at, 1);
+    }
+    const auto loaded = config::load_config_text(
+        text, "compose.yaml bgswitch-fleet config",
+        [](const std::string& name) -> std::optional<std::string> {
+            return name == "BGSWITCH_ADMIN_TOKEN" ? std::optional<std::string>("t") : std::nullopt;
+        });
+    ASSERT_TRUE(loaded.config) << loaded.errors.front();
+    ASSERT_TRUE(loaded.config->fleet);
+    EXPECT_EQ(loaded.config->fleet->url, "redis://redis:6379/0");
+    EXPECT_EQ(loaded.config->fleet->key, "bgswitch:compose");
+}
+
 // hadolint's rules, by reading: a non-root user, a HEALTHCHECK, no `latest`
 // base, apt lists removed, a STOPSIGNAL, two stages.
 TEST(DeployKitTest, DockerfileFollowsTheUsualRules) {
