@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
 
+#include <atomic>
 #include <csignal>
 #include <fstream>
 #include <sstream>
@@ -57,7 +58,8 @@ class Instance {
                 "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(green) + "\"]}\n" +
                 "state:\n  file: \"" + state_ + "\"\n  backend: redis\n  redis: {url: \"" +
                 redis_url + "\", key: \"bgswitch:fleet-test\", node: " + name_ + "}\n" +
-                "switch: {drain_timeout: 1s}\nlog: {access: off}\n");
+                "switch: {drain_timeout: 1s, auto_rollback: {window: 1s, min_requests: 20}}\n"
+                "log: {access: off}\n");
         start();
     }
 
@@ -343,6 +345,41 @@ TEST_F(FleetTest, UpstreamChangesThroughAnotherInstanceAreAppliedEverywhere) {
     EXPECT_EQ(listed.at("source").as_string(), "api");
     ASSERT_EQ(a().call("POST", "/v1/switch", R"({"to":"green","wait_fleet":"5s"})").status, 200);
     EXPECT_TRUE(all_serve("green2"));
+}
+
+TEST_F(FleetTest, AnAutomaticRollbackIsAFleetChange) {
+    // A version that passes its health check but fails real requests.
+    ScriptedUpstream broken([](Socket& s, ScriptedUpstream& self) {
+        while (auto req = self.next_request(s)) {
+            const bool health = req->target == "/health";
+            s.send(http_response(health ? 200 : 500, health ? "ok" : "broken"));
+        }
+    });
+    const auto list =
+        R"({"upstreams":["127.0.0.1:)" + std::to_string(broken.port()) + R"("],"wait_fleet":"5s"})";
+    ASSERT_EQ(c().call("PUT", "/v1/colors/green/upstreams", list).status, 200);
+    const auto sw = a().call("POST", "/v1/switch", R"({"to":"green","observe":"20s"})");
+    ASSERT_EQ(sw.status, 200) << sw.body;
+    EXPECT_EQ(a().status().at("state"), "observing");
+    EXPECT_NE(b().status().at("state"), "observing")
+        << "the instance that took the switch observes";
+
+    // a's own traffic fails; its observer rolls the whole fleet back.
+    std::atomic<bool> stop{false};
+    std::thread load([&] {
+        while (!stop) {
+            a().color();
+        }
+    });
+    const bool rolled_back = all_serve("blue", 15s);
+    stop = true;
+    load.join();
+    ASSERT_TRUE(rolled_back);
+    const auto history = parse(b().call("GET", "/v1/history").body);
+    const auto& event = history.at("events").as_array().at(0).as_object();
+    EXPECT_EQ(event.at("action").as_string(), "auto_rollback");
+    EXPECT_EQ(event.at("node").as_string(), "a");
+    EXPECT_EQ(b().version(), a().version());
 }
 
 TEST_F(FleetTest, ABadWaitFleetIsRefusedAndChangesNothing) {
