@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <charconv>
 
 namespace bgs::control {
 
@@ -147,8 +148,11 @@ net::Task<bool> Fleet::subscribe() {
 
 net::Task<void> Fleet::follow() {
     Duration retry = kFirstRetry;
+    std::uint64_t announced = 0;  // the version the last message named
     while (!stopping_) {
-        const bool ok = (subscription_->connected() || co_await subscribe()) && co_await sync();
+        const bool ok =
+            (subscription_->connected() || co_await subscribe()) && co_await sync(announced);
+        announced = 0;
         if (stopping_) {
             break;
         }
@@ -166,13 +170,25 @@ net::Task<void> Fleet::follow() {
         if (message && std::holds_alternative<std::string>(*message) && !stopping_) {
             log().warn("fleet {}: subscription lost: {}; subscribing again", settings_.key,
                        std::get<std::string>(*message));
+        } else if (message) {
+            // ["message", channel, version]
+            const auto& m = std::get<redis::Reply>(*message);
+            if (m.elements.size() == 3) {
+                const auto& v = m.elements[2].str;
+                std::from_chars(v.data(), v.data() + v.size(), announced);
+            }
         }
     }
 }
 
-net::Task<bool> Fleet::sync() {
+net::Task<bool> Fleet::sync(std::uint64_t announced) {
     for (int turn = 0; turn < 3; ++turn) {
-        const auto version = co_await follower_->version();
+        // A message named a newer version: the record is read at once;
+        // otherwise its version first, and the record only when it moved.
+        std::variant<std::uint64_t, std::string> version = announced;
+        if (turn > 0 || announced <= hooks_.local().version) {
+            version = co_await follower_->version();
+        }
         if (const auto* err = std::get_if<std::string>(&version)) {
             set_up(false, *err);
             co_return false;

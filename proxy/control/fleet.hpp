@@ -84,8 +84,9 @@ class Fleet {
 
   private:
     net::Task<void> follow();
-    /// One look at the record; false when Redis did not answer.
-    net::Task<bool> sync();
+    /// One look at the record (`announced`: the version a message named, 0
+    /// for none); false when Redis did not answer.
+    net::Task<bool> sync(std::uint64_t announced);
     net::Task<bool> subscribe();
     net::Task<void> pause(Duration d);
     void set_up(bool up, const std::string& error);

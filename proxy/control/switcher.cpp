@@ -366,6 +366,14 @@ void Switcher::apply_fleet(state::SwitchState remote) {
         }
     }
     colors_.publish(state_.active, state_.version);
+    // Traffic moved with that store: the apply is measured to here.
+    std::string delay;
+    if (state_.committed_at) {
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                            std::chrono::system_clock::now() - *state_.committed_at)
+                            .count();
+        delay = fmt::format(", {:.2f} ms after its commit", static_cast<double>(us) / 1000.0);
+    }
     const state::HistoryEvent* event = nullptr;
     for (const auto& e : state_.history) {
         if (e.version == state_.version && e.result != "gate_failed" &&
@@ -387,13 +395,6 @@ void Switcher::apply_fleet(state::SwitchState remote) {
     if (auto err = store_.save(state_)) {
         log().error("fleet: version {} applied, but the local state file was not written: {}",
                     state_.version, *err);
-    }
-    std::string delay;
-    if (state_.committed_at) {
-        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(
-                            std::chrono::system_clock::now() - *state_.committed_at)
-                            .count();
-        delay = fmt::format(", {:.2f} ms after its commit", static_cast<double>(us) / 1000.0);
     }
     log().info("fleet: applied version {} ({} through {}){}; serving {}", state_.version,
                event == nullptr
