@@ -17,7 +17,7 @@ packages=(
   g++ cmake ninja-build ccache pkg-config git
   libboost1.81-dev libboost-json1.81-dev libssl-dev libyaml-cpp-dev libspdlog-dev
   libgtest-dev libbenchmark-dev libcli11-dev
-  curl shellcheck libhiredis-dev redis-server
+  curl shellcheck libhiredis-dev redis-server openssl
 )
 
 install_missing() {

@@ -363,9 +363,6 @@ class Loader {
             if (!url) {
                 // The URL may hold a password: only the reason is shown.
                 error("state.redis.url", why);
-            } else if (url->tls) {
-                error("state.redis.url",
-                      "rediss:// (TLS to Redis) is not supported by this version; use redis://");
             } else {
                 fleet.url = *s;
             }

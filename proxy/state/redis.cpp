@@ -9,7 +9,12 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 namespace bgs::redis {
 
@@ -65,6 +70,7 @@ struct Connection::Impl {
     ~Impl() { reset(); }
 
     void reset() {
+        tls.reset();  // it refers to the stream's socket
         stream.reset();
         if (reader != nullptr) {
             redisReaderFree(reader);
@@ -90,6 +96,70 @@ struct Connection::Impl {
         return out;
     }
 
+    // An operation the stream's deadline cut reports the timeout.
+    net::error_code timed(net::error_code ec) const {
+        return ec && stream->expired() ? net::error_code(boost::beast::error::timeout) : ec;
+    }
+
+    // The bytes on the wire go through TLS for rediss://.
+    net::Task<std::pair<net::error_code, std::size_t>> read_some(asio::mutable_buffer into) {
+        if (!tls) {
+            co_return co_await net::read_some(*stream, into);
+        }
+        if (stream->expired()) {
+            co_return std::pair{net::error_code(boost::beast::error::timeout), std::size_t{0}};
+        }
+        stream->begin_wait();
+        auto [ec, n] = co_await tls->async_read_some(into, asio::as_tuple(asio::use_awaitable));
+        stream->end_wait();
+        co_return std::pair{timed(ec), n};
+    }
+
+    net::Task<net::error_code> write(asio::const_buffer data) {
+        if (!tls) {
+            co_return co_await net::write_all(*stream, data);
+        }
+        if (stream->expired()) {
+            co_return net::error_code(boost::beast::error::timeout);
+        }
+        stream->begin_wait();
+        auto [ec, n] = co_await asio::async_write(*tls, data, asio::as_tuple(asio::use_awaitable));
+        stream->end_wait();
+        co_return timed(ec);
+    }
+
+    // The server's certificate is verified against the system's trust store
+    // (or SSL_CERT_FILE / SSL_CERT_DIR) and must name `host`.
+    net::Task<std::optional<std::string>> handshake(const std::string& host) {
+        tls_context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
+        boost::system::error_code ec;
+        tls_context->set_default_verify_paths(ec);
+        tls_context->set_verify_mode(asio::ssl::verify_peer);
+        SSL_CTX_set_min_proto_version(tls_context->native_handle(), TLS1_2_VERSION);
+        tls =
+            std::make_unique<asio::ssl::stream<net::tcp::socket&>>(stream->socket(), *tls_context);
+        SSL* ssl = tls->native_handle();
+        if (asio::ip::make_address(host, ec); ec) {
+            SSL_set_tlsext_host_name(ssl, host.c_str());
+            SSL_set1_host(ssl, host.c_str());
+        } else {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str());
+        }
+        stream->begin_wait();
+        auto [hec] = co_await tls->async_handshake(asio::ssl::stream_base::client,
+                                                   asio::as_tuple(asio::use_awaitable));
+        stream->end_wait();
+        if (!hec) {
+            co_return std::nullopt;
+        }
+        std::string why = timed(hec).message();
+        if (const auto verify = SSL_get_verify_result(ssl); verify != X509_V_OK) {
+            why = std::string("certificate verification failed: ") +
+                  X509_verify_cert_error_string(verify);
+        }
+        co_return why;
+    }
+
     // With `idle_ok`, a deadline that passes before any byte of a reply
     // arrived answers nullopt and keeps the connection.
     net::Task<std::optional<Result>> read_reply(Duration timeout, bool idle_ok = false) {
@@ -102,7 +172,7 @@ struct Connection::Impl {
         stream->expires_after(timeout);
         char buf[16 * 1024];
         for (;;) {
-            auto [ec, n] = co_await net::read_some(*stream, asio::buffer(buf));
+            auto [ec, n] = co_await read_some(asio::buffer(buf));
             if (ec == boost::beast::error::timeout && idle_ok && buffered == 0) {
                 co_return std::nullopt;
             }
@@ -129,6 +199,8 @@ struct Connection::Impl {
 
     asio::any_io_executor ex;
     std::unique_ptr<net::Stream> stream;
+    std::unique_ptr<asio::ssl::context> tls_context;
+    std::unique_ptr<asio::ssl::stream<net::tcp::socket&>> tls;  // rediss:// only
     redisReader* reader = nullptr;
     std::size_t buffered = 0;
 };
@@ -170,9 +242,6 @@ void Connection::cancel() {
 net::Task<std::optional<std::string>> Connection::connect(Url url, Duration timeout) {
     auto& d = *impl_;
     d.reset();
-    if (url.tls) {
-        co_return std::string("rediss:// (TLS) is not supported yet");
-    }
     net::tcp::resolver resolver(d.ex);
     // Named, not temporaries in the co_await: GCC 12 destroys those twice.
     const std::string port = std::to_string(url.port);
@@ -187,8 +256,15 @@ net::Task<std::optional<std::string>> Connection::connect(Url url, Duration time
         d.reset();
         co_return "cannot connect to " + url.redacted() + ": " + ec.message();
     }
+    if (url.tls) {
+        if (auto why = co_await d.handshake(url.host)) {
+            d.reset();
+            co_return "TLS with " + url.redacted() + ": " + *why;
+        }
+    }
     d.reader = redisReaderCreate();
     std::vector<std::vector<std::string>> setup;
+
     if (!url.password.empty()) {
         setup.push_back(url.user.empty()
                             ? std::vector<std::string>{"AUTH", url.password}
@@ -196,6 +272,12 @@ net::Task<std::optional<std::string>> Connection::connect(Url url, Duration time
     }
     if (url.db != 0) {
         setup.push_back({"SELECT", std::to_string(url.db)});
+    }
+    if (url.tls) {
+        // A round trip takes in what the server sends after the handshake
+        // (TLS 1.3 session tickets), so that bytes found waiting on an idle
+        // connection later mean it was closed (see usable()).
+        setup.push_back({"PING"});
     }
     for (auto& args : setup) {
         const auto what = args.front();
@@ -219,7 +301,7 @@ net::Task<Result> Connection::command(std::vector<std::string> args, Duration ti
     }
     const auto wire = encode(args);
     d.stream->expires_after(timeout);
-    if (auto ec = co_await net::write_all(*d.stream, asio::buffer(wire))) {
+    if (auto ec = co_await d.write(asio::buffer(wire))) {
         d.reset();
         co_return Result{"connection lost: " + ec.message()};
     }

@@ -5,6 +5,7 @@
 #include "proxy/state/fleet_store.hpp"
 #include "tests/support/redis_server.hpp"
 #include "tests/support/test_net.hpp"
+#include "tests/support/test_pki.hpp"
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -225,6 +226,38 @@ TEST_F(RedisTest, AQuietSubscriptionStaysOpenAndAClosedConnectionIsNoticed) {
         const auto again = co_await store.version();
         EXPECT_TRUE(std::holds_alternative<std::uint64_t>(again)) << std::get<std::string>(again);
     });
+}
+
+TEST_F(RedisTest, RedissVerifiesTheServerAndCarriesTheFleetRecord) {
+    const auto& pki = TestPki::get();
+    auto server = RedisServer::with_tls(pki.cert, pki.key, pki.ca);
+    // The system trust store, as OpenSSL finds it: here the test's CA.
+    ::setenv("SSL_CERT_FILE", pki.ca.c_str(), 1);
+    run([&](net::asio::any_io_executor ex) -> net::Task<void> {
+        const auto url = url_of(server.url());
+        EXPECT_TRUE(url.tls);
+        state::FleetStore store(ex, url, "bgswitch:tls");
+        state::SwitchState st;
+        st.active = Color::Green;
+        st.version = 1;
+        const auto cas = co_await store.commit(0, st);
+        EXPECT_EQ(cas.result, state::CasOutcome::Result::Applied) << cas.error;
+        const auto read = co_await store.read();
+        CO_ASSERT_TRUE(std::holds_alternative<std::optional<state::SwitchState>>(read));
+        const auto& record = std::get<std::optional<state::SwitchState>>(read);
+        CO_ASSERT_TRUE(record.has_value());
+        EXPECT_EQ(record->active, Color::Green);
+        EXPECT_TRUE(store.connection().usable()) << "an idle TLS connection stays usable";
+
+        // A server the trust store does not vouch for is refused, with why.
+        ::setenv("SSL_CERT_FILE", pki.other_ca.c_str(), 1);
+        redis::Connection untrusted(ex);
+        const auto refused = co_await untrusted.connect(url, 2s);
+        CO_ASSERT_TRUE(refused.has_value());
+        EXPECT_NE(refused->find("certificate verification failed"), std::string::npos) << *refused;
+        EXPECT_FALSE(untrusted.connected());
+    });
+    ::unsetenv("SSL_CERT_FILE");
 }
 
 TEST_F(RedisTest, AStalledOrStoppedServerGivesAnErrorWithinTheDeadline) {

@@ -22,13 +22,31 @@ RedisServer::RedisServer(std::vector<std::string> extra)
     start();
 }
 
+RedisServer RedisServer::with_tls(const std::string& cert, const std::string& key,
+                                  const std::string& ca) {
+    return RedisServer(Tls{}, {"--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file",
+                               ca, "--tls-auth-clients", "no"});
+}
+
+RedisServer::RedisServer(Tls, std::vector<std::string> extra)
+    : port_(dead_port()), extra_(std::move(extra)), tls_(true) {
+    start();
+}
+
 void RedisServer::start() {
     if (pid_ > 0) {
         return;
     }
-    std::vector<std::string> args{
-        kRedisServer,   "--port", std::to_string(port_), "--bind", "127.0.0.1",  "--save", "",
-        "--appendonly", "no",     "--daemonize",         "no",     "--loglevel", "warning"};
+    const std::string port = std::to_string(port_);
+    std::vector<std::string> args{kRedisServer, "--bind",       "127.0.0.1", "--save",
+                                  "",           "--appendonly", "no",        "--daemonize",
+                                  "no",         "--loglevel",   "warning"};
+    args.emplace_back("--port");
+    if (tls_) {  // the TLS port only
+        args.emplace_back("0");
+        args.emplace_back("--tls-port");
+    }
+    args.push_back(port);
     args.insert(args.end(), extra_.begin(), extra_.end());
     pid_ = ::fork();
     if (pid_ == 0) {
@@ -44,6 +62,9 @@ void RedisServer::start() {
         [&] {
             try {
                 auto s = Socket::connect(port_);
+                if (tls_) {
+                    return true;  // it listens; the handshake is the client's business
+                }
                 s.send("PING\r\n");
                 const auto answer = s.read_some(1s);
                 // +PONG, or -NOAUTH when a password is required: it answers.

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace bgs::test {
@@ -15,12 +16,17 @@ class RedisServer {
     /// Starts redis-server with `extra` arguments (e.g. {"--requirepass", "s"})
     /// and waits (with a deadline) until it answers. Throws when it does not.
     explicit RedisServer(std::vector<std::string> extra = {});
+    /// Speaks TLS only, with this certificate and key (no client certificates).
+    static RedisServer with_tls(const std::string& cert, const std::string& key,
+                                const std::string& ca);
     ~RedisServer();
     RedisServer(const RedisServer&) = delete;
     RedisServer& operator=(const RedisServer&) = delete;
 
     std::uint16_t port() const { return port_; }
-    std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+    std::string url() const {
+        return (tls_ ? "rediss://127.0.0.1:" : "redis://127.0.0.1:") + std::to_string(port_);
+    }
     void pause();   // SIGSTOP
     void resume();  // SIGCONT
     void stop();    // SIGTERM and wait
@@ -31,10 +37,20 @@ class RedisServer {
     /// True when redis-server is installed (deploy/setup.sh installs it).
     static bool available();
 
+    RedisServer(RedisServer&& o) noexcept
+        : pid_(std::exchange(o.pid_, -1)),
+          port_(o.port_),
+          extra_(std::move(o.extra_)),
+          tls_(o.tls_) {}
+
   private:
+    struct Tls {};
+    RedisServer(Tls, std::vector<std::string> extra);
+
     pid_t pid_ = -1;
     std::uint16_t port_ = 0;
     std::vector<std::string> extra_;
+    bool tls_ = false;
 };
 
 }  // namespace bgs::test
