@@ -70,9 +70,10 @@ net::Task<redis::Result> FleetStore::call(std::vector<std::string> args) {
     co_return co_await conn_.command(std::move(args), timeout_);
 }
 
-net::Task<std::variant<std::optional<SwitchState>, std::string>> FleetStore::read() {
-    using Out = std::variant<std::optional<SwitchState>, std::string>;
-    const std::vector<std::string> get{"HGET", keys_.record, "state"};
+net::Task<std::variant<std::optional<std::string>, std::string>> FleetStore::field(
+    const char* name) {
+    using Out = std::variant<std::optional<std::string>, std::string>;
+    const std::vector<std::string> get{"HGET", keys_.record, name};
     const auto r = co_await call(get);
     std::string error;
     const auto* reply = reply_or_error(r, error);
@@ -80,10 +81,23 @@ net::Task<std::variant<std::optional<SwitchState>, std::string>> FleetStore::rea
         co_return Out{error};
     }
     if (reply->type == redis::Reply::Type::Nil) {
+        co_return Out{std::optional<std::string>{}};
+    }
+    co_return Out{std::optional<std::string>{reply->str}};
+}
+
+net::Task<std::variant<std::optional<SwitchState>, std::string>> FleetStore::read() {
+    using Out = std::variant<std::optional<SwitchState>, std::string>;
+    const auto got = co_await field("state");
+    if (const auto* err = std::get_if<std::string>(&got)) {
+        co_return Out{*err};
+    }
+    const auto& text = std::get<std::optional<std::string>>(got);
+    if (!text) {
         co_return Out{std::optional<SwitchState>{}};
     }
     try {
-        co_return Out{std::optional<SwitchState>{StateStore::from_json(reply->str)}};
+        co_return Out{std::optional<SwitchState>{StateStore::from_json(*text)}};
     } catch (const std::exception& e) {
         co_return Out{std::string("the fleet record is unreadable: ") + e.what()};
     }
@@ -91,20 +105,18 @@ net::Task<std::variant<std::optional<SwitchState>, std::string>> FleetStore::rea
 
 net::Task<std::variant<std::uint64_t, std::string>> FleetStore::version() {
     using Out = std::variant<std::uint64_t, std::string>;
-    const std::vector<std::string> get{"HGET", keys_.record, "version"};
-    const auto r = co_await call(get);
-    std::string error;
-    const auto* reply = reply_or_error(r, error);
-    if (reply == nullptr) {
-        co_return Out{error};
+    const auto got = co_await field("version");
+    if (const auto* err = std::get_if<std::string>(&got)) {
+        co_return Out{*err};
     }
-    if (reply->type == redis::Reply::Type::Nil) {
+    const auto& text = std::get<std::optional<std::string>>(got);
+    if (!text) {
         co_return Out{std::uint64_t{0}};
     }
     std::uint64_t v = 0;
-    const auto* end = reply->str.data() + reply->str.size();
-    if (std::from_chars(reply->str.data(), end, v).ptr != end || reply->str.empty()) {
-        co_return Out{"the fleet record's version is not a number: " + reply->str.substr(0, 40)};
+    const auto* end = text->data() + text->size();
+    if (std::from_chars(text->data(), end, v).ptr != end || text->empty()) {
+        co_return Out{"the fleet record's version is not a number: " + text->substr(0, 40)};
     }
     co_return Out{v};
 }

@@ -81,6 +81,8 @@ class FleetStore {
 
   private:
     net::Task<redis::Result> call(std::vector<std::string> args);
+    /// One field of the record: nullopt when absent, or the error in words.
+    net::Task<std::variant<std::optional<std::string>, std::string>> field(const char* name);
 
     redis::Connection conn_;
     redis::Url url_;

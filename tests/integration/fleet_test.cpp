@@ -153,6 +153,15 @@ class FleetTest : public ::testing::Test {
         return live;
     }
 
+    bool all_backends(const std::string& backend, Ms timeout = 10s) {
+        return eventually(
+            [&] {
+                return std::all_of(nodes_.begin(), nodes_.end(),
+                                   [&](const auto& n) { return n->backend() == backend; });
+            },
+            timeout);
+    }
+
     bool all_serve(const std::string& color, Ms timeout = 5s) {
         return eventually(
             [&] {
@@ -274,12 +283,7 @@ TEST_F(FleetTest, AStalledInstanceShowsAsLaggingAndCatchesUp) {
 TEST_F(FleetTest, RedisAwayEveryInstanceFailsStaticAndCatchesUpWhenItIsBack) {
     ASSERT_EQ(a().call("POST", "/v1/switch", R"({"to":"green","wait_fleet":"5s"})").status, 200);
     redis_->pause();  // a store that hangs: calls time out
-    ASSERT_TRUE(eventually(
-        [&] {
-            return std::all_of(nodes_.begin(), nodes_.end(),
-                               [](const auto& n) { return n->backend() == "unreachable"; });
-        },
-        10s));
+    ASSERT_TRUE(all_backends("unreachable"));
     EXPECT_NE(a().call("GET", "/metrics").body.find("bgswitch_state_backend_up 0"),
               std::string::npos);
     const auto refused = b().call("POST", "/v1/switch", R"({"to":"blue"})");
@@ -289,12 +293,7 @@ TEST_F(FleetTest, RedisAwayEveryInstanceFailsStaticAndCatchesUpWhenItIsBack) {
 
     // Back with its data: everyone reconnects, nothing moves.
     redis_->resume();
-    ASSERT_TRUE(eventually(
-        [&] {
-            return std::all_of(nodes_.begin(), nodes_.end(),
-                               [](const auto& n) { return n->backend() == "ok"; });
-        },
-        10s));
+    ASSERT_TRUE(all_backends("ok"));
     EXPECT_NE(a().call("GET", "/metrics").body.find("bgswitch_state_backend_up 1"),
               std::string::npos);
     EXPECT_TRUE(all_serve("green", 1s));

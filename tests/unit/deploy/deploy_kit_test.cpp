@@ -112,6 +112,19 @@ TEST(DeployKitTest, KubernetesManifestsAreWellFormed) {
     std::remove(token_file.c_str());
 }
 
+// A configuration compose.yaml embeds, loaded (compose turns $$ into $).
+config::LoadResult compose_config(const YAML::Node& doc, const std::string& name) {
+    auto text = doc["configs"][name]["content"].as<std::string>();
+    for (std::size_t at; (at = text.find("$$")) != std::string::npos;) {
+        text.erase(at, 1);
+    }
+    return config::load_config_text(
+        text, "compose.yaml " + name + " config",
+        [](const std::string& var) -> std::optional<std::string> {
+            return var == "BGSWITCH_ADMIN_TOKEN" ? std::optional<std::string>("t") : std::nullopt;
+        });
+}
+
 TEST(DeployKitTest, ComposeFileHasTheColorsBgswitchAndRedis) {
     const auto doc = YAML::Load(read("deploy/compose.yaml"));
     const auto services = doc["services"];
@@ -127,16 +140,8 @@ TEST(DeployKitTest, ComposeFileHasTheColorsBgswitchAndRedis) {
         EXPECT_TRUE(merged["healthcheck"]["test"]) << color;
         EXPECT_EQ(services[color]["command"][0].as<std::string>(), "demo-upstream") << color;
     }
-    // The embedded configuration loads (compose turns $$ into $).
-    auto text = doc["configs"]["bgswitch"]["content"].as<std::string>();
-    for (std::size_t at; (at = text.find("$$")) != std::string::npos;) {
-        text.erase(at, 1);
-    }
-    const auto loaded = config::load_config_text(
-        text, "compose.yaml bgswitch config",
-        [](const std::string& name) -> std::optional<std::string> {
-            return name == "BGSWITCH_ADMIN_TOKEN" ? std::optional<std::string>("t") : std::nullopt;
-        });
+    // The embedded configuration loads.
+    const auto loaded = compose_config(doc, "bgswitch");
     ASSERT_TRUE(loaded.config) << loaded.errors.front();
     EXPECT_EQ(loaded.config->group(Color::Green).upstreams.at(0).to_string(), "app-green:8080");
 }
@@ -156,15 +161,7 @@ TEST(DeployKitTest, ComposeFleetProfileHasThreeGatewaysOnOneRedis) {
     }
     EXPECT_EQ(hostnames.size(), 3u) << "each gateway is its own node";
     EXPECT_EQ(ports.size(), 3u);
-    auto text = doc["configs"]["bgswitch-fleet"]["content"].as<std::string>();
-    for (std::size_t at; (at = text.find("$$")) != std::string::npos;) {
-        text.erase(at, 1);
-    }
-    const auto loaded = config::load_config_text(
-        text, "compose.yaml bgswitch-fleet config",
-        [](const std::string& name) -> std::optional<std::string> {
-            return name == "BGSWITCH_ADMIN_TOKEN" ? std::optional<std::string>("t") : std::nullopt;
-        });
+    const auto loaded = compose_config(doc, "bgswitch-fleet");
     ASSERT_TRUE(loaded.config) << loaded.errors.front();
     ASSERT_TRUE(loaded.config->fleet);
     EXPECT_EQ(loaded.config->fleet->url, "redis://redis:6379/0");
