@@ -1,6 +1,7 @@
 #include "admin/admin_server.hpp"
 
 #include "proxy/common/logging.hpp"
+#include "proxy/common/systemd.hpp"
 #include "proxy/net/listen.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -12,6 +13,7 @@
 #include <boost/beast/http/write.hpp>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <list>
@@ -220,7 +222,8 @@ struct AdminServer::Impl {
     }
 };
 
-AdminServer::AdminServer(asio::io_context& ioc, const config::Config& cfg, Routes& routes)
+AdminServer::AdminServer(asio::io_context& ioc, const config::Config& cfg, Routes& routes,
+                         std::vector<int>* inherited)
     : impl_(std::make_unique<Impl>(ioc, cfg, routes)) {
     net::error_code ec;
     const auto address = asio::ip::make_address(
@@ -230,6 +233,17 @@ AdminServer::AdminServer(asio::io_context& ioc, const config::Config& cfg, Route
                                  ": not an IP address");
     }
     const net::tcp::endpoint ep(address, cfg.admin.address.port);
+    if (inherited != nullptr) {
+        if (auto fd = systemd::claim_fd(*inherited, ep.data(), static_cast<unsigned>(ep.size()))) {
+            impl_->acceptor.assign(ep.protocol(), *fd, ec);
+            if (ec) {
+                ::close(*fd);
+                throw std::runtime_error("admin " + cfg.admin.address.to_string() +
+                                         ": the socket passed: " + ec.message());
+            }
+            return;
+        }
+    }
     const char* step = "";
     if (auto bec = net::open_listener(impl_->acceptor, ep, /*reuse_port=*/false, &step)) {
         throw std::runtime_error("admin " + cfg.admin.address.to_string() + ": " + step + ": " +
@@ -238,6 +252,10 @@ AdminServer::AdminServer(asio::io_context& ioc, const config::Config& cfg, Route
 }
 
 AdminServer::~AdminServer() = default;
+
+int AdminServer::listening_fd() const {
+    return impl_->acceptor.is_open() ? impl_->acceptor.native_handle() : -1;
+}
 
 std::uint16_t AdminServer::port() const {
     return impl_->acceptor.local_endpoint().port();

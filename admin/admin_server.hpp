@@ -8,16 +8,21 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace bgs::admin {
 
 class AdminServer {
   public:
-    /// Binds admin.address (port 0 picks one). Throws std::runtime_error.
-    AdminServer(net::asio::io_context& ioc, const config::Config& cfg, Routes& routes);
+    /// Binds admin.address (port 0 picks one), or takes the socket of
+    /// `inherited` bound to it (an upgrade passed it). Throws std::runtime_error.
+    AdminServer(net::asio::io_context& ioc, const config::Config& cfg, Routes& routes,
+                std::vector<int>* inherited = nullptr);
     ~AdminServer();
 
     std::uint16_t port() const;
+    /// The listening socket's descriptor (for an upgrade to pass on).
+    int listening_fd() const;
     void start();
     /// Stops accepting and ends idle admin connections.
     void stop();

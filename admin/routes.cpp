@@ -11,6 +11,8 @@
 
 #include <cmath>
 
+#include <unistd.h>
+
 namespace bgs::admin {
 namespace json = boost::json;
 namespace {
@@ -74,7 +76,8 @@ bool token_matches(std::string_view authorization, const std::string& token) {
 
 Routes::Routes(const config::Config& cfg, control::Switcher& switcher, routing::Router& router,
                worker::Shared& shared, control::UpstreamDirectory& upstreams,
-               control::Observer& observer, control::ReloadHook reload, control::Fleet* fleet)
+               control::Observer& observer, control::ReloadHook reload, control::Fleet* fleet,
+               control::UpgradeHook upgrade)
     : cfg_(cfg),
       switcher_(switcher),
       router_(router),
@@ -82,7 +85,8 @@ Routes::Routes(const config::Config& cfg, control::Switcher& switcher, routing::
       upstreams_(upstreams),
       observer_(observer),
       reload_(std::move(reload)),
-      fleet_(fleet) {}
+      fleet_(fleet),
+      upgrade_(std::move(upgrade)) {}
 
 std::optional<ApiResponse> Routes::check_access(const ApiRequest& req) const {
     const auto& allow = cfg_.admin.allow;
@@ -132,7 +136,8 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
     }
     const bool known = path == "/v1/status" || path == "/v1/history" || path == "/v1/switch" ||
                        path == "/v1/rollback" || path == "/v1/reload" ||
-                       path == "/v1/observe/stop" || path == "/v1/fleet" || color_name;
+                       path == "/v1/observe/stop" || path == "/v1/fleet" || path == "/v1/upgrade" ||
+                       color_name;
     if (!known) {
         co_return error_response(404, "no such endpoint", {{"path", path}});
     }
@@ -144,6 +149,23 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
     }
     if (path == "/v1/fleet") {
         co_return co_await fleet(req);
+    }
+    if (path == "/v1/upgrade") {
+        if (req.method != "POST") {
+            co_return method_not_allowed("POST");
+        }
+        if (!upgrade_) {
+            co_return error_response(409, "this process cannot upgrade itself");
+        }
+        const auto started = upgrade_(req.source);
+        if (const auto* why = std::get_if<std::string>(&started)) {
+            co_return error_response(409, "upgrade not started", {{"detail", *why}});
+        }
+        // 202: started; this process hands over once the new one serves.
+        co_return ApiResponse{202, json::serialize(json::object{{"result", "upgrading"},
+                                                                {"pid", std::get<int>(started)},
+                                                                {"from_pid", ::getpid()}}) +
+                                       "\n"};
     }
     if (path == "/v1/reload") {
         co_return reload(req);
@@ -352,6 +374,7 @@ std::string Routes::status_json() const {
         {"active", to_string(st.active)},
         {"previous", st.previous ? json::value(to_string(*st.previous)) : json::value(nullptr)},
         {"version", st.version},
+        {"pid", ::getpid()},
         {"state", observing ? "observing" : kPhases[static_cast<int>(phase)]},
         {"colors", std::move(colors)},
         {"observation", observer_.current() ? json::value(observation_json(*observer_.current()))

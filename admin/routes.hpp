@@ -21,8 +21,8 @@ class Routes {
   public:
     Routes(const config::Config& cfg, control::Switcher& switcher, routing::Router& router,
            worker::Shared& shared, control::UpstreamDirectory& upstreams,
-           control::Observer& observer, control::ReloadHook reload,
-           control::Fleet* fleet = nullptr);
+           control::Observer& observer, control::ReloadHook reload, control::Fleet* fleet = nullptr,
+           control::UpgradeHook upgrade = {});
 
     net::Task<ApiResponse> handle(ApiRequest req);
 
@@ -48,6 +48,7 @@ class Routes {
     control::Observer& observer_;
     control::ReloadHook reload_;
     control::Fleet* fleet_;  // null unless state.backend is redis
+    control::UpgradeHook upgrade_;
 };
 
 /// Compares a presented "Bearer ..." header with the token in constant time.

@@ -4,6 +4,7 @@
 #include "proxy/common/logging.hpp"
 #include "proxy/common/random.hpp"
 #include "proxy/common/systemd.hpp"
+#include "proxy/common/upgrade.hpp"
 #include "proxy/config/loader.hpp"
 #include "proxy/demo/demo_config.hpp"
 #include "proxy/demo/demo_upstream.hpp"
@@ -42,7 +43,7 @@ void print_problems(const std::string& source, const std::vector<std::string>& e
     }
 }
 
-// Blocks SIGINT, SIGTERM and SIGHUP in every thread (the workers inherit the
+// Blocks SIGINT, SIGTERM, SIGHUP and SIGUSR2 in every thread (the workers inherit the
 // mask) so that only the main thread's sigwait sees them. A write to a closed
 // socket must never kill the process: SIGPIPE is ignored.
 sigset_t block_stop_signals() {
@@ -51,6 +52,7 @@ sigset_t block_stop_signals() {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);
     std::signal(SIGPIPE, SIG_IGN);
     return set;
@@ -79,9 +81,16 @@ std::string monotonic_usec() {
 int serve_until_signal(Server& server, const sigset_t& signals) {
     server.start();
     systemd::notify("READY=1\nSTATUS=serving");
+    upgrade::report_ready();  // to the process before, when an upgrade started this one
     int sig = 0;
     for (;;) {
         sigwait(&signals, &sig);
+        if (sig == SIGUSR2) {
+            // As nginx and HAProxy: the binary now at this one's path takes over.
+            log().info("received SIGUSR2: upgrading in place");
+            server.upgrade_in_background("SIGUSR2");
+            continue;
+        }
         if (sig != SIGHUP) {
             break;
         }
@@ -91,7 +100,11 @@ int serve_until_signal(Server& server, const sigset_t& signals) {
         log().info("received SIGHUP: reloading the configuration");
         server.reload_in_background("SIGHUP");
     }
-    log().info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (server.successor_pid() != 0) {
+        log().info("handed over to pid {}: stopping", server.successor_pid());
+    } else {
+        log().info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    }
     systemd::notify("STOPPING=1");
     server.shutdown();
     server.wait();
@@ -313,6 +326,7 @@ int cmd_version() {
 }  // namespace
 
 int main(int argc, char** argv) {
+    upgrade::remember_arguments(argc, argv);
     CLI::App app{"bgswitch: a blue-green traffic switcher and reverse proxy"};
     app.require_subcommand(1);
     app.set_help_all_flag("--help-all", "help for every command");
@@ -426,6 +440,11 @@ int main(int argc, char** argv) {
     auto* fleet_cmd = app.add_subcommand(
         "fleet", "fleet mode: every instance, the version it applied and its heartbeat");
     add_client_options(fleet_cmd);
+    auto* upgrade_cmd = app.add_subcommand(
+        "upgrade",
+        "start the binary now installed in the running proxy's place, handing it the "
+        "listening sockets; the old process then shuts down gracefully");
+    add_client_options(upgrade_cmd);
 
     try {
         app.parse(argc, argv);
@@ -461,6 +480,8 @@ int main(int argc, char** argv) {
         rc = admin::cli::reload(client);
     } else if (fleet_cmd->parsed()) {
         rc = admin::cli::fleet(client);
+    } else if (upgrade_cmd->parsed()) {
+        rc = admin::cli::upgrade(client);
     }
     shutdown_logging();
     return rc;

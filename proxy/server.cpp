@@ -4,6 +4,7 @@
 #include "admin/routes.hpp"
 #include "proxy/common/logging.hpp"
 #include "proxy/common/systemd.hpp"
+#include "proxy/common/upgrade.hpp"
 #include "proxy/config/loader.hpp"
 #include "proxy/control/fleet.hpp"
 #include "proxy/control/observer.hpp"
@@ -20,6 +21,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <csignal>
 #include <future>
 
 #include <unistd.h>
@@ -84,23 +86,31 @@ struct Server::Bound {
 Server::Bound Server::bind_everywhere(const config::HostPort& hp, const char* what) {
     Bound b;
     auto ep = resolve(workers_.front()->context(), hp, what);
-    // A socket systemd passed for this address (socket activation) serves
-    // every worker: each gets a descriptor of its own for it.
-    if (auto fd = systemd::claim_fd(inherited_fds_, ep.data(), static_cast<unsigned>(ep.size()))) {
-        for (auto& w : workers_) {
-            tcp::acceptor acceptor(w->context());
+    // Sockets passed for this address (systemd's socket activation: one; the
+    // process before an upgrade: one per worker) serve every worker: each
+    // gets a descriptor of its own for one of them, in turn.
+    const auto fds =
+        systemd::claim_fds(inherited_fds_, ep.data(), static_cast<unsigned>(ep.size()));
+    if (!fds.empty()) {
+        for (std::size_t i = 0; i < workers_.size(); ++i) {
+            tcp::acceptor acceptor(workers_[i]->context());
             net::error_code ec;
-            acceptor.assign(ep.protocol(), ::dup(*fd), ec);
+            acceptor.assign(ep.protocol(), ::dup(fds[i % fds.size()]), ec);
             if (ec) {
-                ::close(*fd);
+                for (int fd : fds) {
+                    ::close(fd);
+                }
                 throw StartupError(std::string(what) + " " + hp.to_string() +
-                                   ": the socket systemd passed: " + ec.message());
+                                   ": the socket passed: " + ec.message());
             }
             b.acceptors.push_back(std::move(acceptor));
         }
-        ::close(*fd);
+        for (int fd : fds) {
+            ::close(fd);
+        }
         b.port = ep.port();
-        log().info("{} {}: on the socket systemd passed", what, hp.to_string());
+        log().info("{} {}: on the socket{} passed to this process", what, hp.to_string(),
+                   fds.size() == 1 ? "" : "s");
         return b;
     }
     // With port 0 the first bind picks the port and the others join it.
@@ -170,7 +180,7 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
     // stops the start rather than silently flipping traffic.
     std::optional<state::SwitchState> saved;
     try {
-        store_.lock();
+        store_.lock(upgrade::take_state_lock_fd());
         saved = store_.load();
     } catch (const state::StateError& e) {
         throw StartupError(e.what());
@@ -223,13 +233,6 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
         }
     }
 
-    for (int fd : inherited_fds_) {
-        log().warn("systemd passed a socket (descriptor {}) that no listen entry names; closed",
-                   fd);
-        ::close(fd);
-    }
-    inherited_fds_.clear();
-
     control_ = std::make_unique<asio::io_context>(1);
     health_ = std::make_unique<health::HealthChecker>(
         cfg_,
@@ -272,12 +275,21 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
     }
     routes_ = std::make_unique<admin::Routes>(
         cfg_, *switcher_, *router_, *shared_, *directory_, *observer_,
-        [this](const std::string& source) { return reload(source); }, fleet_.get());
+        [this](const std::string& source) { return reload(source); }, fleet_.get(),
+        [this](const std::string& source) { return upgrade(source); });
     try {
-        admin_ = std::make_unique<admin::AdminServer>(*control_, cfg_, *routes_);
+        admin_ = std::make_unique<admin::AdminServer>(*control_, cfg_, *routes_, &inherited_fds_);
     } catch (const std::exception& e) {
         throw StartupError(e.what());
     }
+    for (int fd : inherited_fds_) {
+        log().warn(
+            "a socket passed to this process (descriptor {}) is bound to no address of "
+            "the configuration; closed",
+            fd);
+        ::close(fd);
+    }
+    inherited_fds_.clear();
     if (cfg_.admin.token.empty()) {
         log().warn(
             "admin API on {} has no token: every endpoint but /healthz and /metrics "
@@ -309,6 +321,72 @@ void Server::adopt_fleet_record(state::SwitchState& initial) {
     }
     active_source_ = "from the fleet's record " + fleet.key + " in Redis, version " +
                      std::to_string(initial.version);
+}
+
+std::variant<int, std::string> Server::upgrade(const std::string& source) {
+    if (shared_->shutting_down.load()) {
+        return std::string("shutting down");
+    }
+    if (upgrading_) {
+        return std::string("an upgrade is already under way");
+    }
+    if (switcher_->busy()) {
+        return std::string("a switch is running; upgrade after it");
+    }
+    // From here no change commits in this process: the new one loads the
+    // state file as it is now.
+    switcher_->stop();
+    upgrading_ = true;
+    auto give_up = [&](std::string why) {
+        log().error("upgrade ({}) not started: {}; this process goes on serving", source, why);
+        switcher_->resume();
+        upgrading_ = false;
+        return why;
+    };
+    std::vector<int> fds;
+    for (auto& w : workers_) {
+        const auto mine = w->listening_fds(std::chrono::seconds(2));
+        fds.insert(fds.end(), mine.begin(), mine.end());
+    }
+    if (admin_->listening_fd() >= 0) {
+        fds.push_back(admin_->listening_fd());
+    }
+    auto started = upgrade::start_successor(fds, store_.lock_fd());
+    if (auto* why = std::get_if<std::string>(&started)) {
+        return give_up(*why);
+    }
+    auto successor = std::get<upgrade::Successor>(std::move(started));
+    const int pid = successor.pid();
+    log().info(
+        "upgrade ({}): started {} as pid {} with {} listening sockets; waiting for it to "
+        "serve",
+        source, upgrade::binary_path(), pid, fds.size());
+    if (upgrade_thread_.joinable()) {
+        upgrade_thread_.join();  // an earlier attempt's, finished
+    }
+    upgrade_thread_ = std::thread([this, successor = std::move(successor), pid]() mutable {
+        if (auto why = successor.wait_ready(kUpgradeReadyTimeout)) {
+            log().error("upgrade: {}; this process (pid {}) goes on serving", *why, ::getpid());
+            asio::post(*control_, [this] {
+                if (!shared_->shutting_down.load()) {
+                    switcher_->resume();
+                }
+                upgrading_ = false;
+            });
+            return;
+        }
+        log().info("upgrade: pid {} serves; this process (pid {}) stops accepting and shuts down",
+                   pid, ::getpid());
+        systemd::notify("MAINPID=" + std::to_string(pid) + "\nSTATUS=upgraded: pid " +
+                        std::to_string(pid) + " serves");
+        successor_pid_ = pid;
+        ::kill(::getpid(), SIGTERM);  // the main thread's shutdown, as on SIGTERM
+    });
+    return pid;
+}
+
+void Server::upgrade_in_background(std::string source) {
+    asio::post(*control_, [this, source = std::move(source)] { upgrade(source); });
 }
 
 void Server::reload_in_background(std::string source) {
@@ -557,6 +635,9 @@ void Server::shutdown() {
 }
 
 void Server::wait() {
+    if (upgrade_thread_.joinable()) {
+        upgrade_thread_.join();
+    }
     for (auto& t : threads_) {
         if (t.joinable()) {
             t.join();

@@ -12,6 +12,8 @@
 #include "proxy/routing/router.hpp"
 #include "proxy/state/state_store.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -19,6 +21,7 @@
 #include <optional>
 #include <stdexcept>
 #include <thread>
+#include <variant>
 #include <vector>
 
 namespace bgs::worker {
@@ -81,6 +84,16 @@ class Server {
     /// problem on a line of its own. Returns at once; any thread.
     void reload_in_background(std::string source);
 
+    /// Upgrades in place (SIGUSR2): starts the binary now at this one's path
+    /// with its arguments, listening sockets and state-file lock. Once it
+    /// serves, this process signals itself SIGTERM and shuts down; if it
+    /// fails, this one goes on serving. Returns at once; any thread.
+    void upgrade_in_background(std::string source);
+    /// The process this one handed over to, once it serves (0 before).
+    int successor_pid() const { return successor_pid_.load(); }
+    /// How long a new process may take to report that it serves.
+    static constexpr std::chrono::seconds kUpgradeReadyTimeout{30};
+
     /// The bound ports of the `listen` entries, in order.
     const std::vector<std::uint16_t>& listen_ports() const { return listen_ports_; }
     std::optional<std::uint16_t> preview_port() const { return preview_port_; }
@@ -101,6 +114,9 @@ class Server {
     /// can fail, then apply.
     control::ReloadOutcome reload(const std::string& source);  // counted in the metrics
     control::ReloadOutcome reload_once(const std::string& source);
+    /// The upgrade itself, on the control thread: the new process's PID, or
+    /// why none was started.
+    std::variant<int, std::string> upgrade(const std::string& source);
     void adopt_fleet_record(state::SwitchState& initial);
     struct Bound;
     struct ListenerSpec;
@@ -144,6 +160,9 @@ class Server {
     std::condition_variable stopped_cv_;
     bool stopped_ = false;
     std::thread deadline_thread_;
+    bool upgrading_ = false;  // control thread
+    std::thread upgrade_thread_;
+    std::atomic<int> successor_pid_{0};
 };
 
 }  // namespace bgs

@@ -546,6 +546,28 @@ int history(const ClientOptions& opt) {
     return kExitOk;
 }
 
+int upgrade(const ClientOptions& opt) {
+    auto r = call(opt, "POST", "/v1/upgrade");
+    json::value doc;
+    if (auto code = change_answer(opt, r, doc)) {
+        return *code;
+    }
+    const auto& o = doc.as_object();
+    if (r.status == 202) {
+        if (!opt.json) {
+            std::cout << "upgrading: pid " << str(o.if_contains("pid"))
+                      << " started; it takes over from pid " << str(o.if_contains("from_pid"))
+                      << " once it serves (see the proxy's log)\n";
+        }
+        return kExitOk;
+    }
+    if (!opt.json) {
+        std::cerr << "bgswitch: " << str(o.if_contains("error")) << ": "
+                  << str(o.if_contains("detail")) << "\n";
+    }
+    return kExitRefused;
+}
+
 int fleet(const ClientOptions& opt) {
     json::value doc;
     if (auto code = get_document(opt, "/v1/fleet", doc)) {

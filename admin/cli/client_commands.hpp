@@ -54,5 +54,7 @@ int history(const ClientOptions& opt);
 /// `bgswitch fleet`: every instance of the fleet, its applied version and
 /// heartbeat (fleet mode).
 int fleet(const ClientOptions& opt);
+/// `bgswitch upgrade`: the proxy starts its new binary and hands over to it.
+int upgrade(const ClientOptions& opt);
 
 }  // namespace bgs::admin::cli

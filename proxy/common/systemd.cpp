@@ -60,6 +60,14 @@ std::vector<int> take_listen_fds() {
     return out;
 }
 
+std::vector<int> claim_fds(std::vector<int>& fds, const sockaddr* address, unsigned length) {
+    std::vector<int> out;
+    while (auto fd = claim_fd(fds, address, length)) {
+        out.push_back(*fd);
+    }
+    return out;
+}
+
 std::optional<int> claim_fd(std::vector<int>& fds, const sockaddr* address, unsigned length) {
     for (auto it = fds.begin(); it != fds.end(); ++it) {
         sockaddr_storage bound{};

@@ -26,4 +26,8 @@ std::vector<int> take_listen_fds();
 /// removed from `fds`. Start-up only.
 std::optional<int> claim_fd(std::vector<int>& fds, const sockaddr* address, unsigned length);
 
+/// Every one of `fds` bound to exactly `address` (an upgrade passes one
+/// socket per worker for each address), removed from `fds`.
+std::vector<int> claim_fds(std::vector<int>& fds, const sockaddr* address, unsigned length);
+
 }  // namespace bgs::systemd

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace bgs::control {
@@ -19,5 +20,9 @@ struct ReloadOutcome {
 /// Re-reads the configuration file; `source` names who asked, for the history.
 /// Control thread.
 using ReloadHook = std::function<ReloadOutcome(const std::string& source)>;
+
+/// Starts an upgrade in place (SPEC section 9): the new process's PID, or why
+/// none was started.
+using UpgradeHook = std::function<std::variant<int, std::string>(const std::string& source)>;
 
 }  // namespace bgs::control

@@ -133,6 +133,8 @@ class Switcher {
     /// The process is stopping: no switch starts or commits from now on (one
     /// whose gates are running ends as ShuttingDown and changes nothing).
     void stop() { stopping_ = true; }
+    /// Switches run again (an upgrade that did not happen).
+    void resume() { stopping_ = false; }
 
   private:
     struct CommitFailure {

@@ -66,6 +66,10 @@ constexpr std::size_t kFirstRead = 1024;
 constexpr std::size_t kHeadRoom = 1000;
 // How long a quiet keep-alive connection keeps its read buffer.
 constexpr auto kBufferedWait = std::chrono::seconds(1);
+// A shutdown (or the hand-over of an upgrade) gives a connection between
+// requests this long: a request already on its way is served, with
+// Connection: close, instead of meeting a closed socket.
+constexpr auto kShutdownGrace = std::chrono::milliseconds(500);
 
 // "a.b.c.d" without inet_ntop, whose sprintf cost more than everything else
 // about accepting a connection; other families go through Asio.
@@ -286,7 +290,8 @@ class Session final : public drain::TrackedSession {
 
   private:
     // Drain and shutdown end a session at its next safe point. A connection
-    // between requests is cut at once; a tunnel ends (WebSockets with 1001)
+    // between requests is cut at once (a shutdown first waits kShutdownGrace
+    // for a request on its way); a tunnel ends (WebSockets with 1001)
     // for any reason; a stream gets its terminating chunk when its drain
     // window or the shutdown is over; a request in flight completes.
     void on_stop(drain::StopReason why) override {
@@ -297,10 +302,13 @@ class Session final : public drain::TrackedSession {
         net::error_code ignored;
         switch (state_) {
             case State::Idle:
-                client_.socket().cancel(ignored);
-                break;
             case State::Reading:
-                if (buf_.size() == 0) {
+                if (buf_.size() != 0) {
+                    break;  // a request is arriving: it is served
+                }
+                if (why == drain::StopReason::Shutdown) {
+                    client_.expires_after(kShutdownGrace);
+                } else {
                     client_.socket().cancel(ignored);
                 }
                 break;
@@ -619,16 +627,23 @@ class Session final : public drain::TrackedSession {
             ending_ == Ending::KeepAlive) {
             buf_.shrink_to_fit();
             client_.expires_at(idle_until);
-            if (co_await net::wait_readable(client_) || ending_ != Ending::KeepAlive) {
+            if (co_await net::wait_readable(client_) || !takes_requests()) {
                 co_return false;
             }
             std::tie(ec, n) = co_await net::read_some(client_, buf_.prepare(kFirstRead));
         }
-        if (ec || n == 0 || ending_ != Ending::KeepAlive) {
+        if (ec || n == 0 || !takes_requests()) {
             co_return false;
         }
         buf_.commit(n);
         co_return true;
+    }
+
+    // A request that arrives now is served: the connection is not ending, or
+    // a shutdown's grace lets one more in (answered with Connection: close).
+    bool takes_requests() const {
+        return ending_ == Ending::KeepAlive ||
+               (stopped_for_ == drain::StopReason::Shutdown && ending_ == Ending::AfterThis);
     }
 
     // Back to idle for the drain; passes `keep_alive` through.

@@ -234,7 +234,7 @@ StateStore::~StateStore() {
     }
 }
 
-void StateStore::lock() {
+void StateStore::lock(std::optional<int> inherited) {
     namespace fs = std::filesystem;
     const fs::path target(path_);
     std::error_code ec;
@@ -242,6 +242,23 @@ void StateStore::lock() {
         fs::create_directories(target.parent_path(), ec);
     }
     const std::string lock_path = path_ + ".lock";
+    if (inherited) {
+        // The process before an upgrade passed its lock: the same open file,
+        // so the flock is already ours. Anything else is not taken.
+        struct stat held {};
+        struct stat named {};
+        if (::fstat(*inherited, &held) == 0 && ::stat(lock_path.c_str(), &named) == 0 &&
+            held.st_dev == named.st_dev && held.st_ino == named.st_ino &&
+            ::flock(*inherited, LOCK_EX | LOCK_NB) == 0) {
+            const std::string me = std::to_string(::getpid()) + "\n";
+            if (::ftruncate(*inherited, 0) == 0 && ::lseek(*inherited, 0, SEEK_SET) == 0) {
+                write_all(*inherited, me);
+            }
+            lock_fd_ = *inherited;
+            return;
+        }
+        ::close(*inherited);
+    }
     const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
         throw StateError("state file " + path_ + ": cannot open " + lock_path + ": " +

@@ -28,7 +28,11 @@ class StateStore {
     /// "<path>.lock", which holds the owner's PID, kept until destruction.
     /// Two processes on one state file would each believe their own color.
     /// Throws StateError naming the other process when it is taken.
-    void lock();
+    /// `inherited`: the lock's descriptor passed by the process before an
+    /// upgrade, used when it is that lock file's.
+    void lock(std::optional<int> inherited = std::nullopt);
+    /// The lock's descriptor (-1 before lock()), for an upgrade to pass on.
+    int lock_fd() const { return lock_fd_; }
 
     /// The saved state, or nullopt when the file does not exist. Throws
     /// StateError when it exists but cannot be read or parsed: the caller must

@@ -1,5 +1,7 @@
 #include "proxy/worker/worker.hpp"
 
+#include <future>
+
 #include "proxy/common/logging.hpp"
 #include "proxy/http/session.hpp"
 #include "proxy/net/listen.hpp"
@@ -97,6 +99,24 @@ void Worker::close_listener(std::string key) {
             return true;
         });
     });
+}
+
+std::vector<int> Worker::listening_fds(std::chrono::milliseconds timeout) {
+    auto answer = std::make_shared<std::promise<std::vector<int>>>();
+    auto fds = answer->get_future();
+    asio::post(ioc_, [this, answer] {
+        std::vector<int> out;
+        for (const auto& l : listeners_) {
+            if (l.acceptor->is_open()) {
+                out.push_back(l.acceptor->native_handle());
+            }
+        }
+        answer->set_value(std::move(out));
+    });
+    if (fds.wait_for(timeout) != std::future_status::ready) {
+        return {};
+    }
+    return fds.get();
 }
 
 void Worker::spawn_accept_loop(const Listener& l) {

@@ -57,6 +57,10 @@ class Worker {
     void open_listener(std::string key, net::tcp::acceptor acceptor, routing::Audience audience);
     /// Stops accepting on the listener `key`; its connections go on. Any thread.
     void close_listener(std::string key);
+    /// The descriptors of its listening sockets, asked on its own thread
+    /// (for an upgrade to pass on). Empty when it did not answer within
+    /// `timeout`. Any other thread.
+    std::vector<int> listening_fds(std::chrono::milliseconds timeout);
 
     /// Runs the event loop on the calling thread until the worker has no work left.
     void run();

@@ -560,9 +560,9 @@ TEST(SystemdTest, ServesOnTheSocketSystemdPassed) {
             ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
         });
     ::close(listener);
-    EXPECT_NE(
-        child.output.read_until("on the socket systemd passed", 10s).find("listen 127.0.0.1:"),
-        std::string::npos);
+    EXPECT_NE(child.output.read_until("on the socket passed to this process", 10s)
+                  .find("listen 127.0.0.1:"),
+              std::string::npos);
     auto c = Socket::connect(port);
     c.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     EXPECT_EQ(read_response(c).body, "blue");
