@@ -610,8 +610,12 @@ void Server::shutdown() {
             housekeeping_->timer.cancel();
         }
     });
+    // WebSockets and streams end over switch.close_spread, within the
+    // shutdown's time.
+    const auto spread =
+        std::min<Duration>(cfg_.switching.close_spread, cfg_.timeouts.shutdown * 8 / 10);
     for (auto& w : workers_) {
-        w->begin_shutdown();
+        w->begin_shutdown(spread);
     }
     deadline_thread_ = std::thread([this] {
         // Shortly before the deadline, streams still running are ended cleanly

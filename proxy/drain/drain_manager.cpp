@@ -28,6 +28,14 @@ void DrainManager::cancel_all() {
     drains_.clear();
 }
 
+void DrainManager::start_shutdown(TimePoint now, Duration spread) {
+    drains_.clear();
+    for (Color c : kColors) {
+        drains_.emplace_back(Target{c, 0}, DrainSchedule(now, spread, spread));
+        drains_.back().reason = StopReason::ShutdownDeadline;
+    }
+}
+
 bool DrainManager::draining(Color color) const {
     return std::any_of(drains_.begin(), drains_.end(), [&](const Running& d) {
         return d.target == Target{color, 0};
@@ -47,7 +55,7 @@ std::size_t DrainManager::count_closable(Target target) {
     return n;
 }
 
-bool DrainManager::close_one(Target target) {
+bool DrainManager::close_one(Target target, StopReason reason) {
     TrackedSession* victim = nullptr;
     registry_.for_each([&](TrackedSession& s) {
         if (victim == nullptr && closable(s, target)) {
@@ -57,14 +65,14 @@ bool DrainManager::close_one(Target target) {
     if (victim == nullptr) {
         return false;
     }
-    victim->stop(StopReason::Drain);
+    victim->stop(reason);
     return true;
 }
 
 bool DrainManager::advance(Running& d, TimePoint now, Step& step) {
     auto wake_at = [&](TimePoint t) { step.next = step.next ? std::min(*step.next, t) : t; };
     if (now >= d.schedule.deadline()) {
-        while (close_one(d.target)) {
+        while (close_one(d.target, d.reason)) {
         }
         return true;
     }
@@ -79,7 +87,7 @@ bool DrainManager::advance(Running& d, TimePoint now, Step& step) {
         d.total = count_closable(d.target);
     }
     const auto due = d.schedule.due_by(now, d.total);
-    while (d.closed < due && close_one(d.target)) {
+    while (d.closed < due && close_one(d.target, d.reason)) {
         ++d.closed;
     }
     if (d.closed < due) {

@@ -40,6 +40,11 @@ class DrainManager {
     /// Forgets every drain (shutdown has its own ending).
     void cancel_all();
 
+    /// A shutdown with switch.close_spread: every color's WebSockets and
+    /// streams are closed evenly over `spread` from `now`, as ends of the
+    /// shutdown (reason ShutdownDeadline: 1001, the terminating chunk).
+    void start_shutdown(TimePoint now, Duration spread);
+
     bool draining(Color color) const;
 
     struct Step {
@@ -66,6 +71,7 @@ class DrainManager {
         bool spreading = false;  // the spread began and `total` was counted
         std::size_t total = 0;   // connections to close over the spread
         std::size_t closed = 0;  // of those, closed so far
+        StopReason reason = StopReason::Drain;
     };
 
     void start(Target target, TimePoint now, Duration timeout, Duration spread);
@@ -73,7 +79,7 @@ class DrainManager {
     bool advance(Running& d, TimePoint now, Step& step);
     static bool closable(const TrackedSession& s, Target target);
     std::size_t count_closable(Target target);
-    bool close_one(Target target);
+    bool close_one(Target target, StopReason reason);
 
     SessionRegistry& registry_;
     std::vector<Running> drains_;  // a few at most

@@ -76,12 +76,13 @@ class TrackedSession {
 
     /// Asks the session to end at its next safe point, for `why`.
     void stop(StopReason why) {
-        if (why == StopReason::Drain) {
+        if (why == StopReason::Drain || why == StopReason::ShutdownDeadline) {
             drain_signalled_ = true;
         }
         on_stop(why);
     }
-    /// True once a drain has asked this session to close.
+    /// True once a drain (or the end of a shutdown) has asked this session to
+    /// close.
     bool drain_signalled() const { return drain_signalled_; }
 
   protected:

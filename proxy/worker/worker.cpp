@@ -171,8 +171,8 @@ void Worker::run() {
     ioc_.run();
 }
 
-void Worker::begin_shutdown() {
-    asio::post(ioc_, [this] {
+void Worker::begin_shutdown(Duration spread) {
+    asio::post(ioc_, [this, spread] {
         stopping_ = true;
         for (auto& l : listeners_) {
             net::error_code ignored;
@@ -181,8 +181,21 @@ void Worker::begin_shutdown() {
         sweep_timer_.cancel();
         pool_->close_all();
         drains_.cancel_all();
-        drain_timer_.cancel();
-        registry_.stop_all(drain::StopReason::Shutdown);
+        if (spread <= Duration{0}) {
+            drain_timer_.cancel();
+            registry_.stop_all(drain::StopReason::Shutdown);
+            return;
+        }
+        // WebSockets and streams end over `spread`, as a drain's do; the rest
+        // ends at its next safe point.
+        registry_.for_each([](drain::TrackedSession& s) {
+            if (s.activity() != drain::Activity::Upgraded &&
+                s.activity() != drain::Activity::Stream) {
+                s.stop(drain::StopReason::Shutdown);
+            }
+        });
+        drains_.start_shutdown(std::chrono::steady_clock::now(), spread);
+        wake_drains();
     });
 }
 
@@ -236,7 +249,7 @@ net::Task<void> Worker::drive_drains() {
         bool& flag;
         ~Running() { flag = false; }
     } running{drain_driver_running_};
-    while (!stopping_) {
+    for (;;) {  // until the plan is done (a shutdown may spread its closes too)
         const auto step = drains_.run_due(std::chrono::steady_clock::now());
         for (Color c : kColors) {
             if (step.finished[index(c)]) {

@@ -66,8 +66,9 @@ class Worker {
     void run();
 
     /// Graceful stop: close the acceptors, end idle connections, let in-flight
-    /// requests finish. Any thread.
-    void begin_shutdown();
+    /// requests finish. WebSockets (1001) and streams (their terminating
+    /// chunk) end at once, or spread evenly over `spread`. Any thread.
+    void begin_shutdown(Duration spread = Duration{0});
     /// Abandons whatever is still running. Any thread.
     void force_stop();
     /// Asks every session with work in progress to end now (WebSockets 1001,

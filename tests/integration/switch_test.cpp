@@ -8,6 +8,8 @@
 #include "tests/support/ws_util.hpp"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <boost/json.hpp>
 
 #include <future>
@@ -279,6 +281,46 @@ TEST(ShutdownTest, WebSocketsGetGoingAwayAndTheServerStops) {
     // Counted as what it was: a shutdown, not a drain.
     const auto& m = proxy.server->shared().metrics;
     EXPECT_EQ(m.ended_count(metrics::EndReason::Shutdown, metrics::DrainKind::WebSocket), 1u);
+    EXPECT_EQ(m.ended_count(metrics::EndReason::Drain, metrics::DrainKind::WebSocket), 0u);
+}
+
+TEST(ShutdownTest, CloseSpreadSpreadsTheClosesOfAShutdown) {
+    WsUpstreamLog log, unused;
+    ScriptedUpstream blue(ws_app("blue", log));
+    ScriptedUpstream green(ws_app("green", unused));
+    auto cfg = switch_config(blue.port(), green.port(), std::chrono::seconds(30));
+    cfg.switching.close_spread = std::chrono::seconds(1);
+    RunningProxy proxy(cfg);
+    std::vector<Socket> sockets;
+    for (int i = 0; i < 4; ++i) {
+        sockets.push_back(open_websocket(proxy.port()));
+        sockets.back().send(client_text("hi"));
+        ASSERT_EQ(read_frame(sockets.back()).payload, "blue:hi");
+    }
+    const auto start = Clock::now();
+    proxy.server->shutdown();
+    std::vector<double> at(sockets.size());
+    std::vector<int> codes(sockets.size());
+    std::vector<std::thread> readers;
+    for (std::size_t i = 0; i < sockets.size(); ++i) {
+        readers.emplace_back([&, i] {
+            codes[i] = read_frame(sockets[i], 5s).close_code();
+            at[i] = seconds_since(start);
+        });
+    }
+    for (auto& t : readers) {
+        t.join();
+    }
+    for (int code : codes) {
+        EXPECT_EQ(code, 1001);
+    }
+    std::sort(at.begin(), at.end());
+    EXPECT_LT(at.front(), 0.5);
+    EXPECT_GT(at.back() - at.front(), 0.4) << "closed over the spread, not at once";
+    EXPECT_LT(at.back(), 1.8);
+    proxy.server->wait();
+    const auto& m = proxy.server->shared().metrics;
+    EXPECT_EQ(m.ended_count(metrics::EndReason::Shutdown, metrics::DrainKind::WebSocket), 4u);
     EXPECT_EQ(m.ended_count(metrics::EndReason::Drain, metrics::DrainKind::WebSocket), 0u);
 }
 
