@@ -486,31 +486,6 @@ TEST(CliTest, RunRefusesACorruptStateFile) {
 // --- systemd: the notify protocol and socket activation ------------------------
 
 // A datagram socket standing in for systemd's $NOTIFY_SOCKET.
-struct NotifySocket {
-    NotifySocket() : path(path_for("notify.sock")) {
-        fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-        if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-            throw std::runtime_error("bind " + path);
-        }
-    }
-    ~NotifySocket() { ::close(fd); }
-    // The next message, or "" when none came within `timeout`.
-    std::string next(Ms timeout = 10s) {
-        pollfd p{fd, POLLIN, 0};
-        if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) {
-            return "";
-        }
-        char buf[512];
-        const auto n = ::recv(fd, buf, sizeof buf, 0);
-        return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
-    }
-    std::string path;
-    int fd = -1;
-};
-
 TEST(SystemdTest, ReadyReloadingAndStoppingAreNotified) {
     ScriptedUpstream blue(ScriptedUpstream::app("blue"));
     NotifySocket notify;

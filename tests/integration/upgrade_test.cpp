@@ -28,7 +28,8 @@ constexpr const char* kToken = "upgrade-token";
 // A bgswitch started from a copy of the binary that the test may replace, as
 // a package upgrade replaces the installed one.
 struct Installed {
-    explicit Installed(std::uint16_t blue, std::uint16_t green)
+    explicit Installed(std::uint16_t blue, std::uint16_t green,
+                       const std::vector<std::string>& env = {})
         : binary(temp_file("bgswitch-installed")), port(dead_port()), admin(dead_port()) {
         std::filesystem::copy_file(BGSWITCH_BINARY, binary,
                                    std::filesystem::copy_options::overwrite_existing);
@@ -41,7 +42,7 @@ struct Installed {
                 "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(green) + "\"]}\n" +
                 "state: {file: \"" + path_for("upgrade-state.json") + "\"}\n" +
                 "timeouts: {shutdown: 10s}\nlog: {access: off}\n");
-        child = spawn_program(binary, {"run", "--config", config});
+        child = spawn_program(binary, {"run", "--config", config}, env);
         if (!eventually([&] { return call("GET", "/healthz").status == 200; }, 10s)) {
             throw std::runtime_error("bgswitch did not start: " + child.output.read_some(1s));
         }
@@ -163,6 +164,25 @@ TEST(UpgradeTest, SigUsr2HandsOverWithNoRefusedOrFailedRequest) {
     EXPECT_EQ(after.at("active"), before.at("active"));
     EXPECT_EQ(after.at("version"), before.at("version"));
     EXPECT_EQ(admin_call(bgs.admin, "POST", "/v1/switch", R"({"to":"green"})", kToken).status, 200);
+}
+
+TEST(UpgradeTest, UnderSystemdTheNewProcessBecomesTheMainOne) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    NotifySocket notify;
+    Installed bgs(blue.port(), green.port(), {"NOTIFY_SOCKET=" + notify.path});
+    EXPECT_NE(notify.next().find("READY=1"), std::string::npos);
+    ::kill(bgs.child.pid, SIGUSR2);
+    std::string main_pid;
+    for (int i = 0; i < 10 && main_pid.empty(); ++i) {
+        const auto message = notify.next();
+        if (const auto at = message.find("MAINPID="); at != std::string::npos) {
+            main_pid = message.substr(at + 8, message.find('\n', at) - at - 8);
+        }
+    }
+    ASSERT_FALSE(main_pid.empty());
+    EXPECT_TRUE(eventually([&] { return std::to_string(bgs.serving_pid()) == main_pid; }));
+    EXPECT_EQ(bgs.child.wait(15s), 0);
 }
 
 TEST(UpgradeTest, ABrokenNewBinaryLeavesTheOldOneServing) {

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -76,6 +78,30 @@ Child spawn_program(const std::string& program, const std::vector<std::string>& 
     ::close(fds[1]);
     c.output = Socket(fds[0]);
     return c;
+}
+
+NotifySocket::NotifySocket() : path(path_for("notify.sock")) {
+    fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        throw std::runtime_error("bind " + path);
+    }
+}
+
+NotifySocket::~NotifySocket() {
+    ::close(fd);
+}
+
+std::string NotifySocket::next(Ms timeout) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) {
+        return "";
+    }
+    char buf[512];
+    const auto n = ::recv(fd, buf, sizeof buf, 0);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "";
 }
 
 namespace {

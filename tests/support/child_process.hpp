@@ -32,6 +32,19 @@ Child spawn_program(const std::string& program, const std::vector<std::string>& 
                     const std::vector<std::string>& env = {},
                     const std::function<void()>& in_child = {});
 
+/// A service manager's notify socket (sd_notify's $NOTIFY_SOCKET), bound in
+/// the test's temporary directory.
+struct NotifySocket {
+    NotifySocket();
+    ~NotifySocket();
+    NotifySocket(const NotifySocket&) = delete;
+    NotifySocket& operator=(const NotifySocket&) = delete;
+    /// The next message, or "" when none came within `timeout`.
+    std::string next(Ms timeout = 10s);
+    std::string path;
+    int fd = -1;
+};
+
 /// A path in the test's temporary directory, unique to this process; the
 /// file (and a state file's .lock and .tmp) is removed at exit.
 std::string temp_file(const std::string& name);
