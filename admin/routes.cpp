@@ -436,6 +436,24 @@ std::string Routes::metrics_text() const {
     g.auto_rollbacks = observer_.auto_rollbacks();
     g.access_log_dropped = access_log_dropped();
     g.backend_up = fleet_ == nullptr || fleet_->up();
+    {
+        std::lock_guard lock(shared_.tls_mutex);
+        for (const auto& [key, ctx] : shared_.tls_listeners) {
+            metrics::Metrics::Gauges::TlsListener t;
+            t.listener = key.substr(key.find(' ') + 1);
+            t.handshakes_ok = ctx->handshakes_ok.load(std::memory_order_relaxed);
+            t.handshakes_failed = ctx->handshakes_failed.load(std::memory_order_relaxed);
+            for (const auto& c : ctx->certificates()) {
+                std::string name = c.name;  // a label value: no quote or backslash
+                std::replace_if(
+                    name.begin(), name.end(), [](char ch) { return ch == '"' || ch == '\\'; }, '_');
+                t.expiry.emplace_back(name, std::chrono::duration_cast<std::chrono::seconds>(
+                                                c.not_after.time_since_epoch())
+                                                .count());
+            }
+            g.tls.push_back(std::move(t));
+        }
+    }
     return shared_.metrics.render(g);
 }
 

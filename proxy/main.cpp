@@ -8,6 +8,8 @@
 #include "proxy/config/loader.hpp"
 #include "proxy/demo/demo_config.hpp"
 #include "proxy/demo/demo_upstream.hpp"
+#include "proxy/metrics/access_log.hpp"
+#include "proxy/net/tls.hpp"
 #include "proxy/server.hpp"
 
 #include <openssl/opensslv.h>
@@ -162,6 +164,41 @@ int cmd_check_config(const std::string& path) {
                 ::freeaddrinfo(res);
             }
         }
+    }
+    // Every certificate and key loads, and each pair matches.
+    std::vector<std::string> tls_problems;
+    const auto check_tls = [&](const std::optional<config::ListenerTls>& tls,
+                               const std::string& where) {
+        if (!tls) {
+            return;
+        }
+        std::vector<net::tls::CertificateFiles> files;
+        for (const auto& c : tls->certificates) {
+            files.push_back({c.cert, c.key});
+        }
+        auto loaded_tls = net::tls::ServerContext::load(files, tls->tls13_only);
+        if (auto* problems = std::get_if<std::vector<std::string>>(&loaded_tls)) {
+            for (const auto& p : *problems) {
+                tls_problems.push_back(where + ".tls: " + p);
+            }
+            return;
+        }
+        const auto now = std::chrono::system_clock::now();
+        for (const auto& c :
+             std::get<std::shared_ptr<net::tls::ServerContext>>(loaded_tls)->certificates()) {
+            if (c.not_after < now) {
+                std::cerr << "bgswitch: warning: " << where << ".tls: the certificate for "
+                          << c.name << " expired at " << metrics::format_time(c.not_after) << "\n";
+            }
+        }
+    };
+    for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
+        check_tls(cfg.tls_of_listen(i), "listen[" + std::to_string(i) + "]");
+    }
+    check_tls(cfg.preview_tls, "preview");
+    if (!tls_problems.empty()) {
+        print_problems(path, tls_problems);
+        return kExitRefused;
     }
     std::cout << "bgswitch: configuration " << path << " is valid\n";
     return kExitOk;

@@ -11,7 +11,9 @@
 #include "proxy/control/switcher.hpp"
 #include "proxy/control/upstream_directory.hpp"
 #include "proxy/health/health_checker.hpp"
+#include "proxy/metrics/access_log.hpp"
 #include "proxy/net/listen.hpp"
+#include "proxy/net/tls.hpp"
 #include "proxy/worker/worker.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -23,6 +25,7 @@
 
 #include <csignal>
 #include <future>
+#include <map>
 
 #include <unistd.h>
 
@@ -157,18 +160,53 @@ struct Server::ListenerSpec {
     config::HostPort address;
     routing::Audience audience;
     const char* what;
+    std::optional<config::ListenerTls> tls;
 };
 
 std::vector<Server::ListenerSpec> Server::listeners_of(const config::Config& cfg) {
     std::vector<ListenerSpec> out;
-    for (const auto& hp : cfg.listen) {
-        out.push_back({listener_key("listen", hp), hp, routing::Audience::Live, "listen"});
+    for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
+        const auto& hp = cfg.listen[i];
+        out.push_back({listener_key("listen", hp), hp, routing::Audience::Live, "listen",
+                       cfg.tls_of_listen(i)});
     }
     if (cfg.preview) {
         out.push_back({listener_key("preview", *cfg.preview), *cfg.preview,
-                       routing::Audience::Preview, "preview"});
+                       routing::Audience::Preview, "preview", cfg.preview_tls});
     }
     return out;
+}
+
+// A listener's TLS context, its certificates and keys read now (at start and
+// at every reload); null for plain TCP. Every problem in words otherwise.
+std::variant<worker::TlsContext, std::vector<std::string>> load_tls(
+    const std::optional<config::ListenerTls>& tls, const std::string& key) {
+    if (!tls) {
+        return worker::TlsContext{};
+    }
+    std::vector<net::tls::CertificateFiles> files;
+    for (const auto& c : tls->certificates) {
+        files.push_back({c.cert, c.key});
+    }
+    auto loaded = net::tls::ServerContext::load(files, tls->tls13_only);
+    if (auto* problems = std::get_if<std::vector<std::string>>(&loaded)) {
+        for (auto& p : *problems) {
+            p = key + ": " + p;
+        }
+        return std::move(*problems);
+    }
+    auto ctx = std::get<std::shared_ptr<net::tls::ServerContext>>(std::move(loaded));
+    const auto now = std::chrono::system_clock::now();
+    for (const auto& c : ctx->certificates()) {
+        if (c.not_after < now) {
+            log().error("{}: the certificate for {} expired at {}", key, c.name,
+                        metrics::format_time(c.not_after));
+        } else if (c.not_after < now + std::chrono::hours(24 * 14)) {
+            log().warn("{}: the certificate for {} expires at {}", key, c.name,
+                       metrics::format_time(c.not_after));
+        }
+    }
+    return worker::TlsContext(std::move(ctx));
 }
 
 Server::Server(config::Config cfg, NameResolver resolver, std::string config_file)
@@ -222,9 +260,18 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
             *shared_, i, std::make_shared<const config::Config>(cfg_), access_log_));
     }
     for (const auto& spec : listeners_of(cfg_)) {
+        auto tls = load_tls(spec.tls, spec.key);
+        if (auto* problems = std::get_if<std::vector<std::string>>(&tls)) {
+            throw StartupError(fmt::format("{}", fmt::join(*problems, "; ")));
+        }
+        const auto ctx = std::get<worker::TlsContext>(tls);
+        if (ctx) {
+            std::lock_guard lock(shared_->tls_mutex);
+            shared_->tls_listeners[spec.key] = ctx;
+        }
         auto bound = bind_everywhere(spec.address, spec.what);
         for (std::size_t i = 0; i < workers_.size(); ++i) {
-            workers_[i]->add_listener(spec.key, std::move(bound.acceptors[i]), spec.audience);
+            workers_[i]->add_listener(spec.key, std::move(bound.acceptors[i]), spec.audience, ctx);
         }
         if (spec.audience == routing::Audience::Live) {
             listen_ports_.push_back(bound.port);
@@ -405,6 +452,7 @@ void Server::reload_in_background(std::string source) {
 // What a reload needs that can fail, obtained before anything changes.
 struct Server::PreparedReload {
     std::vector<std::pair<ListenerSpec, Bound>> opened;  // listeners new in the file, bound
+    std::map<std::string, worker::TlsContext> tls;       // every listener's, certificates re-read
     std::shared_ptr<spdlog::logger> access_log;          // reopened: logrotate moved the old one
     std::vector<std::string> problems;
 };
@@ -412,6 +460,15 @@ struct Server::PreparedReload {
 Server::PreparedReload Server::prepare_reload(const config::Config& next) {
     PreparedReload prep;
     const auto now = listeners_of(cfg_);
+    for (const auto& spec : listeners_of(next)) {
+        auto tls = load_tls(spec.tls, spec.key);
+        if (auto* problems = std::get_if<std::vector<std::string>>(&tls)) {
+            // The certificates serving now stay.
+            prep.problems.insert(prep.problems.end(), problems->begin(), problems->end());
+        } else {
+            prep.tls[spec.key] = std::get<worker::TlsContext>(tls);
+        }
+    }
     for (auto& spec : listeners_of(next)) {
         if (std::any_of(now.begin(), now.end(), [&](const auto& l) { return l.key == spec.key; })) {
             continue;
@@ -441,9 +498,23 @@ void Server::apply_reload(config::Config next, PreparedReload prep,
     }
     for (auto& [spec, bound] : prep.opened) {
         for (std::size_t k = 0; k < workers_.size(); ++k) {
-            workers_[k]->open_listener(spec.key, std::move(bound.acceptors[k]), spec.audience);
+            workers_[k]->open_listener(spec.key, std::move(bound.acceptors[k]), spec.audience,
+                                       prep.tls[spec.key]);
         }
         log().info("reload: now accepting on {} (port {})", spec.key, bound.port);
+    }
+    {
+        // Certificates read again: new connections use them, open ones keep theirs.
+        std::lock_guard lock(shared_->tls_mutex);
+        shared_->tls_listeners.clear();
+        for (const auto& [key, ctx] : prep.tls) {
+            for (auto& w : workers_) {
+                w->set_listener_tls(key, ctx);
+            }
+            if (ctx) {
+                shared_->tls_listeners[key] = ctx;
+            }
+        }
     }
     const auto now = listeners_of(cfg_);
     for (const auto& spec : listeners_of(old)) {

@@ -150,8 +150,8 @@ std::vector<std::string> changed_keys(const Config& a, const Config& b) {
             out.emplace_back(key);
         }
     };
-    note(a.listen != b.listen, "listen");
-    note(a.preview != b.preview, "preview");
+    note(a.listen != b.listen || a.listen_tls != b.listen_tls, "listen");
+    note(a.preview != b.preview || a.preview_tls != b.preview_tls, "preview");
     note(a.admin.address != b.admin.address, "admin.address");
     note(a.admin.token != b.admin.token, "admin.token");
     note(a.admin.allow != b.admin.allow, "admin.allow");

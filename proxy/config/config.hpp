@@ -153,6 +153,19 @@ struct Log {
     bool operator==(const Log&) const = default;
 };
 
+/// A listener's TLS (SPEC section 8).
+struct ListenerTls {
+    struct Certificate {
+        std::string cert;  // PEM file: the certificate and its chain
+        std::string key;   // PEM file: its private key
+        bool operator==(const Certificate&) const = default;
+    };
+    std::vector<Certificate> certificates;  // chosen by SNI; the first is the default
+    bool tls13_only = false;                // min_version "1.3" (else "1.2")
+
+    bool operator==(const ListenerTls&) const = default;
+};
+
 /// state.backend: redis (SPEC section 12): the fleet's record in Redis.
 struct Fleet {
     std::string url;   // redis://[[user]:password@]host[:port][/db], ${VAR} expanded
@@ -164,7 +177,9 @@ struct Fleet {
 
 struct Config {
     std::vector<HostPort> listen;
+    std::vector<std::optional<ListenerTls>> listen_tls;  // listen[i]'s TLS, same order
     std::optional<HostPort> preview;
+    std::optional<ListenerTls> preview_tls;
     Admin admin;
     std::array<ColorGroup, 2> colors;  // indexed by bgs::index(Color)
     Color active = Color::Blue;
@@ -180,6 +195,10 @@ struct Config {
     Log log;
 
     const ColorGroup& group(Color c) const { return colors[index(c)]; }
+    /// listen[i]'s TLS (none for plain TCP, and in configurations made in code).
+    std::optional<ListenerTls> tls_of_listen(std::size_t i) const {
+        return i < listen_tls.size() ? listen_tls[i] : std::nullopt;
+    }
     /// proxy.workers with "auto" resolved to the number of cores (at least 1).
     unsigned worker_count() const;
 };

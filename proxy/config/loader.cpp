@@ -51,8 +51,9 @@ class Loader {
                     "switch", "state", "proxy", "timeouts", "limits", "log"});
         read_listen(root["listen"], cfg);
         if (auto n = root["preview"]; n && !n.IsNull()) {
-            if (map(n, "preview", {"address"})) {
+            if (map(n, "preview", {"address", "tls"})) {
                 cfg.preview = read_address(n["address"], "preview.address", true);
+                cfg.preview_tls = read_listener_tls(n["tls"], "preview.tls");
             }
         }
         read_admin(root["admin"], cfg.admin);
@@ -305,17 +306,60 @@ class Loader {
             const auto path = item("listen", i);
             const auto& entry = n[i];
             std::optional<HostPort> hp;
+            std::optional<ListenerTls> tls;
             if (entry.IsScalar()) {
                 hp = read_address(entry, path, true);
-            } else if (map(entry, path, {"address"})) {
+            } else if (map(entry, path, {"address", "tls"})) {
                 hp = read_address(entry["address"], path + ".address", true);
+                tls = read_listener_tls(entry["tls"], path + ".tls");
             } else {
                 error(path, "must be {address: host:port}");
             }
             if (hp) {
                 cfg.listen.push_back(*hp);
+                cfg.listen_tls.push_back(std::move(tls));
             }
         }
+    }
+
+    // {certificates: [{cert, key}, ...], min_version: "1.2" | "1.3"}. The
+    // files are read when the listener opens (and by check-config).
+    std::optional<ListenerTls> read_listener_tls(const YAML::Node& n, const std::string& path) {
+        if (!map(n, path, {"certificates", "min_version"})) {
+            return std::nullopt;
+        }
+        ListenerTls tls;
+        const auto certs = n["certificates"];
+        if (!certs || !certs.IsSequence() || certs.size() == 0) {
+            error(path + ".certificates", "must list at least one {cert, key}");
+        } else {
+            for (std::size_t i = 0; i < certs.size(); ++i) {
+                const auto at = item(path + ".certificates", i);
+                if (!map(certs[i], at, {"cert", "key"})) {
+                    error(at, "must be {cert: file, key: file}");
+                    continue;
+                }
+                ListenerTls::Certificate c;
+                for (auto [field, out] : {std::pair{"cert", &c.cert}, std::pair{"key", &c.key}}) {
+                    if (auto v = certs[i][field]; !v) {
+                        error(at + "." + field, "is required");
+                    } else if (auto s = scalar(v, at + "." + field)) {
+                        *out = *s;
+                    }
+                }
+                tls.certificates.push_back(std::move(c));
+            }
+        }
+        if (auto v = n["min_version"]) {
+            if (auto s = scalar(v, path + ".min_version")) {
+                if (*s == "1.3") {
+                    tls.tls13_only = true;
+                } else if (*s != "1.2") {
+                    error_value(path + ".min_version", *s, "must be \"1.2\" or \"1.3\"");
+                }
+            }
+        }
+        return tls;
     }
 
     void read_state(const YAML::Node& n, Config& cfg) {

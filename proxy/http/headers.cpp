@@ -360,7 +360,9 @@ void write_upstream_request_head(std::string& out, const Fields& in, const Upstr
     }
     out.append(h.client_ip);
     out += "\r\nX-Forwarded-Proto: ";
-    out.append(proto.empty() ? std::string_view("http") : proto);
+    out.append(!proto.empty() ? proto
+               : h.tls        ? std::string_view("https")
+                              : std::string_view("http"));
     out += "\r\nX-Forwarded-Host: ";
     out.append(forwarded_host.empty() ? h.host : forwarded_host);
     out += "\r\nX-Request-Id: ";

@@ -63,6 +63,7 @@ struct UpstreamRequestHead {
     /// to, its X-Forwarded-Proto and -Host are kept. Otherwise all three are
     /// the proxy's own.
     bool trusted_peer = false;
+    bool tls = false;          // the client came over TLS: X-Forwarded-Proto https
     bool upgrade = false;      // keep Upgrade, send Connection: upgrade
     bool drop_expect = false;  // the proxy answered Expect: 100-continue itself
     Framing framing = Framing::None;

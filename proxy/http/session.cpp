@@ -245,12 +245,13 @@ struct RequestPlan {
 class Session final : public drain::TrackedSession {
   public:
     Session(worker::Worker& worker, net::tcp::socket socket, const net::tcp::endpoint& peer,
-            routing::Audience audience)
+            routing::Audience audience, worker::TlsContext tls)
         : drain::TrackedSession(worker.registry()),
           worker_(worker),
           cfg_(worker.settings()),
           client_(std::move(socket)),
-          audience_(audience) {
+          audience_(audience),
+          tls_(std::move(tls)) {
         worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
         peer_ip_ = ip_text(peer.address());
         peer_ = peer_ip_ + ":" + std::to_string(peer.port());
@@ -267,6 +268,9 @@ class Session final : public drain::TrackedSession {
     Session& operator=(const Session&) = delete;
 
     net::Task<void> run() {
+        if (tls_ && !co_await handshake()) {
+            co_return;
+        }
         bool keep_alive = true;
         while (keep_alive && ending_ == Ending::KeepAlive) {
             refresh_settings();
@@ -330,6 +334,25 @@ class Session final : public drain::TrackedSession {
             case State::Exchange:
                 break;
         }
+    }
+
+    // TLS first, within timeouts.header_read: a client that connects and
+    // says nothing holds a connection no longer than one that sends no header.
+    net::Task<bool> handshake() {
+        SSL* ssl = tls_->accept(client_.socket().native_handle());
+        if (ssl == nullptr) {
+            ++tls_->handshakes_failed;
+            co_return false;
+        }
+        client_.use_tls(ssl);
+        client_.expires_after(cfg_->timeouts.header_read);
+        if (const auto ec = co_await net::handshake(client_)) {
+            ++tls_->handshakes_failed;
+            log().debug("TLS handshake with {} failed: {}", peer_, ec.message());
+            co_return false;
+        }
+        ++tls_->handshakes_ok;
+        co_return true;
     }
 
     // Between exchanges: picks up the worker's settings when a reload changed
@@ -559,6 +582,7 @@ class Session final : public drain::TrackedSession {
         }
         rh.client_ip = peer_ip_;
         rh.trusted_peer = trusted_peer_;
+        rh.tls = tls_ != nullptr;
         rh.request_id = ex.rec.request_id;
         rh.upgrade = plan.upgrade;
         rh.drop_expect = plan.expect_continue;  // answered here, when the body is wanted
@@ -994,8 +1018,7 @@ class Session final : public drain::TrackedSession {
     // send a reset that can destroy the reply in flight, so half-close first and
     // drain briefly.
     net::Task<void> linger_close() {
-        net::error_code ec;
-        client_.socket().shutdown(net::tcp::socket::shutdown_send, ec);
+        client_.shutdown_send();
         std::size_t drained = 0;
         client_.expires_after(std::chrono::seconds(2));
         while (drained < 1024 * 1024) {
@@ -1043,6 +1066,7 @@ class Session final : public drain::TrackedSession {
     State state_ = State::Reading;
     Ending ending_ = Ending::KeepAlive;
     std::optional<drain::StopReason> stopped_for_;  // set once drain or shutdown asked
+    worker::TlsContext tls_;                        // a TLS listener's; null: plain TCP
     bool linger_ = false;  // half-close and drain the client before closing
     bool no_delay_ = false;
     std::uint64_t requests_ = 0;
@@ -1053,11 +1077,13 @@ class Session final : public drain::TrackedSession {
 }  // namespace
 
 net::Task<void> serve_connection(worker::Worker& worker, net::tcp::socket socket,
-                                 net::tcp::endpoint peer, routing::Audience audience) {
+                                 net::tcp::endpoint peer, routing::Audience audience,
+                                 std::shared_ptr<const net::tls::ServerContext> tls) {
     // On the heap rather than in this frame: a frame over 1 KiB never fits
     // Asio's per-thread frame cache, and while cached it would push out frames
     // that do.
-    auto session = std::make_unique<Session>(worker, std::move(socket), peer, audience);
+    auto session =
+        std::make_unique<Session>(worker, std::move(socket), peer, audience, std::move(tls));
     co_await session->run();
 }
 

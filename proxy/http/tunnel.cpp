@@ -36,8 +36,8 @@ struct TunnelState {
 
 void close_both(net::Stream& a, net::Stream& b) {
     net::error_code ignored;
-    a.socket().shutdown(net::tcp::socket::shutdown_both, ignored);
-    b.socket().shutdown(net::tcp::socket::shutdown_both, ignored);
+    a.shutdown_both();
+    b.shutdown_both();
     a.socket().cancel(ignored);
     b.socket().cancel(ignored);
 }
@@ -55,8 +55,7 @@ net::Task<void> send_going_away(net::Stream& to, bool to_upstream) {
         ws::encode_frame(ws::kClose, ws::close_payload(ws::kGoingAway, "going away"), true, mask);
     to.expires_after(kCloseGrace);
     co_await net::write_all(to, asio::buffer(frame));
-    net::error_code ignored;
-    to.socket().shutdown(net::tcp::socket::shutdown_send, ignored);
+    to.shutdown_send();
 }
 
 // Sends what arrived on `from` before the tunnel began (read with the
@@ -123,8 +122,7 @@ net::Task<void> pump(net::Stream& from, net::Stream& to, net::beast::flat_buffer
                 continue;  // woken by request_close; the loop top decides
             }
             if (rec == asio::error::eof && !control.stopping()) {
-                net::error_code ignored;
-                to.socket().shutdown(net::tcp::socket::shutdown_send, ignored);
+                to.shutdown_send();
             } else {
                 close_both(from, to);
             }

@@ -73,7 +73,7 @@ std::uint64_t Metrics::error_count(std::size_t color_slot, ErrorSource source,
 
 std::string Metrics::render(const Gauges& g) const {
     std::string out;
-    char line[256];
+    char line[768];
     auto add = [&](const char* fmt, auto... args) {
         std::snprintf(line, sizeof line, fmt, args...);
         out += line;
@@ -197,6 +197,30 @@ std::string Metrics::render(const Gauges& g) const {
         "file backend; fleet mode: Redis).\n"
         "# TYPE bgswitch_state_backend_up gauge\n";
     add("bgswitch_state_backend_up %d\n", g.backend_up ? 1 : 0);
+    if (!g.tls.empty()) {
+        out +=
+            "# HELP bgswitch_tls_handshakes_total TLS handshakes with clients, by listener and "
+            "result.\n"
+            "# TYPE bgswitch_tls_handshakes_total counter\n";
+        for (const auto& t : g.tls) {
+            add("bgswitch_tls_handshakes_total{listener=\"%s\",result=\"ok\"} %llu\n",
+                t.listener.c_str(), static_cast<unsigned long long>(t.handshakes_ok));
+            add("bgswitch_tls_handshakes_total{listener=\"%s\",result=\"failed\"} %llu\n",
+                t.listener.c_str(), static_cast<unsigned long long>(t.handshakes_failed));
+        }
+        out +=
+            "# HELP bgswitch_tls_certificate_expiry_timestamp_seconds When a listener's "
+            "certificate expires (its first DNS name, else its subject CN).\n"
+            "# TYPE bgswitch_tls_certificate_expiry_timestamp_seconds gauge\n";
+        for (const auto& t : g.tls) {
+            for (const auto& [name, at] : t.expiry) {
+                add("bgswitch_tls_certificate_expiry_timestamp_seconds{listener=\"%s\",name=\"%s\"}"
+                    " "
+                    "%lld\n",
+                    t.listener.c_str(), name.c_str(), static_cast<long long>(at));
+            }
+        }
+    }
     out +=
         "# HELP bgswitch_reloads_total Configuration reloads by result.\n"
         "# TYPE bgswitch_reloads_total counter\n";

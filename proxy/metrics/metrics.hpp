@@ -87,6 +87,13 @@ class Metrics {
         std::uint64_t auto_rollbacks = 0;
         std::uint64_t access_log_dropped = 0;
         bool backend_up = true;  // the state backend (the file, or Redis in fleet mode)
+        struct TlsListener {
+            std::string listener;  // its address
+            std::uint64_t handshakes_ok = 0;
+            std::uint64_t handshakes_failed = 0;
+            std::vector<std::pair<std::string, std::int64_t>> expiry;  // name, unix seconds
+        };
+        std::vector<TlsListener> tls;
     };
 
     /// Prometheus text exposition format 0.0.4.

@@ -3,9 +3,15 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_range.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/error.hpp>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <cstring>
@@ -23,6 +29,100 @@ constexpr std::size_t kMaxRead = 64 * 1024;
 // the timeout, not the cancellation.
 error_code timed(Stream& s, error_code ec) {
     return ec && s.expired() ? error_code(beast::error::timeout) : ec;
+}
+
+// --- TLS: OpenSSL on the non-blocking socket ------------------------------------
+// Each call tries at once; when OpenSSL wants the socket readable (or, during
+// a handshake or a key update, writable) the coroutine waits for that.
+
+enum class Want { Read, Write };
+
+// An OpenSSL result as an error code: would_block with what to wait for.
+error_code tls_result(SSL* ssl, int r, Want& want) {
+    switch (SSL_get_error(ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+            want = Want::Read;
+            return asio::error::would_block;
+        case SSL_ERROR_WANT_WRITE:
+            want = Want::Write;
+            return asio::error::would_block;
+        case SSL_ERROR_ZERO_RETURN:
+            return asio::error::eof;
+        case SSL_ERROR_SYSCALL:
+            ERR_clear_error();
+            return errno != 0 ? error_code(errno, boost::system::system_category())
+                              : error_code(asio::error::eof);
+        default:
+            ERR_clear_error();
+            return asio::error::connection_aborted;  // a protocol error; the log names the peer
+    }
+}
+
+Task<error_code> wait_for(Stream& s, Want want) {
+    if (s.expired()) {
+        co_return error_code(beast::error::timeout);
+    }
+    s.begin_wait();
+    auto [ec] = co_await s.socket().async_wait(
+        want == Want::Read ? tcp::socket::wait_read : tcp::socket::wait_write, kNoThrow);
+    s.end_wait();
+    co_return timed(s, ec);
+}
+
+std::size_t tls_read_now(Stream& s, asio::mutable_buffer into, error_code& ec, Want& want) {
+    std::size_t n = 0;
+    errno = 0;
+    const int r = SSL_read_ex(s.tls(), into.data(), into.size(), &n);
+    ec = r == 1 ? error_code{} : tls_result(s.tls(), r, want);
+    return n;
+}
+
+Task<std::pair<error_code, std::size_t>> tls_read(Stream& s, asio::mutable_buffer into) {
+    for (;;) {
+        error_code ec;
+        Want want = Want::Read;
+        const std::size_t n = tls_read_now(s, into, ec, want);
+        if (ec != asio::error::would_block) {
+            co_return std::pair{ec, n};
+        }
+        if (auto wec = co_await wait_for(s, want)) {
+            co_return std::pair{wec, std::size_t{0}};
+        }
+    }
+}
+
+// Writes all of `data`. A write OpenSSL could not finish must be retried with
+// the same bytes; with `copy_rest` they are copied first, so the caller may
+// reuse its buffer as soon as this suspends.
+Task<error_code> tls_write(Stream& s, asio::const_buffer data, bool copy_rest) {
+    std::unique_ptr<char[]> copy;
+    for (;;) {
+        while (data.size() > 0) {
+            std::size_t n = 0;
+            errno = 0;
+            const int r = SSL_write_ex(s.tls(), data.data(), data.size(), &n);
+            if (r != 1) {
+                break;
+            }
+            data += n;
+        }
+        if (data.size() == 0) {
+            co_return error_code{};
+        }
+        Want want = Want::Write;
+        const auto ec = tls_result(s.tls(), 0, want);
+        if (ec != asio::error::would_block) {
+            co_return ec;
+        }
+        if (copy_rest && !copy) {
+            copy = std::make_unique_for_overwrite<char[]>(data.size());
+            std::memcpy(copy.get(), data.data(), data.size());
+            data = asio::const_buffer(copy.get(), data.size());
+        }
+        if (auto wec = co_await wait_for(s, want)) {
+            co_return wec;
+        }
+    }
 }
 
 // Buffers start small (a connection that sends one short request and then
@@ -123,9 +223,15 @@ Task<error_code> parse(Stream& s, beast::flat_buffer& buf, Parser& p, bool whole
             co_return error_code(beast::error::timeout);
         }
         const auto asked = read_size(buf);
-        s.begin_wait();
-        auto [rec, n] = co_await s.socket().async_read_some(buf.prepare(asked), kNoThrow);
-        s.end_wait();
+        error_code rec;
+        std::size_t n = 0;
+        if (s.tls() != nullptr) {
+            std::tie(rec, n) = co_await tls_read(s, buf.prepare(asked));
+        } else {
+            s.begin_wait();
+            std::tie(rec, n) = co_await s.socket().async_read_some(buf.prepare(asked), kNoThrow);
+            s.end_wait();
+        }
         if (rec == asio::error::eof) {
             ec = {};
             if (p.got_some()) {
@@ -143,12 +249,65 @@ Task<error_code> parse(Stream& s, beast::flat_buffer& buf, Parser& p, bool whole
     }
 }
 
+// TLS: what OpenSSL takes at once is written without waiting; the rest (with
+// `copy_rest`, copied into one buffer, since the caller may reuse its own as
+// soon as this suspends) is written as room comes.
+template <typename Buffers>
+Task<error_code> tls_write_buffers(Stream& s, const Buffers& data, bool copy_rest) {
+    std::array<asio::const_buffer, 8> parts;
+    std::size_t count = 0;
+    for (const auto b : beast::buffers_range_ref(data)) {
+        if (b.size() > 0 && count < parts.size()) {
+            parts[count++] = b;
+        }
+    }
+    std::size_t i = 0;
+    while (i < count) {
+        std::size_t n = 0;
+        errno = 0;
+        const int r = SSL_write_ex(s.tls(), parts[i].data(), parts[i].size(), &n);
+        if (r != 1) {
+            Want want = Want::Write;
+            const auto ec = tls_result(s.tls(), r, want);
+            if (ec != asio::error::would_block) {
+                co_return ec;
+            }
+            break;
+        }
+        parts[i] += n;
+        if (parts[i].size() == 0) {
+            ++i;
+        }
+    }
+    if (i == count) {
+        co_return error_code{};
+    }
+    if (copy_rest || count - i > 1) {
+        // One buffer that begins with the bytes OpenSSL must be given again.
+        std::size_t left = 0;
+        for (std::size_t k = i; k < count; ++k) {
+            left += parts[k].size();
+        }
+        auto copy = std::make_unique_for_overwrite<char[]>(left);
+        std::size_t at = 0;
+        for (std::size_t k = i; k < count; ++k) {
+            std::memcpy(copy.get() + at, parts[k].data(), parts[k].size());
+            at += parts[k].size();
+        }
+        co_return co_await tls_write(s, asio::const_buffer(copy.get(), left), false);
+    }
+    co_return co_await tls_write(s, parts[i], false);
+}
+
 // Writes go to the kernel directly: a response that fits the socket buffer (the
 // usual case) costs one sendmsg and no trip through the reactor. Only the rest
 // of a write the kernel did not take waits for room.
 template <typename Buffers>
 Task<error_code> write_buffers(Stream& s, Buffers data, bool copy_rest = false,
                                bool closing = false) {
+    if (s.tls() != nullptr) {
+        co_return co_await tls_write_buffers(s, data, copy_rest);
+    }
     auto& sock = s.socket();
     error_code ec;
     if (!sock.non_blocking()) {
@@ -225,6 +384,9 @@ asio::mutable_buffer thread_scratch() {
 }
 
 Task<std::pair<error_code, std::size_t>> read_ready(Stream& s, asio::mutable_buffer into) {
+    if (s.tls() != nullptr) {
+        co_return co_await tls_read(s, into);  // writes `into` only when bytes are there
+    }
     auto& sock = s.socket();
     for (;;) {
         error_code ec;
@@ -245,6 +407,9 @@ Task<std::pair<error_code, std::size_t>> read_ready(Stream& s, asio::mutable_buf
 }
 
 Task<error_code> wait_readable(Stream& s) {
+    if (s.tls() != nullptr && SSL_has_pending(s.tls()) == 1) {
+        co_return error_code{};  // decrypted, or a record read whole, is waiting
+    }
     if (s.expired()) {
         co_return error_code(beast::error::timeout);
     }
@@ -255,6 +420,9 @@ Task<error_code> wait_readable(Stream& s) {
 }
 
 Task<std::pair<error_code, std::size_t>> read_some(Stream& s, asio::mutable_buffer into) {
+    if (s.tls() != nullptr) {
+        co_return co_await tls_read(s, into);
+    }
     if (s.expired()) {
         co_return std::pair{error_code(beast::error::timeout), std::size_t{0}};
     }
@@ -262,6 +430,24 @@ Task<std::pair<error_code, std::size_t>> read_some(Stream& s, asio::mutable_buff
     auto [ec, n] = co_await s.socket().async_read_some(into, kNoThrow);
     s.end_wait();
     co_return std::pair{timed(s, ec), n};
+}
+
+Task<error_code> handshake(Stream& s) {
+    for (;;) {
+        errno = 0;
+        const int r = SSL_do_handshake(s.tls());
+        if (r == 1) {
+            co_return error_code{};
+        }
+        Want want = Want::Read;
+        const auto ec = tls_result(s.tls(), r, want);
+        if (ec != asio::error::would_block) {
+            co_return ec;
+        }
+        if (auto wec = co_await wait_for(s, want)) {
+            co_return wec;
+        }
+    }
 }
 
 Task<error_code> connect(Stream& s, const tcp::endpoint& ep) {

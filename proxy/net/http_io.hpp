@@ -74,4 +74,9 @@ Task<error_code> wait_readable(Stream& s);
 /// Connects to `ep`.
 Task<error_code> connect(Stream& s, const tcp::endpoint& ep);
 
+/// The TLS handshake of a stream given an SSL object (Stream::use_tls),
+/// within its deadline. Every read and write above speaks TLS on such a
+/// stream.
+Task<error_code> handshake(Stream& s);
+
 }  // namespace bgs::net

@@ -1,5 +1,6 @@
 #include "proxy/net/stream.hpp"
 
+#include <openssl/ssl.h>
 #include <time.h>
 
 #include <algorithm>
@@ -46,6 +47,34 @@ Stream::Stream(const asio::any_io_executor& ex) : socket_(ex), wheel_(wheel_of(e
 
 Stream::~Stream() {
     wheel_.unfile(*this);
+    if (ssl_ != nullptr) {
+        SSL_free(ssl_);
+    }
+}
+
+void Stream::use_tls(ssl_st* ssl) {
+    if (ssl_ != nullptr) {
+        SSL_free(ssl_);
+    }
+    ssl_ = ssl;
+}
+
+void Stream::shutdown_send() {
+    if (ssl_ != nullptr && SSL_is_init_finished(ssl_) &&
+        !(SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN)) {
+        SSL_shutdown(ssl_);  // queues close_notify; a full socket buffer loses it, which is allowed
+    }
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+void Stream::shutdown_both() {
+    if (ssl_ != nullptr && SSL_is_init_finished(ssl_) &&
+        !(SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN)) {
+        SSL_shutdown(ssl_);
+    }
+    boost::system::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
 }
 
 void Stream::expires_at(SteadyTime at) {

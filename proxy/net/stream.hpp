@@ -20,6 +20,8 @@
 
 #include <array>
 #include <chrono>
+
+struct ssl_st;
 #include <cstdint>
 #include <optional>
 
@@ -50,6 +52,15 @@ class Stream {
     tcp::socket& socket() { return socket_; }
     asio::any_io_executor get_executor() { return socket_.get_executor(); }
 
+    /// TLS from now on: `ssl` (owned, freed with the stream) carries the
+    /// bytes over the socket; the I/O funnels (http_io.hpp) drive it.
+    void use_tls(ssl_st* ssl);
+    ssl_st* tls() const { return ssl_; }
+    /// Nothing more is sent: TLS's close_notify first, then the TCP half-close.
+    void shutdown_send();
+    /// Neither direction is used again (close_notify first for TLS).
+    void shutdown_both();
+
     /// Operations started or pending after `at` fail with beast::error::timeout.
     void expires_at(SteadyTime at);
     /// Saturates: a duration over kMaxDuration counts as kMaxDuration.
@@ -66,6 +77,7 @@ class Stream {
     void expire();
 
     tcp::socket socket_;
+    ssl_st* ssl_ = nullptr;
     DeadlineWheel& wheel_;
     SteadyTime deadline_ = SteadyTime::max();
     // Links in the wheel slot the stream is filed in (slot_ < 0: not filed).

@@ -36,8 +36,7 @@ net::Task<void> reject_busy(net::tcp::socket socket) {
     net::Stream stream(std::move(socket));
     stream.expires_after(std::chrono::seconds(1));
     co_await net::write_all(stream, asio::buffer(kBusyResponse));
-    net::error_code ignored;
-    stream.socket().shutdown(net::tcp::socket::shutdown_send, ignored);
+    stream.shutdown_send();
 }
 
 }  // namespace
@@ -70,21 +69,33 @@ Worker::~Worker() {
     listeners_.clear();
 }
 
-void Worker::add_listener(std::string key, net::tcp::acceptor acceptor,
-                          routing::Audience audience) {
-    listeners_.push_back(
-        {std::move(key), std::make_shared<net::tcp::acceptor>(std::move(acceptor)), audience});
+void Worker::add_listener(std::string key, net::tcp::acceptor acceptor, routing::Audience audience,
+                          TlsContext tls) {
+    listeners_.push_back({std::move(key), std::make_shared<net::tcp::acceptor>(std::move(acceptor)),
+                          audience, std::make_shared<TlsContext>(std::move(tls))});
 }
 
-void Worker::open_listener(std::string key, net::tcp::acceptor acceptor,
-                           routing::Audience audience) {
+void Worker::open_listener(std::string key, net::tcp::acceptor acceptor, routing::Audience audience,
+                           TlsContext tls) {
     auto shared_acceptor = std::make_shared<net::tcp::acceptor>(std::move(acceptor));
-    asio::post(ioc_, [this, key = std::move(key), shared_acceptor, audience] {
+    asio::post(ioc_, [this, key = std::move(key), shared_acceptor, audience,
+                      tls = std::move(tls)]() mutable {
         if (stopping_) {
             return;
         }
-        listeners_.push_back({key, shared_acceptor, audience});
+        listeners_.push_back(
+            {key, shared_acceptor, audience, std::make_shared<TlsContext>(std::move(tls))});
         spawn_accept_loop(listeners_.back());
+    });
+}
+
+void Worker::set_listener_tls(std::string key, TlsContext tls) {
+    asio::post(ioc_, [this, key = std::move(key), tls = std::move(tls)] {
+        for (auto& l : listeners_) {
+            if (l.key == key) {
+                *l.tls = tls;
+            }
+        }
     });
 }
 
@@ -120,7 +131,7 @@ std::vector<int> Worker::listening_fds(std::chrono::milliseconds timeout) {
 }
 
 void Worker::spawn_accept_loop(const Listener& l) {
-    asio::co_spawn(ioc_, accept_loop(l.acceptor, l.audience),
+    asio::co_spawn(ioc_, accept_loop(l.acceptor, l.audience, l.tls),
                    [](std::exception_ptr e) { log_coroutine_exit("accept loop", e); });
 }
 
@@ -266,7 +277,7 @@ net::Task<void> Worker::drive_drains() {
 }
 
 net::Task<void> Worker::accept_loop(std::shared_ptr<net::tcp::acceptor> acceptor,
-                                    routing::Audience audience) {
+                                    routing::Audience audience, std::shared_ptr<TlsContext> tls) {
     net::tcp::endpoint peer;
     AcceptBackoff backoff;
     while (!stopping_) {
@@ -289,7 +300,7 @@ net::Task<void> Worker::accept_loop(std::shared_ptr<net::tcp::acceptor> acceptor
                            [](std::exception_ptr e) { log_coroutine_exit("503 reply", e); });
             continue;
         }
-        asio::co_spawn(ioc_, http::serve_connection(*this, std::move(socket), peer, audience),
+        asio::co_spawn(ioc_, http::serve_connection(*this, std::move(socket), peer, audience, *tls),
                        [](std::exception_ptr e) { log_coroutine_exit("client session", e); });
     }
 }

@@ -4,6 +4,8 @@
 // reach a worker only through the calls marked "Any thread", which post to it.
 #pragma once
 
+#include "proxy/net/tls.hpp"
+
 #include "proxy/config/config.hpp"
 #include "proxy/drain/drain_manager.hpp"
 #include "proxy/drain/session_registry.hpp"
@@ -20,7 +22,9 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -29,6 +33,9 @@ namespace bgs::worker {
 /// What every worker's sessions share, and nothing else: the router and
 /// process-wide counters. Settings, the access log and the upstreams' members
 /// are each worker's own copies, replaced by the control thread through posts.
+/// A TLS listener's certificates and settings (null: plain TCP).
+using TlsContext = std::shared_ptr<const net::tls::ServerContext>;
+
 struct Shared {
     explicit Shared(routing::Router& r) : router(r) {}
 
@@ -37,6 +44,10 @@ struct Shared {
     metrics::Metrics metrics;
     std::atomic<std::uint64_t> open_connections{0};
     std::atomic<bool> shutting_down{false};
+    /// Every TLS listener's context by its key, for the metrics. Set by the
+    /// server (start-up, reloads), read by the admin's /metrics.
+    std::mutex tls_mutex;
+    std::map<std::string, TlsContext> tls_listeners;
 };
 
 class Worker {
@@ -51,10 +62,15 @@ class Worker {
 
     /// Adds an already bound and listening acceptor, known as `key` (its
     /// configured address). Before run() only.
-    void add_listener(std::string key, net::tcp::acceptor acceptor, routing::Audience audience);
+    void add_listener(std::string key, net::tcp::acceptor acceptor, routing::Audience audience,
+                      TlsContext tls = nullptr);
     /// The same while running: the acceptor (bound on this worker's context)
     /// starts accepting here. Any thread.
-    void open_listener(std::string key, net::tcp::acceptor acceptor, routing::Audience audience);
+    void open_listener(std::string key, net::tcp::acceptor acceptor, routing::Audience audience,
+                       TlsContext tls = nullptr);
+    /// A reload's certificates for the listener `key`: new connections
+    /// handshake with them; open ones keep theirs. Any thread.
+    void set_listener_tls(std::string key, TlsContext tls);
     /// Stops accepting on the listener `key`; its connections go on. Any thread.
     void close_listener(std::string key);
     /// The descriptors of its listening sockets, asked on its own thread
@@ -132,10 +148,11 @@ class Worker {
         std::string key;
         std::shared_ptr<net::tcp::acceptor> acceptor;
         routing::Audience audience;
+        std::shared_ptr<TlsContext> tls;  // the slot the accept loop reads; null inside: plain
     };
     void spawn_accept_loop(const Listener& l);
     net::Task<void> accept_loop(std::shared_ptr<net::tcp::acceptor> acceptor,
-                                routing::Audience audience);
+                                routing::Audience audience, std::shared_ptr<TlsContext> tls);
     net::Task<void> sweep_loop();
     /// Runs the drain plan: closes what is due, then waits for the next
     /// close or for the plan to change (wake_drains). One at a time.

@@ -1,0 +1,200 @@
+#include "proxy/net/tls.hpp"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <string_view>
+
+namespace bgs::net::tls {
+namespace {
+
+// Mozilla's "intermediate" configuration for TLS 1.2: forward secrecy and
+// AEAD only (TLS 1.3's suites are all of that kind and stay OpenSSL's).
+constexpr const char* kTls12Ciphers =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+
+constexpr std::string_view kHttp11 = "http/1.1";
+
+// ALPN: http/1.1 when the client offers it; otherwise no protocol is named
+// and the handshake goes on (a client that offers only h2 still speaks 1.1).
+int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                unsigned int inlen, void*) {
+    for (unsigned i = 0; i < inlen;) {
+        const unsigned len = in[i];
+        if (i + 1 + len > inlen) {
+            break;
+        }
+        if (std::string_view(reinterpret_cast<const char*>(in + i + 1), len) == kHttp11) {
+            *out = in + i + 1;
+            *outlen = static_cast<unsigned char>(len);
+            return SSL_TLSEXT_ERR_OK;
+        }
+        i += 1 + len;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+// The certificate's DNS names (subjectAltName), then its subject CN.
+std::vector<std::string> names_of(X509* x) {
+    std::vector<std::string> out;
+    auto* sans =
+        static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x, NID_subject_alt_name, nullptr, nullptr));
+    if (sans != nullptr) {
+        for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+            const GENERAL_NAME* n = sk_GENERAL_NAME_value(sans, i);
+            if (n->type == GEN_DNS) {
+                const auto* s = n->d.dNSName;
+                out.push_back(
+                    lower(std::string_view(reinterpret_cast<const char*>(ASN1_STRING_get0_data(s)),
+                                           static_cast<std::size_t>(ASN1_STRING_length(s)))));
+            }
+        }
+        GENERAL_NAMES_free(sans);
+    }
+    char cn[256] = {};
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof cn) > 0) {
+        out.push_back(lower(cn));
+    }
+    return out;
+}
+
+std::chrono::system_clock::time_point not_after(X509* x) {
+    std::tm tm{};
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) != 1) {
+        return {};
+    }
+    return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+// "*.example.com" covers one label: a.example.com, not example.com nor a.b.example.com.
+bool covers(std::string_view pattern, std::string_view name) {
+    if (pattern == name) {
+        return true;
+    }
+    if (!pattern.starts_with("*.")) {
+        return false;
+    }
+    const auto dot = name.find('.');
+    return dot != std::string_view::npos && dot > 0 && name.substr(dot + 1) == pattern.substr(2);
+}
+
+}  // namespace
+
+std::string last_error() {
+    std::string out;
+    for (unsigned long e = ERR_get_error(); e != 0; e = ERR_get_error()) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof buf);
+        out = buf;  // the last one is the most specific
+    }
+    return out.empty() ? std::string("unknown TLS error") : out;
+}
+
+ServerContext::~ServerContext() {
+    for (auto* ctx : contexts_) {
+        SSL_CTX_free(ctx);
+    }
+}
+
+std::variant<std::shared_ptr<ServerContext>, std::vector<std::string>> ServerContext::load(
+    const std::vector<CertificateFiles>& certificates, bool tls13_only) {
+    std::shared_ptr<ServerContext> self(new ServerContext());
+    std::vector<std::string> problems;
+    ERR_clear_error();
+    for (const auto& files : certificates) {
+        SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+        if (ctx == nullptr) {
+            problems.push_back("cannot make a TLS context: " + last_error());
+            continue;
+        }
+        SSL_CTX_set_min_proto_version(ctx, tls13_only ? TLS1_3_VERSION : TLS1_2_VERSION);
+        SSL_CTX_set_cipher_list(ctx, kTls12Ciphers);
+        SSL_CTX_set_options(
+            ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+        SSL_CTX_clear_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
+        SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+        static const unsigned char kSessionContext[] = "bgswitch";
+        SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);
+        self->contexts_.push_back(ctx);
+        if (SSL_CTX_use_certificate_chain_file(ctx, files.cert.c_str()) != 1) {
+            problems.push_back(files.cert + ": cannot load the certificate: " + last_error());
+            continue;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, files.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+            const auto why = last_error();
+            problems.push_back(why.find("mismatch") != std::string::npos
+                                   ? files.key + ": does not match the certificate " + files.cert
+                                   : files.key + ": cannot load the key: " + why);
+            continue;
+        }
+        if (SSL_CTX_check_private_key(ctx) != 1) {
+            ERR_clear_error();
+            problems.push_back(files.key + ": does not match the certificate " + files.cert);
+            continue;
+        }
+        X509* x = SSL_CTX_get0_certificate(ctx);
+        auto names = names_of(x);
+        self->infos_.push_back({names.empty() ? std::string("?") : names.front(), not_after(x)});
+        self->names_.push_back(std::move(names));
+    }
+    if (certificates.empty()) {
+        problems.push_back("no certificate");
+    }
+    if (!problems.empty()) {
+        return problems;
+    }
+    SSL_CTX_set_tlsext_servername_callback(self->contexts_.front(), on_server_name);
+    SSL_CTX_set_tlsext_servername_arg(self->contexts_.front(), self.get());
+    return self;
+}
+
+SSL* ServerContext::accept(int fd) const {
+    SSL* ssl = SSL_new(contexts_.front());
+    if (ssl == nullptr) {
+        return nullptr;
+    }
+    SSL_set_fd(ssl, fd);
+    SSL_set_accept_state(ssl);
+    return ssl;
+}
+
+SSL_CTX* ServerContext::for_name(std::string_view name) const {
+    const auto wanted = lower(name);
+    for (std::size_t i = 0; i < names_.size(); ++i) {
+        for (const auto& n : names_[i]) {
+            if (covers(n, wanted)) {
+                return contexts_[i];
+            }
+        }
+    }
+    return contexts_.front();
+}
+
+int ServerContext::on_server_name(SSL* ssl, int*, void* arg) {
+    const auto* self = static_cast<const ServerContext*>(arg);
+    if (const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name)) {
+        SSL_CTX* ctx = self->for_name(name);
+        if (ctx != SSL_get_SSL_CTX(ssl)) {
+            SSL_set_SSL_CTX(ssl, ctx);
+        }
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+}  // namespace bgs::net::tls

@@ -1,0 +1,222 @@
+// TLS at the edge (SPEC section 8): certificates chosen by SNI, the version
+// floor, ALPN, X-Forwarded-Proto, a handshake bounded by header_read,
+// certificates that do not load or have expired, a reload that swaps the
+// certificate while an open connection goes on, and a WebSocket over TLS
+// drained with 1001 and close_notify. Certificates made by the test.
+#include "proxy/config/loader.hpp"
+#include "proxy/http/ws_frame.hpp"
+#include "tests/support/child_process.hpp"
+#include "tests/support/proxy_fixture.hpp"
+#include "tests/support/scripted_upstream.hpp"
+#include "tests/support/test_pki.hpp"
+#include "tests/support/tls_client.hpp"
+#include "tests/support/ws_util.hpp"
+
+#include <gtest/gtest.h>
+
+#include <openssl/ssl.h>
+
+#include <fstream>
+
+namespace bgs::test {
+namespace {
+
+using namespace std::chrono_literals;
+const std::string kToken = "tls-token";
+
+config::ListenerTls shop_and_api(bool tls13_only = false) {
+    const auto& pki = TestPki::get();
+    config::ListenerTls tls;
+    tls.certificates = {{pki.shop_cert, pki.shop_key}, {pki.api_cert, pki.api_key}};
+    tls.tls13_only = tls13_only;
+    return tls;
+}
+
+config::Config tls_config(std::uint16_t blue, std::uint16_t green, config::ListenerTls tls) {
+    auto cfg = test_config({blue}, {green});
+    cfg.admin.token = kToken;
+    cfg.listen_tls = {std::move(tls)};
+    return cfg;
+}
+
+std::string metrics_of(RunningProxy& p) {
+    return admin_call(p.server->admin_port(), "GET", "/metrics").body;
+}
+
+constexpr const char* kGet = "GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n";
+
+TEST(TlsTest, SniChoosesTheCertificateAndTheFirstIsTheDefault) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    RunningProxy proxy(tls_config(blue.port(), green.port(), shop_and_api()));
+
+    TlsClient api(proxy.port(), {.server_name = "x.api.test", .max_version = 0, .alpn = ""});
+    ASSERT_TRUE(api.ok()) << api.error();
+    EXPECT_EQ(api.peer_name(), "api.test");
+    TlsClient other(proxy.port(), {.server_name = "unknown.test", .max_version = 0, .alpn = ""});
+    ASSERT_TRUE(other.ok()) << other.error();
+    EXPECT_EQ(other.peer_name(), "shop.test");
+    TlsClient none(proxy.port(), {});
+    ASSERT_TRUE(none.ok()) << none.error();
+    EXPECT_EQ(none.peer_name(), "shop.test");
+
+    // ALPN names http/1.1; requests go through, marked https upstream.
+    TlsClient shop(proxy.port(),
+                   {.server_name = "shop.test", .max_version = 0, .alpn = "http/1.1"});
+    ASSERT_TRUE(shop.ok()) << shop.error();
+    EXPECT_EQ(shop.alpn(), "http/1.1");
+    for (int i = 0; i < 3; ++i) {  // keep-alive over TLS
+        const auto [status, body] = shop.exchange(kGet);
+        EXPECT_EQ(status, 200);
+        EXPECT_EQ(body, "blue");
+    }
+    const auto seen = blue.requests().back();
+    EXPECT_EQ(seen.header("X-Forwarded-Proto").value_or(""), "https");
+
+    const auto m = metrics_of(proxy);
+    EXPECT_NE(m.find("bgswitch_tls_handshakes_total{listener=\"127.0.0.1:0\",result=\"ok\"} 4"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("bgswitch_tls_certificate_expiry_timestamp_seconds{listener=\"127.0.0.1:0\","
+                     "name=\"api.test\"}"),
+              std::string::npos);
+}
+
+TEST(TlsTest, TheVersionFloorRefusesOlderClients) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    RunningProxy proxy(tls_config(blue.port(), green.port(), shop_and_api(/*tls13_only=*/true)));
+    TlsClient old(proxy.port(), {.server_name = "", .max_version = TLS1_2_VERSION, .alpn = ""});
+    EXPECT_FALSE(old.ok());
+    TlsClient current(proxy.port(), {});
+    ASSERT_TRUE(current.ok()) << current.error();
+    EXPECT_EQ(current.exchange(kGet).first, 200);
+    EXPECT_TRUE(eventually(
+        [&] { return metrics_of(proxy).find("result=\"failed\"} 1") != std::string::npos; }));
+}
+
+TEST(TlsTest, AClientThatNeverShakesHandsIsClosedAfterHeaderRead) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    auto cfg = tls_config(blue.port(), green.port(), shop_and_api());
+    cfg.timeouts.header_read = 300ms;
+    RunningProxy proxy(cfg);
+    auto silent = Socket::connect(proxy.port());
+    EXPECT_TRUE(silent.closed_within(3s));
+}
+
+TEST(TlsTest, ACertificateThatDoesNotLoadStopsTheStartWithWhy) {
+    const auto& pki = TestPki::get();
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    config::ListenerTls mismatched;
+    mismatched.certificates = {{pki.shop_cert, pki.api_key}};
+    try {
+        RunningProxy proxy(tls_config(blue.port(), blue.port(), mismatched));
+        FAIL() << "started with a key that does not match";
+    } catch (const StartupError& e) {
+        EXPECT_NE(std::string(e.what()).find("does not match the certificate"), std::string::npos)
+            << e.what();
+    }
+    config::ListenerTls missing;
+    missing.certificates = {{"/nonexistent/cert.pem", pki.shop_key}};
+    EXPECT_THROW(RunningProxy(tls_config(blue.port(), blue.port(), missing)), StartupError);
+}
+
+TEST(TlsTest, AnExpiredCertificateIsReported) {
+    const auto& pki = TestPki::get();
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    config::ListenerTls tls;
+    tls.certificates = {{pki.expired_cert, pki.expired_key}};
+    RunningProxy proxy(tls_config(blue.port(), blue.port(), tls));
+    const auto m = metrics_of(proxy);
+    const std::string label = "name=\"expired.test\"} ";
+    const auto at = m.find(label);
+    ASSERT_NE(at, std::string::npos) << m;
+    const long long expiry = std::stoll(m.substr(at + label.size()));
+    EXPECT_LT(expiry, std::chrono::duration_cast<std::chrono::seconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count());
+}
+
+TEST(TlsTest, AReloadSwapsTheCertificateAndOpenConnectionsGoOn) {
+    const auto& pki = TestPki::get();
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    const auto port = dead_port();
+    auto yaml = [&](const std::string& cert, const std::string& key) {
+        return "listen:\n  - address: 127.0.0.1:" + std::to_string(port) +
+               "\n    tls: {certificates: [{cert: \"" + cert + "\", key: \"" + key +
+               "\"}]}\nadmin: {address: \"127.0.0.1:0\", token: " + kToken +
+               "}\ncolors:\n  blue: {upstreams: [\"127.0.0.1:" + std::to_string(blue.port()) +
+               "\"]}\n  green: {upstreams: [\"127.0.0.1:" + std::to_string(green.port()) +
+               "\"]}\nstate: {file: \"" + fresh_state_path() + "\"}\nlog: {access: off}\n";
+    };
+    const auto file = write_file("tls-reload.yaml", yaml(pki.shop_cert, pki.shop_key));
+    auto loaded = config::load_config_file(file);
+    ASSERT_TRUE(loaded.config) << loaded.errors.front();
+    RunningProxy proxy(*loaded.config, resolve_with_system, file);
+
+    TlsClient before(port, {});
+    ASSERT_TRUE(before.ok()) << before.error();
+    EXPECT_EQ(before.peer_name(), "shop.test");
+    EXPECT_EQ(before.exchange(kGet).first, 200);
+
+    // A certificate that does not load keeps the one serving.
+    std::ofstream(file) << yaml(pki.shop_cert, pki.api_key);
+    const auto refused = admin_call(proxy.server->admin_port(), "POST", "/v1/reload", "", kToken);
+    EXPECT_EQ(refused.status, 400);
+    EXPECT_NE(refused.body.find("does not match"), std::string::npos) << refused.body;
+    TlsClient still(port, {});
+    EXPECT_EQ(still.peer_name(), "shop.test");
+
+    std::ofstream(file) << yaml(pki.api_cert, pki.api_key);
+    const auto reloaded = admin_call(proxy.server->admin_port(), "POST", "/v1/reload", "", kToken);
+    ASSERT_EQ(reloaded.status, 200) << reloaded.body;
+    TlsClient after(port, {});
+    ASSERT_TRUE(after.ok()) << after.error();
+    EXPECT_EQ(after.peer_name(), "api.test");
+    // The connection opened before keeps its session and goes on.
+    EXPECT_EQ(before.exchange(kGet).first, 200);
+}
+
+TEST(TlsTest, AWebSocketOverTlsIsDrainedWith1001AndCloseNotify) {
+    WsUpstreamLog log, unused;
+    ScriptedUpstream blue(ws_app("blue", log));
+    ScriptedUpstream green(ws_app("green", unused));
+    auto cfg = tls_config(blue.port(), green.port(), shop_and_api());
+    cfg.switching.drain_timeout = 300ms;
+    RunningProxy proxy(cfg);
+    TlsClient ws(proxy.port(), {});
+    ASSERT_TRUE(ws.ok()) << ws.error();
+    ws.send(
+        "GET /ws HTTP/1.1\r\nHost: shop.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    std::string got;
+    while (got.find("\r\n\r\n") == std::string::npos) {
+        got += ws.read_some();
+    }
+    ASSERT_EQ(got.rfind("HTTP/1.1 101", 0), 0u) << got;
+    got = got.substr(got.find("\r\n\r\n") + 4);
+    ws.send(client_text("hi"));
+    while (got.find("blue:hi") == std::string::npos) {
+        got += ws.read_some();
+    }
+    ASSERT_EQ(
+        admin_call(proxy.server->admin_port(), "POST", "/v1/switch", R"({"to":"green"})", kToken)
+            .status,
+        200);
+    // The drain's Close 1001, then TLS's own close.
+    std::string rest;
+    for (std::string part = ws.read_some(5s); !part.empty(); part = ws.read_some(5s)) {
+        rest += part;
+    }
+    ASSERT_GE(rest.size(), 4u);
+    EXPECT_EQ(static_cast<unsigned char>(rest[0]), 0x88);  // FIN + Close
+    EXPECT_EQ((static_cast<unsigned char>(rest[2]) << 8) | static_cast<unsigned char>(rest[3]),
+              1001);
+    EXPECT_TRUE(ws.got_close_notify());
+    EXPECT_TRUE(eventually([&] { return log.close_code.load() == 1001; }));
+}
+
+}  // namespace
+}  // namespace bgs::test
