@@ -196,6 +196,16 @@ int cmd_check_config(const std::string& path) {
         check_tls(cfg.tls_of_listen(i), "listen[" + std::to_string(i) + "]");
     }
     check_tls(cfg.preview_tls, "preview");
+    for (Color c : kColors) {
+        if (const auto& t = cfg.group(c).tls) {
+            auto loaded_tls = net::tls::ClientContext::load({t->ca, t->verify, t->cert, t->key});
+            if (auto* problems = std::get_if<std::vector<std::string>>(&loaded_tls)) {
+                for (const auto& p : *problems) {
+                    tls_problems.push_back("colors." + std::string(to_string(c)) + ".tls: " + p);
+                }
+            }
+        }
+    }
     if (!tls_problems.empty()) {
         print_problems(path, tls_problems);
         return kExitRefused;

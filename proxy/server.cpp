@@ -177,6 +177,24 @@ std::vector<Server::ListenerSpec> Server::listeners_of(const config::Config& cfg
     return out;
 }
 
+// TLS to a color's upstreams, its files read now; null for plain TCP.
+std::variant<std::shared_ptr<const net::tls::ClientContext>, std::vector<std::string>>
+load_upstream_tls(const config::ColorGroup& group, Color c) {
+    if (!group.tls) {
+        return std::shared_ptr<const net::tls::ClientContext>{};
+    }
+    const auto& t = *group.tls;
+    auto loaded = net::tls::ClientContext::load({t.ca, t.verify, t.cert, t.key});
+    if (auto* problems = std::get_if<std::vector<std::string>>(&loaded)) {
+        for (auto& p : *problems) {
+            p = "colors." + std::string(to_string(c)) + ".tls: " + p;
+        }
+        return std::move(*problems);
+    }
+    return std::shared_ptr<const net::tls::ClientContext>(
+        std::get<std::shared_ptr<net::tls::ClientContext>>(std::move(loaded)));
+}
+
 // A listener's TLS context, its certificates and keys read now (at start and
 // at every reload); null for plain TCP. Every problem in words otherwise.
 std::variant<worker::TlsContext, std::vector<std::string>> load_tls(
@@ -295,6 +313,14 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
     };
     directory_ = std::make_unique<control::UpstreamDirectory>(
         cfg_, *color_state_, std::move(resolver), std::move(hooks));
+    for (Color c : kColors) {
+        auto tls = load_upstream_tls(cfg_.group(c), c);
+        if (auto* problems = std::get_if<std::vector<std::string>>(&tls)) {
+            throw StartupError(fmt::format("{}", fmt::join(*problems, "; ")));
+        }
+        directory_->set_tls(c, std::get<0>(std::move(tls)),
+                            cfg_.group(c).tls ? cfg_.group(c).tls->server_name : "");
+    }
     for (Color c : kColors) {
         if (auto list = saved_list(initial, c)) {
             log().info("upstreams of {} from the state file (set through the API): {}",
@@ -453,7 +479,8 @@ void Server::reload_in_background(std::string source) {
 struct Server::PreparedReload {
     std::vector<std::pair<ListenerSpec, Bound>> opened;  // listeners new in the file, bound
     std::map<std::string, worker::TlsContext> tls;       // every listener's, certificates re-read
-    std::shared_ptr<spdlog::logger> access_log;          // reopened: logrotate moved the old one
+    std::array<std::shared_ptr<const net::tls::ClientContext>, 2> upstream_tls;  // by color
+    std::shared_ptr<spdlog::logger> access_log;  // reopened: logrotate moved the old one
     std::vector<std::string> problems;
 };
 
@@ -467,6 +494,14 @@ Server::PreparedReload Server::prepare_reload(const config::Config& next) {
             prep.problems.insert(prep.problems.end(), problems->begin(), problems->end());
         } else {
             prep.tls[spec.key] = std::get<worker::TlsContext>(tls);
+        }
+    }
+    for (Color c : kColors) {
+        auto tls = load_upstream_tls(next.group(c), c);
+        if (auto* problems = std::get_if<std::vector<std::string>>(&tls)) {
+            prep.problems.insert(prep.problems.end(), problems->begin(), problems->end());
+        } else {
+            prep.upstream_tls[index(c)] = std::get<0>(std::move(tls));
         }
     }
     for (auto& spec : listeners_of(next)) {
@@ -527,7 +562,12 @@ void Server::apply_reload(config::Config next, PreparedReload prep,
         }
     }
     for (Color c : kColors) {
-        if (old.group(c) != cfg_.group(c)) {
+        // New connections (and probes) use the files as read now.
+        directory_->set_tls(c, prep.upstream_tls[index(c)],
+                            cfg_.group(c).tls ? cfg_.group(c).tls->server_name : "");
+    }
+    for (Color c : kColors) {
+        if (old.group(c).upstreams != cfg_.group(c).upstreams) {
             if (fleet_ && switcher_->state().upstreams[index(c)]) {
                 // The fleet's list, set through the API, is every instance's.
                 log().warn(

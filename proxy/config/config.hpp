@@ -56,8 +56,20 @@ struct Admin {
     bool operator==(const Admin&) const = default;
 };
 
+/// TLS to a color's upstreams (SPEC section 8).
+struct UpstreamTls {
+    std::string ca;           // PEM bundle; empty: the system's trust store
+    std::string server_name;  // SNI and the name to verify; empty: each upstream's host
+    bool verify = true;
+    std::string cert;  // client certificate and key (optional)
+    std::string key;
+
+    bool operator==(const UpstreamTls&) const = default;
+};
+
 struct ColorGroup {
     std::vector<HostPort> upstreams;
+    std::optional<UpstreamTls> tls;
 
     bool operator==(const ColorGroup&) const = default;
 };

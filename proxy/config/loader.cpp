@@ -362,6 +362,37 @@ class Loader {
         return tls;
     }
 
+    std::optional<UpstreamTls> read_upstream_tls(const YAML::Node& n, const std::string& path) {
+        if (!map(n, path, {"ca", "server_name", "verify", "cert", "key"})) {
+            return std::nullopt;
+        }
+        UpstreamTls tls;
+        for (auto [field, out] :
+             {std::pair{"ca", &tls.ca}, std::pair{"server_name", &tls.server_name},
+              std::pair{"cert", &tls.cert}, std::pair{"key", &tls.key}}) {
+            if (auto v = n[field]) {
+                if (auto s = scalar(v, path + "." + field)) {
+                    *out = *s;
+                }
+            }
+        }
+        if (auto v = n["verify"]) {
+            if (auto s = scalar(v, path + ".verify")) {
+                if (*s == "true") {
+                    tls.verify = true;
+                } else if (*s == "false") {
+                    tls.verify = false;
+                } else {
+                    error_value(path + ".verify", *s, "must be true or false");
+                }
+            }
+        }
+        if (tls.cert.empty() != tls.key.empty()) {
+            error(path, "cert and key go together");
+        }
+        return tls;
+    }
+
     void read_state(const YAML::Node& n, Config& cfg) {
         if (!map(n, "state", {"file", "backend", "redis"})) {
             return;
@@ -539,8 +570,11 @@ class Loader {
                 error(path, "is required");
                 continue;
             }
-            if (!map(group, path, {"upstreams"})) {
+            if (!map(group, path, {"upstreams", "tls"})) {
                 continue;
+            }
+            if (const auto t = group["tls"]; t && !t.IsNull()) {
+                cfg.colors[index(c)].tls = read_upstream_tls(t, path + ".tls");
             }
             const auto ups = group["upstreams"];
             const auto ups_path = path + ".upstreams";

@@ -97,6 +97,7 @@ bool UpstreamDirectory::apply(Color color, Entry& e, const std::vector<std::stri
         } else if (std::none_of(next.begin(), next.end(),
                                 [&](const UpstreamPtr& u) { return u->endpoint == ep; })) {
             next.push_back(std::make_shared<routing::Upstream>(e.hp, ep, healthy_at_start));
+            give_tls(color, *next.back());
         }
     }
     if (next.empty()) {
@@ -338,6 +339,28 @@ net::Task<void> UpstreamDirectory::refresh_loop() {
                 publish(c);
             }
         }
+    }
+}
+
+void UpstreamDirectory::give_tls(Color color, routing::Upstream& up) const {
+    const auto& t = tls_[index(color)];
+    up.tls.store(t.context
+                     ? std::make_shared<const routing::TlsTarget>(routing::TlsTarget{
+                           t.context, t.server_name.empty() ? up.configured.host : t.server_name})
+                     : nullptr);
+}
+
+void UpstreamDirectory::set_tls(Color color, std::shared_ptr<const net::tls::ClientContext> context,
+                                std::string server_name) {
+    tls_[index(color)] = {std::move(context), std::move(server_name)};
+    auto& lists = colors_[index(color)];
+    for (auto& e : lists.entries) {
+        for (auto& up : e.ups) {
+            give_tls(color, *up);
+        }
+    }
+    for (auto& up : lists.retiring) {
+        give_tls(color, *up);
     }
 }
 

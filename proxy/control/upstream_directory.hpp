@@ -69,6 +69,11 @@ class UpstreamDirectory {
     /// goes to zero healthy upstreams because of this call).
     void set_list(Color color, std::vector<config::HostPort> list, ListSource source);
 
+    /// TLS to `color`'s upstreams (null: plain TCP), for its members now and
+    /// later; `server_name` empty: each upstream's own host name.
+    void set_tls(Color color, std::shared_ptr<const net::tls::ClientContext> context,
+                 std::string server_name);
+
     /// The health checker saw `up` flip; may let a pending list change finish.
     void health_changed(Color color, const routing::UpstreamPtr& up);
 
@@ -103,6 +108,12 @@ class UpstreamDirectory {
         routing::Members published;  // the members as the hooks last heard of them
     };
     using Answers = std::map<std::string, std::vector<std::string>>;
+    struct ColorTls {
+        std::shared_ptr<const net::tls::ClientContext> context;
+        std::string server_name;
+    };
+    std::array<ColorTls, 2> tls_;
+    void give_tls(Color color, routing::Upstream& up) const;
 
     /// Applies one name's addresses to an entry; true when its upstreams changed.
     bool apply(Color color, Entry& e, const std::vector<std::string>& addresses,

@@ -76,12 +76,13 @@ template net::Task<std::vector<SmokeResult>> gather(std::vector<net::Task<SmokeR
 
 namespace {
 
-net::Task<HealthGateResult> probe_one(const config::Health& h, net::tcp::endpoint ep,
-                                      std::string name) {
+net::Task<HealthGateResult> probe_one(const config::Health& h, routing::UpstreamPtr up) {
     HealthGateResult out;
-    out.upstream = std::move(name);
+    out.upstream = up->name;
+    const auto ep = up->endpoint;
     ProbeRequest req;
     req.target = h.path;
+    req.tls = up->tls.load();
     auto r = co_await probe(ep, req, h.timeout);
     out.status = r.status;
     out.latency_ms = r.latency_ms;
@@ -97,15 +98,17 @@ net::Task<HealthGateResult> probe_one(const config::Health& h, net::tcp::endpoin
 }
 
 net::Task<SmokeResult> smoke_one(const config::SmokeCheck& check, Duration timeout,
-                                 net::tcp::endpoint ep, std::string name) {
+                                 routing::UpstreamPtr up) {
+    const auto ep = up->endpoint;
     ProbeRequest req;
     req.method = check.method;
     req.target = check.path;
     req.headers = check.headers;
     req.body = check.body;
+    req.tls = up->tls.load();
     SmokeResult out;
     out.check = check.name;
-    out.upstream = std::move(name);
+    out.upstream = up->name;
     // A flaky endpoint gets `retries` more tries, each after retry_interval:
     // the result is the last try's.
     for (unsigned attempt = 0;; ++attempt) {
@@ -163,7 +166,7 @@ net::Task<std::vector<HealthGateResult>> probe_health(const config::Config& cfg,
     std::vector<net::Task<HealthGateResult>> tasks;
     std::vector<HealthGateResult> failed;
     for (const auto& up : members) {
-        tasks.push_back(probe_one(cfg.health, up->endpoint, up->name));
+        tasks.push_back(probe_one(cfg.health, up));
         failed.emplace_back().upstream = up->name;
     }
     co_return co_await gather(std::move(tasks), std::move(failed));
@@ -179,7 +182,7 @@ net::Task<std::vector<SmokeResult>> run_smoke(const config::Config& cfg,
                                      ? *check.expect.max_latency + std::chrono::milliseconds(100)
                                      : cfg.timeouts.upstream_response;
         for (const auto& up : members) {
-            tasks.push_back(smoke_one(check, timeout, up->endpoint, up->name));
+            tasks.push_back(smoke_one(check, timeout, up));
             auto& f = failed.emplace_back();
             f.check = check.name;
             f.upstream = up->name;

@@ -74,6 +74,7 @@ net::Task<void> HealthChecker::probe_loop(Color color, routing::UpstreamPtr up,
     while (!stopping_ && !up->retired.load()) {
         ProbeRequest req;
         req.target = cfg_.health.path;
+        req.tls = up->tls.load();
         auto r = co_await probe(up->endpoint, req, cfg_.health.timeout);
         if (stopping_ || up->retired.load()) {
             co_return;

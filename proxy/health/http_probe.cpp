@@ -1,12 +1,10 @@
 #include "proxy/health/http_probe.hpp"
 
-#include <boost/asio/as_tuple.hpp>
+#include "proxy/net/tls.hpp"
+
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -17,58 +15,91 @@ namespace {
 
 namespace asio = net::asio;
 namespace http = net::http;
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+constexpr std::size_t kMaxBody = 1024 * 1024;
+
+std::string request_text(const ProbeRequest& req, const net::tcp::endpoint& ep) {
+    std::string out = req.method + " " + req.target + " HTTP/1.1\r\nHost: ";
+    out += req.host.empty() ? (ep.address().is_v6() ? "[" + ep.address().to_string() + "]"
+                                                    : ep.address().to_string()) +
+                                  ":" + std::to_string(ep.port())
+                            : req.host;
+    out += "\r\nUser-Agent: bgswitch-check\r\nConnection: close\r\n";
+    for (const auto& [name, value] : req.headers) {
+        out += name + ": " + value + "\r\n";
+    }
+    if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
+        out += "Content-Length: " + std::to_string(req.body.size()) + "\r\n";
+    }
+    out += "\r\n";
+    return out + req.body;
+}
 
 }  // namespace
 
 net::Task<ProbeResult> probe(net::tcp::endpoint ep, ProbeRequest req, Duration timeout) {
     ProbeResult result;
     const auto start = std::chrono::steady_clock::now();
-    const auto deadline = start + timeout;
-    net::beast::tcp_stream stream(co_await asio::this_coro::executor);
-
-    stream.expires_at(deadline);
-    if (auto [ec] = co_await stream.async_connect(ep, kNoThrow); ec) {
-        result.error = "connect: " + ec.message();
+    net::Stream stream(co_await asio::this_coro::executor);
+    stream.expires_after(timeout);
+    if (auto ec = co_await net::connect(stream, ep)) {
+        result.error = ec == net::beast::error::timeout
+                           ? "connect: no answer within " + format_duration(timeout)
+                           : "connect: " + ec.message();
         co_return result;
     }
-
-    http::request<http::string_body> out;
-    out.method_string(req.method);
-    out.target(req.target);
-    out.version(11);
-    out.set(http::field::host, req.host.empty()
-                                   ? ep.address().to_string() + ":" + std::to_string(ep.port())
-                                   : req.host);
-    out.set(http::field::user_agent, "bgswitch-check");
-    out.set(http::field::connection, "close");
-    for (const auto& [name, value] : req.headers) {
-        out.set(name, value);
+    if (req.tls) {
+        SSL* ssl = req.tls->context->connect(stream.socket().native_handle(), req.tls->name);
+        stream.use_tls(ssl);
+        if (auto ec = co_await net::handshake(stream)) {
+            result.error = "TLS: " + net::tls::ClientContext::why_failed(ssl, ec.message());
+            co_return result;
+        }
     }
-    out.body() = req.body;
-    if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
-        out.prepare_payload();
-    }
-    stream.expires_at(deadline);
-    if (auto [ec, n] = co_await http::async_write(stream, out, kNoThrow); ec) {
+    const auto text = request_text(req, ep);
+    if (auto ec = co_await net::write_all(stream, asio::buffer(text))) {
         result.error = "send: " + ec.message();
         co_return result;
     }
 
     http::response_parser<http::string_body> parser;
-    parser.body_limit(1024 * 1024);
+    parser.body_limit(kMaxBody);
+    parser.eager(true);
     if (req.method == "HEAD") {
         parser.skip(true);
     }
-    net::beast::flat_buffer buffer;
-    stream.expires_at(deadline);
-    auto [ec, n] = co_await http::async_read(stream, buffer, parser, kNoThrow);
+    std::string buffer;
+    net::error_code ec;
+    char chunk[16 * 1024];
+    while (!parser.is_done()) {
+        auto [rec, n] = co_await net::read_some(stream, asio::buffer(chunk));
+        if (rec == asio::error::eof || (!rec && n == 0)) {
+            parser.put_eof(ec);
+            break;
+        }
+        if (rec) {
+            ec = rec;
+            break;
+        }
+        buffer.append(chunk, n);
+        if (buffer.size() > kMaxBody + 64 * 1024) {
+            ec = http::error::body_limit;
+            break;
+        }
+        ec = {};
+        buffer.erase(0, parser.put(asio::buffer(buffer), ec));
+        if (ec == http::error::need_more) {
+            ec = {};
+        } else if (ec) {
+            break;
+        }
+    }
     result.latency_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    if (ec) {
+    if (ec || !parser.is_done()) {
         result.error = ec == net::beast::error::timeout
                            ? "no complete response within " + format_duration(timeout)
-                           : "response: " + ec.message();
+                           : "response: " + (ec ? ec.message() : std::string("incomplete"));
         co_return result;
     }
     auto& res = parser.get();
@@ -81,8 +112,7 @@ net::Task<ProbeResult> probe(net::tcp::endpoint ep, ProbeRequest req, Duration t
         result.headers[name] = std::string(f.value());
     }
     result.body = std::move(res.body());
-    net::error_code ignored;
-    stream.socket().shutdown(net::tcp::socket::shutdown_both, ignored);
+    stream.shutdown_both();
     co_return result;
 }
 

@@ -4,6 +4,7 @@
 
 #include "proxy/common/units.hpp"
 #include "proxy/net/http_io.hpp"
+#include "proxy/routing/upstream.hpp"
 
 #include <map>
 #include <string>
@@ -16,6 +17,7 @@ struct ProbeRequest {
     std::string host;  // Host header; the upstream's address when empty
     std::map<std::string, std::string> headers;
     std::string body;
+    std::shared_ptr<const routing::TlsTarget> tls;  // the upstream's TLS, if its color has one
 };
 
 struct ProbeResult {

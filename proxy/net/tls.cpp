@@ -174,6 +174,94 @@ SSL* ServerContext::accept(int fd) const {
     return ssl;
 }
 
+ClientContext::~ClientContext() {
+    SSL_CTX_free(ctx_);
+}
+
+std::variant<std::shared_ptr<ClientContext>, std::vector<std::string>> ClientContext::load(
+    const Settings& settings) {
+    std::shared_ptr<ClientContext> self(new ClientContext());
+    std::vector<std::string> problems;
+    ERR_clear_error();
+    self->ctx_ = SSL_CTX_new(TLS_client_method());
+    if (self->ctx_ == nullptr) {
+        return std::vector<std::string>{"cannot make a TLS context: " + last_error()};
+    }
+    SSL_CTX* ctx = self->ctx_;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_cipher_list(ctx, kTls12Ciphers);
+    SSL_CTX_set_options(
+        ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    static const unsigned char kAlpn[] = "\x08http/1.1";
+    SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn - 1);
+    self->verify_ = settings.verify;
+    if (settings.verify) {
+        const bool loaded = settings.ca.empty() ? SSL_CTX_set_default_verify_paths(ctx) == 1
+                                                : SSL_CTX_load_verify_locations(
+                                                      ctx, settings.ca.c_str(), nullptr) == 1;
+        if (!loaded) {
+            problems.push_back(
+                (settings.ca.empty() ? std::string("the system's trust store") : settings.ca) +
+                ": cannot load the CA certificates: " + last_error());
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    }
+    if (!settings.cert.empty()) {
+        if (SSL_CTX_use_certificate_chain_file(ctx, settings.cert.c_str()) != 1) {
+            problems.push_back(settings.cert +
+                               ": cannot load the client certificate: " + last_error());
+        } else if (SSL_CTX_use_PrivateKey_file(ctx, settings.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+            const auto why = last_error();
+            problems.push_back(why.find("mismatch") != std::string::npos
+                                   ? settings.key + ": does not match the certificate " +
+                                         settings.cert
+                                   : settings.key + ": cannot load the key: " + why);
+        }
+    }
+    if (!problems.empty()) {
+        return problems;
+    }
+    return self;
+}
+
+SSL* ClientContext::connect(int fd, const std::string& name) const {
+    SSL* ssl = SSL_new(ctx_);
+    if (ssl == nullptr) {
+        return nullptr;
+    }
+    SSL_set_fd(ssl, fd);
+    SSL_set_connect_state(ssl);
+    const bool is_ip = name.find_first_not_of("0123456789.") == std::string::npos ||
+                       name.find(':') != std::string::npos;
+    if (!is_ip) {
+        SSL_set_tlsext_host_name(ssl, name.c_str());
+    }
+    if (verify_) {
+        if (is_ip) {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), name.c_str());
+        } else {
+            SSL_set1_host(ssl, name.c_str());
+        }
+    }
+    return ssl;
+}
+
+std::string ClientContext::why_failed(SSL* ssl, const std::string& fallback) {
+    if (ssl != nullptr) {
+        if (const auto v = SSL_get_verify_result(ssl); v != X509_V_OK) {
+            ERR_clear_error();
+            return std::string("certificate verification failed: ") +
+                   X509_verify_cert_error_string(v);
+        }
+    }
+    if (ERR_peek_error() != 0) {
+        return last_error();
+    }
+    return fallback;
+}
+
 SSL_CTX* ServerContext::for_name(std::string_view name) const {
     const auto wanted = lower(name);
     for (std::size_t i = 0; i < names_.size(); ++i) {

@@ -67,6 +67,40 @@ class ServerContext {
     std::vector<CertificateInfo> infos_;
 };
 
+/// TLS to one color's upstreams: its CA (or the system's trust store), whether
+/// to verify, and a client certificate. Shared read-only by every worker.
+class ClientContext {
+  public:
+    struct Settings {
+        std::string ca;  // PEM bundle; empty: the system's trust store
+        bool verify = true;
+        std::string cert;  // client certificate (optional)
+        std::string key;
+    };
+    ~ClientContext();
+    ClientContext(const ClientContext&) = delete;
+    ClientContext& operator=(const ClientContext&) = delete;
+
+    /// Every problem in words on failure (a file that does not load, a key
+    /// that does not match).
+    static std::variant<std::shared_ptr<ClientContext>, std::vector<std::string>> load(
+        const Settings& settings);
+
+    /// A client connection state on `fd` (owned by the caller) for `name`:
+    /// sent as SNI unless it is an IP address, and the name the server's
+    /// certificate must carry when verifying.
+    SSL* connect(int fd, const std::string& name) const;
+
+    /// Why a handshake on `ssl` failed, in words (the verification's reason
+    /// when that is what failed).
+    static std::string why_failed(SSL* ssl, const std::string& fallback);
+
+  private:
+    ClientContext() = default;
+    SSL_CTX* ctx_ = nullptr;
+    bool verify_ = true;
+};
+
 /// The reason of the last OpenSSL failure on this thread, in words (and the
 /// error queue cleared).
 std::string last_error();

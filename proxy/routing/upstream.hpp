@@ -5,6 +5,7 @@
 #pragma once
 
 #include "proxy/config/config.hpp"
+#include "proxy/net/tls.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -17,6 +18,13 @@
 #include <vector>
 
 namespace bgs::routing {
+
+/// TLS to an upstream: its color's context and the name its certificate must
+/// carry (also the SNI).
+struct TlsTarget {
+    std::shared_ptr<const net::tls::ClientContext> context;
+    std::string name;
+};
 
 struct Upstream {
     Upstream(config::HostPort configured, boost::asio::ip::tcp::endpoint endpoint, bool healthy);
@@ -41,6 +49,9 @@ struct Upstream {
     std::atomic<bool> healthy;
     /// Set once it left its color's list: its probes stop.
     std::atomic<bool> retired{false};
+    /// Its color's TLS (null: plain TCP). Read at each new connection; a
+    /// reload may replace it.
+    std::atomic<std::shared_ptr<const TlsTarget>> tls;
 };
 
 using UpstreamPtr = std::shared_ptr<Upstream>;

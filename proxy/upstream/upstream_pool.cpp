@@ -1,5 +1,7 @@
 #include "proxy/upstream/upstream_pool.hpp"
 
+#include "proxy/common/logging.hpp"
+
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -105,6 +107,18 @@ net::Task<std::pair<net::error_code, std::unique_ptr<Connection>>> Pool::connect
     }
     net::error_code ignored;
     conn->stream.socket().set_option(net::tcp::no_delay(true), ignored);
+    if (const auto tls = conn->upstream->tls.load()) {
+        SSL* ssl = tls->context->connect(conn->stream.socket().native_handle(), tls->name);
+        conn->stream.use_tls(ssl);
+        if (auto hec = co_await net::handshake(conn->stream)) {
+            log().error("TLS to upstream {} of {} failed: {}", conn->upstream->name,
+                        to_string(color), net::tls::ClientContext::why_failed(ssl, hec.message()));
+            co_return std::pair{hec == net::beast::error::timeout
+                                    ? hec
+                                    : net::error_code(net::asio::error::connection_refused),
+                                std::unique_ptr<Connection>{}};
+        }
+    }
     co_return std::pair{net::error_code{}, std::move(conn)};
 }
 

@@ -16,6 +16,9 @@
 
 #include <openssl/ssl.h>
 
+#include <sys/socket.h>
+
+#include <atomic>
 #include <fstream>
 
 namespace bgs::test {
@@ -216,6 +219,139 @@ TEST(TlsTest, AWebSocketOverTlsIsDrainedWith1001AndCloseNotify) {
               1001);
     EXPECT_TRUE(ws.got_close_notify());
     EXPECT_TRUE(eventually([&] { return log.close_code.load() == 1001; }));
+}
+
+// An upstream that speaks TLS with the test CA's certificate for 127.0.0.1
+// and localhost, answering every request with `body` on keep-alive
+// connections; with `ask_client_cert`, it requires a certificate the CA signed.
+class TlsUpstream {
+  public:
+    TlsUpstream(std::string body, bool ask_client_cert = false) : body_(std::move(body)) {
+        const auto& pki = TestPki::get();
+        ctx_ = SSL_CTX_new(TLS_server_method());
+        SSL_CTX_use_certificate_chain_file(ctx_, pki.cert.c_str());
+        SSL_CTX_use_PrivateKey_file(ctx_, pki.key.c_str(), SSL_FILETYPE_PEM);
+        if (ask_client_cert) {
+            SSL_CTX_load_verify_locations(ctx_, pki.ca.c_str(), nullptr);
+            SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+        }
+        upstream_ =
+            std::make_unique<ScriptedUpstream>([this](Socket& s, ScriptedUpstream&) { serve(s); });
+    }
+    ~TlsUpstream() {
+        upstream_.reset();
+        SSL_CTX_free(ctx_);
+    }
+    std::uint16_t port() const { return upstream_->port(); }
+    int connections() const { return upstream_->connections(); }
+    int handshakes() const { return handshakes_.load(); }
+
+  private:
+    void serve(Socket& s) {
+        timeval tv{5, 0};
+        ::setsockopt(s.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        SSL* ssl = SSL_new(ctx_);
+        SSL_set_fd(ssl, s.fd());
+        if (SSL_accept(ssl) == 1) {
+            ++handshakes_;
+            std::string in;
+            char buf[4096];
+            for (;;) {
+                std::size_t n = 0;
+                if (SSL_read_ex(ssl, buf, sizeof buf, &n) != 1) {
+                    break;
+                }
+                in.append(buf, n);
+                while (in.find("\r\n\r\n") != std::string::npos) {
+                    in.erase(0, in.find("\r\n\r\n") + 4);
+                    const auto out = http_response(200, body_);
+                    SSL_write_ex(ssl, out.data(), out.size(), &n);
+                }
+            }
+        }
+        SSL_free(ssl);
+    }
+
+    std::string body_;
+    SSL_CTX* ctx_ = nullptr;
+    std::atomic<int> handshakes_{0};
+    std::unique_ptr<ScriptedUpstream> upstream_;
+};
+
+config::Config upstream_tls_config(std::uint16_t blue, std::uint16_t green,
+                                   config::UpstreamTls tls) {
+    auto cfg = test_config({blue}, {green});
+    cfg.admin.token = kToken;
+    cfg.colors[index(Color::Green)].tls = std::move(tls);
+    return cfg;
+}
+
+std::string get(std::uint16_t port) {
+    auto c = Socket::connect(port);
+    c.send("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    const auto r = read_response(c);
+    return std::to_string(r.status) + " " + r.body;
+}
+
+TEST(UpstreamTlsTest, VerifiedProbedAndPooled) {
+    const auto& pki = TestPki::get();
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    TlsUpstream green("secure green");
+    config::UpstreamTls tls;
+    tls.ca = pki.ca;
+    tls.server_name = "localhost";
+    RunningProxy proxy(upstream_tls_config(blue.port(), green.port(), tls));
+    // The gates probe over TLS.
+    const auto sw =
+        admin_call(proxy.server->admin_port(), "POST", "/v1/switch", R"({"to":"green"})", kToken);
+    ASSERT_EQ(sw.status, 200) << sw.body;
+    const int before = green.handshakes();
+    LoadLoop load(proxy.port(), 2);
+    ASSERT_TRUE(load.more(200));
+    load.stop();
+    EXPECT_EQ(load.failures(), 0);
+    EXPECT_EQ(load.bodies().count("secure green"), 1u);
+    // 200 requests, a few connections: pooled TLS connections are reused.
+    EXPECT_LE(green.handshakes() - before, 8);
+}
+
+TEST(UpstreamTlsTest, AVerificationFailureIsAFailedGateAndA502) {
+    const auto& pki = TestPki::get();
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    TlsUpstream green("secure green");
+    config::UpstreamTls tls;
+    tls.ca = pki.other_ca;  // not the CA that signed the upstream's certificate
+    auto cfg = upstream_tls_config(blue.port(), green.port(), tls);
+    RunningProxy proxy(cfg);
+    const auto dry = admin_call(proxy.server->admin_port(), "POST", "/v1/switch",
+                                R"({"to":"green","dry_run":true})", kToken);
+    EXPECT_EQ(dry.status, 412);
+    EXPECT_NE(dry.body.find("certificate verification failed"), std::string::npos) << dry.body;
+
+    cfg.active = Color::Green;
+    cfg.state_file = fresh_state_path();
+    RunningProxy on_green(cfg);
+    EXPECT_EQ(get(on_green.port()).substr(0, 3), "502");
+}
+
+TEST(UpstreamTlsTest, AClientCertificateIsPresentedWhenConfigured) {
+    const auto& pki = TestPki::get();
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    TlsUpstream green("mutual green", /*ask_client_cert=*/true);
+    config::UpstreamTls tls;
+    tls.ca = pki.ca;
+    tls.server_name = "localhost";
+    auto cfg = upstream_tls_config(blue.port(), green.port(), tls);
+    cfg.active = Color::Green;
+    {
+        RunningProxy without(cfg);
+        EXPECT_EQ(get(without.port()).substr(0, 3), "502");
+    }
+    cfg.colors[index(Color::Green)].tls->cert = pki.cert;
+    cfg.colors[index(Color::Green)].tls->key = pki.key;
+    cfg.state_file = fresh_state_path();
+    RunningProxy with(cfg);
+    EXPECT_EQ(get(with.port()), "200 mutual green");
 }
 
 }  // namespace
