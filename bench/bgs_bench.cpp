@@ -30,6 +30,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
@@ -393,6 +396,50 @@ int run_hold(unsigned short port, int keepalive, int websockets, double seconds)
     return 0;
 }
 
+// ------------------------------------------------------------- hold-tls ----
+
+// Idle TLS keep-alive connections: each shakes hands, makes one request and
+// then stays open and quiet. Sequential and blocking: only the held count
+// and the server's memory matter.
+int run_hold_tls(unsigned short port, int connections, double seconds) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    std::vector<std::pair<int, SSL*>> keep;
+    int failed = 0;
+    const std::string req = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+    for (int i = 0; i < connections; ++i) {
+        const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        timeval tv{5, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        SSL* ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        char buf[4096];
+        std::size_t n = 0;
+        if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+            SSL_connect(ssl) != 1 || SSL_write_ex(ssl, req.data(), req.size(), &n) != 1 ||
+            SSL_read_ex(ssl, buf, sizeof buf, &n) != 1 ||
+            std::string_view(buf, n).find(" 200 ") == std::string_view::npos) {
+            ++failed;
+            SSL_free(ssl);
+            ::close(fd);
+            continue;
+        }
+        keep.emplace_back(fd, ssl);
+    }
+    std::printf("ready tls=%zu failed=%d\n", keep.size(), failed);
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+    for (auto& [fd, ssl] : keep) {
+        SSL_free(ssl);
+        ::close(fd);
+    }
+    SSL_CTX_free(ctx);
+    return 0;
+}
+
 // ----------------------------------------------------------------- load ----
 
 struct LoadState {
@@ -640,6 +687,10 @@ int main(int argc, char** argv) {
     hold->add_option("--keepalive", keepalive);
     hold->add_option("--websockets", websockets);
     hold->add_option("--seconds", seconds);
+    auto* hold_tls = app.add_subcommand("hold-tls", "idle TLS keep-alive connections");
+    hold_tls->add_option("--port", port)->required();
+    hold_tls->add_option("--connections", connections);
+    hold_tls->add_option("--seconds", seconds);
     auto* load = app.add_subcommand("load", "keep-alive load, optionally with switches");
     load->add_option("--port", port)->required();
     load->add_option("--connections", connections);
@@ -665,6 +716,9 @@ int main(int argc, char** argv) {
     }
     if (*hold) {
         return run_hold(p, keepalive, websockets, seconds);
+    }
+    if (*hold_tls) {
+        return run_hold_tls(p, connections, seconds);
     }
     if (*load) {
         return run_load(p, connections, seconds, threads, static_cast<unsigned short>(admin), token,

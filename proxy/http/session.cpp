@@ -650,6 +650,7 @@ class Session final : public drain::TrackedSession {
         if (ec == beast::error::timeout && net::coarse_now() < idle_until &&
             ending_ == Ending::KeepAlive) {
             buf_.shrink_to_fit();
+            client_.release_tls_buffers();
             client_.expires_at(idle_until);
             if (co_await net::wait_readable(client_) || !takes_requests()) {
                 co_return false;

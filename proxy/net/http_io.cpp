@@ -256,10 +256,25 @@ template <typename Buffers>
 Task<error_code> tls_write_buffers(Stream& s, const Buffers& data, bool copy_rest) {
     std::array<asio::const_buffer, 8> parts;
     std::size_t count = 0;
+    std::size_t total = 0;
     for (const auto b : beast::buffers_range_ref(data)) {
         if (b.size() > 0 && count < parts.size()) {
             parts[count++] = b;
+            total += b.size();
         }
+    }
+    // Several small pieces (a response head and its body) go as one record
+    // and one system call: gathered into this thread's scratch first.
+    thread_local std::array<char, 16 * 1024> gather;
+    if (count > 1 && total <= gather.size()) {
+        std::size_t at = 0;
+        for (std::size_t k = 0; k < count; ++k) {
+            std::memcpy(gather.data() + at, parts[k].data(), parts[k].size());
+            at += parts[k].size();
+        }
+        parts[0] = asio::const_buffer(gather.data(), total);
+        count = 1;
+        copy_rest = true;  // the scratch is the thread's: copied before any wait
     }
     std::size_t i = 0;
     while (i < count) {

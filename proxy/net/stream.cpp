@@ -59,6 +59,12 @@ void Stream::use_tls(ssl_st* ssl) {
     ssl_ = ssl;
 }
 
+void Stream::release_tls_buffers() {
+    if (ssl_ != nullptr) {
+        SSL_free_buffers(ssl_);  // refused (harmlessly) while a record is half read
+    }
+}
+
 void Stream::shutdown_send() {
     if (ssl_ != nullptr && SSL_is_init_finished(ssl_) &&
         !(SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN)) {

@@ -56,6 +56,9 @@ class Stream {
     /// bytes over the socket; the I/O funnels (http_io.hpp) drive it.
     void use_tls(ssl_st* ssl);
     ssl_st* tls() const { return ssl_; }
+    /// An idle connection gives OpenSSL's read and write buffers back (it
+    /// takes them again for its next record).
+    void release_tls_buffers();
     /// Nothing more is sent: TLS's close_notify first, then the TCP half-close.
     void shutdown_send();
     /// Neither direction is used again (close_notify first for TLS).

@@ -125,8 +125,7 @@ std::variant<std::shared_ptr<ServerContext>, std::vector<std::string>> ServerCon
         SSL_CTX_set_options(
             ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
         SSL_CTX_clear_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
-        SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                                  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
         SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
         static const unsigned char kSessionContext[] = "bgswitch";
