@@ -2,7 +2,8 @@
 # bgswitch side by side with nginx and HAProxy, on this machine, in one run.
 #
 #   bench/run.sh           every measurement; writes bench/RESULTS.md (about 15 minutes),
-#                          with bench/FLEET.md (bench/fleet.sh) at its end
+#                          with bench/FLEET.md (bench/fleet.sh) and bench/TLS.md
+#                          (bench/tls.sh) at its end
 #   bench/run.sh --quick   seconds per phase; writes bench/last_run.md. CI runs this only to
 #                          keep the script working: its numbers say nothing about speed.
 #
@@ -495,6 +496,9 @@ idle_row() {
 # The fleet table (bench/fleet.sh, measured on its own) stays in RESULTS.md.
 if [ $QUICK = 0 ] && [ -f bench/FLEET.md ]; then
   { echo; echo "<!-- fleet:begin -->"; echo; cat bench/FLEET.md; echo "<!-- fleet:end -->"; } >> "$OUT.tmp"
+fi
+if [ $QUICK = 0 ] && [ -f bench/TLS.md ]; then
+  { echo; echo "<!-- tls:begin -->"; echo; cat bench/TLS.md; echo "<!-- tls:end -->"; } >> "$OUT.tmp"
 fi
 mv "$OUT.tmp" "$OUT"
 log "wrote $OUT"
