@@ -1,12 +1,16 @@
 #include "proxy/net/tls.hpp"
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include <algorithm>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 #include <string_view>
 
 namespace bgs::net::tls {
@@ -38,6 +42,103 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
         i += 1 + len;
     }
     return SSL_TLSEXT_ERR_NOACK;
+}
+
+// Session ticket keys, the process's own: made at random, replaced every
+// kTicketKeyLife (when a handshake notices), the one before still accepted
+// (and its tickets renewed), so a ticket lives at most two periods and no key
+// lives for ever. Any worker thread: under a mutex (one lock per ticket made
+// or read, a handshake's cost is far larger).
+constexpr auto kTicketKeyLife = std::chrono::hours(12);
+
+struct TicketKey {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+};
+
+class TicketKeys {
+  public:
+    static TicketKeys& get() {
+        static TicketKeys keys;
+        return keys;
+    }
+    // The key to make a ticket with.
+    TicketKey current() {
+        std::lock_guard lock(mutex_);
+        rotate_if_due();
+        return current_;
+    }
+    // The key named `name`, and whether it is the current one.
+    std::optional<std::pair<TicketKey, bool>> find(const unsigned char* name) {
+        std::lock_guard lock(mutex_);
+        rotate_if_due();
+        if (std::memcmp(name, current_.name, sizeof current_.name) == 0) {
+            return std::pair{current_, true};
+        }
+        if (previous_ && std::memcmp(name, previous_->name, sizeof previous_->name) == 0) {
+            return std::pair{*previous_, false};
+        }
+        return std::nullopt;
+    }
+
+  private:
+    TicketKeys() { current_ = fresh(); }
+    static TicketKey fresh() {
+        TicketKey k{};
+        RAND_bytes(k.name, sizeof k.name);
+        RAND_bytes(k.aes, sizeof k.aes);
+        RAND_bytes(k.hmac, sizeof k.hmac);
+        return k;
+    }
+    void rotate_if_due() {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - made_ >= kTicketKeyLife) {
+            previous_ = current_;
+            current_ = fresh();
+            made_ = now;
+        }
+    }
+    std::mutex mutex_;
+    TicketKey current_{};
+    std::optional<TicketKey> previous_;
+    std::chrono::steady_clock::time_point made_ = std::chrono::steady_clock::now();
+};
+
+int ticket_key_cb(SSL*, unsigned char name[16], unsigned char iv[16], EVP_CIPHER_CTX* cipher,
+                  EVP_MAC_CTX* mac, int encrypt) {
+    auto& keys = TicketKeys::get();
+    TicketKey key{};
+    int result = 1;
+    if (encrypt == 1) {
+        key = keys.current();
+        if (RAND_bytes(iv, 16) != 1) {
+            return -1;
+        }
+        std::memcpy(name, key.name, sizeof key.name);
+        if (EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes, iv) != 1) {
+            return -1;
+        }
+    } else {
+        const auto found = keys.find(name);
+        if (!found) {
+            return 0;  // an unknown (expired) key: a full handshake
+        }
+        key = found->first;
+        result = found->second ? 1 : 2;  // 2: valid, and renewed with the current key
+        if (EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, key.aes, iv) != 1) {
+            return -1;
+        }
+    }
+    char digest[] = "SHA256";
+    const OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, key.hmac, sizeof key.hmac),
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end()};
+    if (EVP_MAC_CTX_set_params(mac, params) != 1) {
+        return -1;
+    }
+    return result;
 }
 
 std::string lower(std::string_view s) {
@@ -127,6 +228,7 @@ std::variant<std::shared_ptr<ServerContext>, std::vector<std::string>> ServerCon
         SSL_CTX_clear_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE);
         SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
         SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
+        SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
         static const unsigned char kSessionContext[] = "bgswitch";
         SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof kSessionContext - 1);

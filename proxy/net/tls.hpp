@@ -1,10 +1,12 @@
 // TLS with OpenSSL directly (SPEC section 8): a listener's contexts, one per
 // certificate, chosen by SNI (the first is the default), with secure
 // defaults: TLS 1.2 or later, AEAD ciphers only, the client's cipher
-// preference, ALPN http/1.1, session tickets, and OpenSSL's buffers given
-// back once a connection goes idle (Stream::release_tls_buffers; not after
-// every record, which costs an allocation per read and write). The bytes go through net::Stream,
-// which drives an SSL object over its non-blocking socket; no Asio template is involved.
+// preference, ALPN http/1.1, session tickets under keys rotated every 12
+// hours, and OpenSSL's buffers given back once a connection goes idle
+// (Stream::release_tls_buffers; not after every record, which would cost an
+// allocation per read and write). The bytes go through net::Stream, which
+// drives an SSL object over its non-blocking socket; no Asio template is
+// involved.
 #pragma once
 
 #include <atomic>

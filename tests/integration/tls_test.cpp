@@ -85,6 +85,21 @@ TEST(TlsTest, SniChoosesTheCertificateAndTheFirstIsTheDefault) {
               std::string::npos);
 }
 
+TEST(TlsTest, SessionsResumeWithTickets) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    RunningProxy proxy(tls_config(blue.port(), blue.port(), shop_and_api()));
+    for (const int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+        TlsClient first(proxy.port(), {.server_name = "", .max_version = version, .alpn = ""});
+        ASSERT_TRUE(first.ok()) << first.error();
+        EXPECT_EQ(first.exchange(kGet).first, 200);  // TLS 1.3's tickets come after the handshake
+        TlsClient again(proxy.port(),
+                        {.server_name = "", .max_version = version, .alpn = "", .resume = &first});
+        ASSERT_TRUE(again.ok()) << again.error();
+        EXPECT_TRUE(again.resumed()) << "TLS version " << std::hex << version;
+        EXPECT_EQ(again.exchange(kGet).first, 200);
+    }
+}
+
 TEST(TlsTest, TheVersionFloorRefusesOlderClients) {
     ScriptedUpstream blue(ScriptedUpstream::app("blue"));
     ScriptedUpstream green(ScriptedUpstream::app("green"));

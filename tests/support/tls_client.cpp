@@ -43,6 +43,12 @@ TlsClient::TlsClient(std::uint16_t port, const Options& options) : socket_(Socke
         SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(wire.data()),
                             static_cast<unsigned>(wire.size()));
     }
+    if (options.resume != nullptr) {
+        if (SSL_SESSION* session = SSL_get1_session(options.resume->ssl_)) {
+            SSL_set_session(ssl_, session);
+            SSL_SESSION_free(session);
+        }
+    }
     ok_ = SSL_connect(ssl_) == 1;
     if (!ok_) {
         error_ = openssl_error();
@@ -63,6 +69,10 @@ std::string TlsClient::peer_name() const {
     X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof cn);
     X509_free(x);
     return cn;
+}
+
+bool TlsClient::resumed() const {
+    return SSL_session_reused(ssl_) == 1;
 }
 
 std::string TlsClient::alpn() const {

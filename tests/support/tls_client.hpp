@@ -15,9 +15,10 @@ namespace bgs::test {
 class TlsClient {
   public:
     struct Options {
-        std::string server_name;  // SNI; none when empty
-        int max_version = 0;      // e.g. TLS1_2_VERSION; 0: the newest
-        std::string alpn;         // offered protocol, e.g. "http/1.1"
+        std::string server_name;            // SNI; none when empty
+        int max_version = 0;                // e.g. TLS1_2_VERSION; 0: the newest
+        std::string alpn;                   // offered protocol, e.g. "http/1.1"
+        const TlsClient* resume = nullptr;  // offer that client's session
     };
     /// Connects to 127.0.0.1:`port` and shakes hands (certificates are not
     /// verified: the tests look at which one came). Check ok().
@@ -32,6 +33,8 @@ class TlsClient {
     std::string peer_name() const;
     /// The protocol ALPN chose ("" for none).
     std::string alpn() const;
+    /// The handshake resumed the offered session.
+    bool resumed() const;
 
     void send(const std::string& bytes);
     /// At least one byte, or "" at the end of the stream (close_notify or
