@@ -345,6 +345,10 @@ class Session final : public drain::TrackedSession {
             co_return false;
         }
         client_.use_tls(ssl);
+        // A handshake's flights and the tickets after it are several small
+        // writes: Nagle would hold one back for the peer's delayed ACK.
+        net::error_code ignored;
+        client_.socket().set_option(net::tcp::no_delay(true), ignored);
         client_.expires_after(cfg_->timeouts.header_read);
         if (const auto ec = co_await net::handshake(client_)) {
             ++tls_->handshakes_failed;
