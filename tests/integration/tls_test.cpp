@@ -236,6 +236,61 @@ TEST(TlsTest, AWebSocketOverTlsIsDrainedWith1001AndCloseNotify) {
     EXPECT_TRUE(eventually([&] { return log.close_code.load() == 1001; }));
 }
 
+TEST(TlsTest, AnSseStreamOverTlsIsDrainedWithItsLastChunkAndCloseNotify) {
+    // An SSE upstream that sends one event and then keeps the stream open.
+    ScriptedUpstream sse([](Socket& s, ScriptedUpstream& u) {
+        const auto req = u.next_request(s);
+        if (!req) {
+            return;
+        }
+        if (req->target == "/health") {
+            s.send(http_response(200, "ok"));
+            return;
+        }
+        s.send(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n10\r\ndata: first\n\n\r\n\r\n");
+        s.closed_within(30s);
+    });
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    auto cfg = tls_config(sse.port(), green.port(), shop_and_api());
+    cfg.switching.drain_timeout = 300ms;
+    RunningProxy proxy(cfg);
+    TlsClient c(proxy.port(), {});
+    ASSERT_TRUE(c.ok()) << c.error();
+    c.send("GET /events HTTP/1.1\r\nHost: shop.test\r\nAccept: text/event-stream\r\n\r\n");
+    std::string got;
+    while (got.find("data: first") == std::string::npos) {
+        got += c.read_some();
+    }
+    ASSERT_EQ(
+        admin_call(proxy.server->admin_port(), "POST", "/v1/switch", R"({"to":"green"})", kToken)
+            .status,
+        200);
+    for (std::string part = c.read_some(5s); !part.empty(); part = c.read_some(5s)) {
+        got += part;
+    }
+    EXPECT_NE(got.find("\r\n0\r\n\r\n"), std::string::npos) << "the terminating chunk: " << got;
+    EXPECT_TRUE(c.got_close_notify());
+}
+
+TEST(TlsTest, ThePreviewListenerTerminatesTlsToo) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    auto cfg = test_config({blue.port()}, {green.port()});
+    cfg.admin.token = kToken;
+    cfg.preview = config::HostPort{"127.0.0.1", 0};
+    cfg.preview_tls = shop_and_api();
+    RunningProxy proxy(cfg);
+    ASSERT_TRUE(proxy.server->preview_port());
+    TlsClient c(*proxy.server->preview_port(), {});
+    ASSERT_TRUE(c.ok()) << c.error();
+    EXPECT_EQ(c.peer_name(), "shop.test");
+    const auto [status, body] = c.exchange(kGet);
+    EXPECT_EQ(status, 200);
+    EXPECT_EQ(body, "green") << "the preview listener serves the idle color";
+}
+
 // An upstream that speaks TLS with the test CA's certificate for 127.0.0.1
 // and localhost, answering every request with `body` on keep-alive
 // connections; with `ask_client_cert`, it requires a certificate the CA signed.
