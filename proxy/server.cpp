@@ -177,7 +177,6 @@ std::vector<Server::ListenerSpec> Server::listeners_of(const config::Config& cfg
     return out;
 }
 
-// TLS to a color's upstreams, its files read now; null for plain TCP.
 std::variant<std::shared_ptr<const net::tls::ClientContext>, std::vector<std::string>>
 load_upstream_tls(const config::ColorGroup& group, Color c) {
     if (!group.tls) {
@@ -195,10 +194,8 @@ load_upstream_tls(const config::ColorGroup& group, Color c) {
         std::get<std::shared_ptr<net::tls::ClientContext>>(std::move(loaded)));
 }
 
-// A listener's TLS context, its certificates and keys read now (at start and
-// at every reload); null for plain TCP. Every problem in words otherwise.
-std::variant<worker::TlsContext, std::vector<std::string>> load_tls(
-    const std::optional<config::ListenerTls>& tls, const std::string& key) {
+std::variant<std::shared_ptr<const net::tls::ServerContext>, std::vector<std::string>>
+load_listener_tls(const std::optional<config::ListenerTls>& tls, const std::string& key) {
     if (!tls) {
         return worker::TlsContext{};
     }
@@ -278,7 +275,7 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
             *shared_, i, std::make_shared<const config::Config>(cfg_), access_log_));
     }
     for (const auto& spec : listeners_of(cfg_)) {
-        auto tls = load_tls(spec.tls, spec.key);
+        auto tls = load_listener_tls(spec.tls, spec.key);
         if (auto* problems = std::get_if<std::vector<std::string>>(&tls)) {
             throw StartupError(fmt::format("{}", fmt::join(*problems, "; ")));
         }
@@ -488,7 +485,7 @@ Server::PreparedReload Server::prepare_reload(const config::Config& next) {
     PreparedReload prep;
     const auto now = listeners_of(cfg_);
     for (const auto& spec : listeners_of(next)) {
-        auto tls = load_tls(spec.tls, spec.key);
+        auto tls = load_listener_tls(spec.tls, spec.key);
         if (auto* problems = std::get_if<std::vector<std::string>>(&tls)) {
             // The certificates serving now stay.
             prep.problems.insert(prep.problems.end(), problems->begin(), problems->end());

@@ -8,6 +8,7 @@
 #include "proxy/common/name_resolver.hpp"
 #include "proxy/config/config.hpp"
 #include "proxy/control/reload.hpp"
+#include "proxy/net/tls.hpp"
 #include "proxy/routing/color_state.hpp"
 #include "proxy/routing/router.hpp"
 #include "proxy/state/state_store.hpp"
@@ -57,6 +58,16 @@ class StartupError : public std::runtime_error {
   public:
     using std::runtime_error::runtime_error;
 };
+
+/// A listener's TLS context, its certificates and keys read now (at start,
+/// at every reload, and by check-config), expired or expiring ones logged;
+/// null for plain TCP. Every problem, prefixed with `where`, otherwise.
+std::variant<std::shared_ptr<const net::tls::ServerContext>, std::vector<std::string>>
+load_listener_tls(const std::optional<config::ListenerTls>& tls, const std::string& where);
+
+/// TLS to a color's upstreams, its files read now; null for plain TCP.
+std::variant<std::shared_ptr<const net::tls::ClientContext>, std::vector<std::string>>
+load_upstream_tls(const config::ColorGroup& group, Color color);
 
 class Server {
   public:

@@ -65,20 +65,27 @@ void Stream::release_tls_buffers() {
     }
 }
 
-void Stream::shutdown_send() {
-    if (ssl_ != nullptr && SSL_is_init_finished(ssl_) &&
-        !(SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN)) {
-        SSL_shutdown(ssl_);  // queues close_notify; a full socket buffer loses it, which is allowed
+namespace {
+
+// TLS's close_notify, once and only after a handshake; a full socket buffer
+// loses it, which the protocol allows.
+void send_close_notify(ssl_st* ssl) {
+    if (ssl != nullptr && SSL_is_init_finished(ssl) &&
+        !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN)) {
+        SSL_shutdown(ssl);
     }
+}
+
+}  // namespace
+
+void Stream::shutdown_send() {
+    send_close_notify(ssl_);
     boost::system::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_send, ignored);
 }
 
 void Stream::shutdown_both() {
-    if (ssl_ != nullptr && SSL_is_init_finished(ssl_) &&
-        !(SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN)) {
-        SSL_shutdown(ssl_);
-    }
+    send_close_notify(ssl_);
     boost::system::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
 }

@@ -1,5 +1,7 @@
 #include "proxy/state/redis.hpp"
 
+#include "proxy/net/tls.hpp"
+
 #include <hiredis/hiredis.h>
 #include <hiredis/read.h>
 
@@ -9,12 +11,7 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/ssl.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
-
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 namespace bgs::redis {
 
@@ -70,7 +67,6 @@ struct Connection::Impl {
     ~Impl() { reset(); }
 
     void reset() {
-        tls.reset();  // it refers to the stream's socket
         stream.reset();
         if (reader != nullptr) {
             redisReaderFree(reader);
@@ -96,68 +92,21 @@ struct Connection::Impl {
         return out;
     }
 
-    // An operation the stream's deadline cut reports the timeout.
-    net::error_code timed(net::error_code ec) const {
-        return ec && stream->expired() ? net::error_code(boost::beast::error::timeout) : ec;
-    }
-
-    // The bytes on the wire go through TLS for rediss://.
-    net::Task<std::pair<net::error_code, std::size_t>> read_some(asio::mutable_buffer into) {
-        if (!tls) {
-            co_return co_await net::read_some(*stream, into);
-        }
-        if (stream->expired()) {
-            co_return std::pair{net::error_code(boost::beast::error::timeout), std::size_t{0}};
-        }
-        stream->begin_wait();
-        auto [ec, n] = co_await tls->async_read_some(into, asio::as_tuple(asio::use_awaitable));
-        stream->end_wait();
-        co_return std::pair{timed(ec), n};
-    }
-
-    net::Task<net::error_code> write(asio::const_buffer data) {
-        if (!tls) {
-            co_return co_await net::write_all(*stream, data);
-        }
-        if (stream->expired()) {
-            co_return net::error_code(boost::beast::error::timeout);
-        }
-        stream->begin_wait();
-        auto [ec, n] = co_await asio::async_write(*tls, data, asio::as_tuple(asio::use_awaitable));
-        stream->end_wait();
-        co_return timed(ec);
-    }
-
-    // The server's certificate is verified against the system's trust store
-    // (or SSL_CERT_FILE / SSL_CERT_DIR) and must name `host`.
+    // rediss://: the stream itself speaks TLS (net::Stream::use_tls). The
+    // server's certificate is verified against the system's trust store (or
+    // SSL_CERT_FILE / SSL_CERT_DIR) and must name `host`.
     net::Task<std::optional<std::string>> handshake(const std::string& host) {
-        tls_context = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_client);
-        boost::system::error_code ec;
-        tls_context->set_default_verify_paths(ec);
-        tls_context->set_verify_mode(asio::ssl::verify_peer);
-        SSL_CTX_set_min_proto_version(tls_context->native_handle(), TLS1_2_VERSION);
-        tls =
-            std::make_unique<asio::ssl::stream<net::tcp::socket&>>(stream->socket(), *tls_context);
-        SSL* ssl = tls->native_handle();
-        if (asio::ip::make_address(host, ec); ec) {
-            SSL_set_tlsext_host_name(ssl, host.c_str());
-            SSL_set1_host(ssl, host.c_str());
-        } else {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str());
+        auto loaded = net::tls::ClientContext::load({});
+        if (auto* problems = std::get_if<std::vector<std::string>>(&loaded)) {
+            co_return problems->front();
         }
-        stream->begin_wait();
-        auto [hec] = co_await tls->async_handshake(asio::ssl::stream_base::client,
-                                                   asio::as_tuple(asio::use_awaitable));
-        stream->end_wait();
-        if (!hec) {
-            co_return std::nullopt;
+        const auto& context = std::get<std::shared_ptr<net::tls::ClientContext>>(loaded);
+        SSL* ssl = context->connect(stream->socket().native_handle(), host);
+        stream->use_tls(ssl);
+        if (auto ec = co_await net::handshake(*stream)) {
+            co_return net::tls::ClientContext::why_failed(ssl, ec.message());
         }
-        std::string why = timed(hec).message();
-        if (const auto verify = SSL_get_verify_result(ssl); verify != X509_V_OK) {
-            why = std::string("certificate verification failed: ") +
-                  X509_verify_cert_error_string(verify);
-        }
-        co_return why;
+        co_return std::nullopt;
     }
 
     // With `idle_ok`, a deadline that passes before any byte of a reply
@@ -172,7 +121,7 @@ struct Connection::Impl {
         stream->expires_after(timeout);
         char buf[16 * 1024];
         for (;;) {
-            auto [ec, n] = co_await read_some(asio::buffer(buf));
+            auto [ec, n] = co_await net::read_some(*stream, asio::buffer(buf));
             if (ec == boost::beast::error::timeout && idle_ok && buffered == 0) {
                 co_return std::nullopt;
             }
@@ -199,8 +148,6 @@ struct Connection::Impl {
 
     asio::any_io_executor ex;
     std::unique_ptr<net::Stream> stream;
-    std::unique_ptr<asio::ssl::context> tls_context;
-    std::unique_ptr<asio::ssl::stream<net::tcp::socket&>> tls;  // rediss:// only
     redisReader* reader = nullptr;
     std::size_t buffered = 0;
 };
@@ -301,7 +248,7 @@ net::Task<Result> Connection::command(std::vector<std::string> args, Duration ti
     }
     const auto wire = encode(args);
     d.stream->expires_after(timeout);
-    if (auto ec = co_await d.write(asio::buffer(wire))) {
+    if (auto ec = co_await net::write_all(*d.stream, asio::buffer(wire))) {
         d.reset();
         co_return Result{"connection lost: " + ec.message()};
     }
