@@ -290,11 +290,11 @@ net::Task<void> Worker::accept_loop(std::shared_ptr<net::tcp::acceptor> acceptor
             continue;
         }
         backoff.succeeded();
+        // A connection accepted as a shutdown (or an upgrade's hand-over)
+        // begins is served: its answer says Connection: close.
         const auto max = settings_->limits.max_connections;
-        if (shared_.open_connections.load(std::memory_order_relaxed) >= max ||
-            shared_.shutting_down.load(std::memory_order_relaxed)) {
-            log().warn("503 to {}: {}", peer.address().to_string(),
-                       shared_.shutting_down ? "shutting down" : "limits.max_connections reached");
+        if (shared_.open_connections.load(std::memory_order_relaxed) >= max) {
+            log().warn("503 to {}: limits.max_connections reached", peer.address().to_string());
             shared_.metrics.error(std::nullopt, ErrorSource::Proxy, ErrorKind::Limit);
             asio::co_spawn(ioc_, reject_busy(std::move(socket)),
                            [](std::exception_ptr e) { log_coroutine_exit("503 reply", e); });
