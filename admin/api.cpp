@@ -107,15 +107,22 @@ ApiResponse error_response(unsigned status, std::string_view message, json::obje
     return {status, json::serialize(o) + "\n"};
 }
 
-std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_view body,
-                                                                    bool rollback) {
+namespace {
+
+enum class BodyKind { Switch, Rollback, Canary };
+
+// The switch family's bodies share their fields; each kind takes its own.
+std::variant<control::SwitchRequest, std::string> parse_body(std::string_view body, BodyKind kind) {
+    const bool rollback = kind == BodyKind::Rollback;
+    const bool canary = kind == BodyKind::Canary;
     control::SwitchRequest req;
     req.rollback = rollback;
     if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
         if (rollback) {
             return req;
         }
-        return std::string("the body must be a JSON object with \"to\"");
+        return std::string(canary ? "the body must be a JSON object with \"to\" and \"percent\""
+                                  : "the body must be a JSON object with \"to\"");
     }
     json::error_code ec;
     auto v = json::parse(body, ec);
@@ -177,6 +184,12 @@ std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_
                 return type_error("true or false");
             }
             req.dry_run = val.as_bool();
+        } else if (key == "percent" && canary) {
+            const auto p = whole_number(val);
+            if (!p || *p > 100) {
+                return type_error("a whole number from 0 to 100");
+            }
+            req.canary = static_cast<unsigned>(*p);
         } else if (key == "skip_smoke" && rollback) {
             if (!val.is_bool()) {
                 return type_error("true or false");
@@ -196,10 +209,24 @@ std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_
             return msg({"unknown field \"", key, "\""});
         }
     }
-    if (!rollback && !req.to) {
+    if (canary && !req.canary) {
+        return std::string("\"percent\" is required (0 ends the canary)");
+    }
+    if (!rollback && !req.to && !(canary && req.canary == 0u)) {
         return std::string("\"to\" is required");
     }
     return req;
+}
+
+}  // namespace
+
+std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_view body,
+                                                                    bool rollback) {
+    return parse_body(body, rollback ? BodyKind::Rollback : BodyKind::Switch);
+}
+
+std::variant<control::SwitchRequest, std::string> parse_canary_body(std::string_view body) {
+    return parse_body(body, BodyKind::Canary);
 }
 
 std::variant<control::UpstreamsRequest, std::vector<std::string>> parse_upstreams_body(
@@ -349,11 +376,17 @@ ApiResponse outcome_response(const control::SwitchOutcome& o, const json::object
     if (o.observe_until) {
         body["observe_until"] = metrics::format_time(*o.observe_until);
     }
+    if (o.percent) {
+        body["percent"] = *o.percent;
+    }
     switch (o.result) {
         case Result::Updated:
         case Result::Switched:
         case Result::AlreadyActive:
-        case Result::DryRunPassed: {
+        case Result::DryRunPassed:
+        case Result::Canary:
+        case Result::CanaryEnded:
+        case Result::NoCanary: {
             json::object ok{{"result", control::to_string(o.result)}};
             for (auto& kv : body) {
                 ok[kv.key()] = std::move(kv.value());
@@ -366,6 +399,9 @@ ApiResponse outcome_response(const control::SwitchOutcome& o, const json::object
             return error_response(409, "version mismatch", {{"current_version", o.version}});
         case Result::NoPrevious:
             return error_response(409, "there is no previous color to roll back to");
+        case Result::CanaryOnActive:
+            return error_response(409, "a canary goes to the idle color",
+                                  {{"active", to_string(o.from)}});
         case Result::GateFailed:
             return error_response(412, "gate failed", std::move(body));
         case Result::ShuttingDown:

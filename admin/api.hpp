@@ -51,6 +51,11 @@ ApiResponse error_response(unsigned status, std::string_view message,
 std::variant<control::SwitchRequest, std::string> parse_switch_body(std::string_view body,
                                                                     bool rollback);
 
+/// Parses the body of POST /v1/canary: "to" and "percent" (0..100; "to" may
+/// be left out with 0), and the switch's "observe", "drain_timeout",
+/// "dry_run", "reason", "expect_version" and "wait_fleet".
+std::variant<control::SwitchRequest, std::string> parse_canary_body(std::string_view body);
+
 /// Parses the body of PUT /v1/colors/{color}/upstreams for `color`. Returns
 /// every problem found (bad address, empty list, unknown field, ...) on failure.
 std::variant<control::UpstreamsRequest, std::vector<std::string>> parse_upstreams_body(

@@ -38,6 +38,7 @@ ApiResponse method_not_allowed(const char* allow) {
 json::object observation_json(const control::ObservationView& o) {
     json::object out{
         {"color", to_string(o.color)},
+        {"canary", o.canary},
         {"verdict", control::to_string(o.verdict)},
         {"ends_at", metrics::format_time(o.ends_at)},
         {"requests", o.figures.requests},
@@ -137,7 +138,7 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
     const bool known = path == "/v1/status" || path == "/v1/history" || path == "/v1/switch" ||
                        path == "/v1/rollback" || path == "/v1/reload" ||
                        path == "/v1/observe/stop" || path == "/v1/fleet" || path == "/v1/upgrade" ||
-                       color_name;
+                       path == "/v1/canary" || color_name;
     if (!known) {
         co_return error_response(404, "no such endpoint", {{"path", path}});
     }
@@ -192,12 +193,13 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
         }
         co_return ApiResponse{200, history_json()};
     }
-    // /v1/switch and /v1/rollback
+    // /v1/switch, /v1/rollback and /v1/canary
     if (req.method != "POST") {
         co_return method_not_allowed("POST");
     }
     const bool rollback = path == "/v1/rollback";
-    auto parsed = parse_switch_body(req.body, rollback);
+    auto parsed =
+        path == "/v1/canary" ? parse_canary_body(req.body) : parse_switch_body(req.body, rollback);
     if (auto* why = std::get_if<std::string>(&parsed)) {
         co_return error_response(400, *why);
     }
@@ -382,6 +384,14 @@ std::string Routes::status_json() const {
         {"last_observation", observer_.last() ? json::value(observation_json(*observer_.last()))
                                               : json::value(nullptr)},
     };
+    if (st.canary) {
+        doc["canary"] = json::object{{"to", to_string(st.canary->to)},
+                                     {"percent", st.canary->percent},
+                                     {"since", metrics::format_time(st.canary->since)},
+                                     {"epoch", st.canary->epoch}};
+    } else {
+        doc["canary"] = nullptr;
+    }
     if (fleet_ != nullptr) {
         doc["backend"] = fleet_->up() ? "ok" : "unreachable";
         json::object fleet{{"key", fleet_->settings().key},
@@ -423,6 +433,7 @@ std::string Routes::metrics_text() const {
     const auto snap = router_.state().load();
     g.active = snap.active;
     g.version = snap.version;
+    g.canary_percent = snap.canary_percent;
     for (Color c : kColors) {
         g.connections[index(c)] = {shared_.activity.get(c, drain::Activity::Request),
                                    shared_.activity.get(c, drain::Activity::Upgraded),

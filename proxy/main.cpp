@@ -430,6 +430,39 @@ int main(int argc, char** argv) {
     add_switch_options(rollback_cmd);
     rollback_cmd->add_flag("--skip-smoke", sw.skip_smoke, "run the health gate only");
     add_client_options(rollback_cmd);
+    admin::cli::CanaryOptions can;
+    auto* canary_cmd = app.add_subcommand(
+        "canary",
+        "send PERCENT of new sessions to COLOR after its gates pass (0 ends the canary), or "
+        "step through --steps");
+    canary_cmd->add_option("color", can.color, "blue or green (the idle color)")
+        ->required()
+        ->check(CLI::IsMember({"blue", "green"}));
+    auto* percent_opt =
+        canary_cmd->add_option("percent", can.percent, "0 to 100")->check(CLI::Range(0u, 100u));
+    auto* steps_opt = canary_cmd
+                          ->add_option("--steps", can.steps,
+                                       "percents to step through, e.g. 1,10,50,100 (100 switches)")
+                          ->delimiter(',')
+                          ->check(CLI::Range(1u, 100u));
+    percent_opt->excludes(steps_opt);
+    canary_cmd
+        ->add_option("--interval", can.interval,
+                     "with --steps: how long each step is observed before the next (default 2m)")
+        ->needs(steps_opt);
+    canary_cmd
+        ->add_option("--observe", can.observe,
+                     "watch the canary's share this long; a failing share ends the canary")
+        ->excludes(steps_opt);
+    canary_cmd->add_option("--drain-timeout", can.drain_timeout,
+                           "when it ends: how long the canary's WebSockets and streams live on");
+    canary_cmd->add_flag("--dry-run", can.dry_run, "run the gates only");
+    canary_cmd->add_option("--reason", can.reason, "kept in the history");
+    canary_cmd->add_option("--expect-version", can.expect_version,
+                           "refuse unless the current state version is this one");
+    canary_cmd->add_option("--wait-fleet", can.wait_fleet,
+                           "fleet mode: wait this long for every instance to apply each step");
+    add_client_options(canary_cmd);
     auto* history_cmd = app.add_subcommand("history", "recent switches and rollbacks");
     add_client_options(history_cmd);
 
@@ -489,6 +522,12 @@ int main(int argc, char** argv) {
         rc = admin::cli::switch_color(client, sw);
     } else if (rollback_cmd->parsed()) {
         rc = admin::cli::rollback(client, sw);
+    } else if (canary_cmd->parsed()) {
+        if (!can.percent && can.steps.empty()) {
+            std::cerr << "bgswitch canary: give PERCENT or --steps\n";
+            return kExitUsage;
+        }
+        rc = admin::cli::canary(client, can);
     } else if (history_cmd->parsed()) {
         rc = admin::cli::history(client);
     } else if (upstreams_set->parsed()) {

@@ -182,33 +182,34 @@ int fleet_answer(const ClientOptions& opt, const json::object& o) {
     return lagged || error ? kExitRefused : kExitOk;
 }
 
-// `switch --wait`: follows the observation that ends at `until` until it
-// ends. 0 when it ended ok, inconclusive or was stopped; 1 when it rolled
-// back or ended otherwise.
-int wait_for_observation(const ClientOptions& opt, const std::string& until) {
+// Follows the observation that ends at `until` to its end; its result
+// ("ok", "rolled_back", ...), or empty when it could not be followed (`code`
+// then says why).
+std::string observation_result(const ClientOptions& opt, const std::string& until, int& code) {
     std::string last_state;
     for (;;) {
         auto r = call(opt, "GET", "/v1/status");
         json::value doc;
-        if (auto code = failure(r, doc)) {
-            return *code;
+        if (auto failed = failure(r, doc)) {
+            code = *failed;
+            return {};
         }
         const auto& o = doc.as_object();
         const auto* ob = o.if_contains("observation");
-        if (ob == nullptr || !ob->is_object()) {
+        if (ob == nullptr || !ob->is_object() ||
+            str(ob->as_object().if_contains("ends_at")) != until) {
             const auto* last = o.if_contains("last_observation");
             if (last == nullptr || !last->is_object() ||
                 str(last->as_object().if_contains("ends_at")) != until) {
                 std::cout << "the observation is gone (the proxy restarted?)\n";
-                return kExitRefused;
+                code = kExitRefused;
+                return {};
             }
             const auto result = str(last->as_object().if_contains("result"));
             std::cout << "observation ended: " << result << ": "
                       << observation_line(last->as_object()) << "\n";
-            return result == "ok" || result == "inconclusive" || result == "stopped" ? kExitOk
-                                                                                     : kExitRefused;
+            return result;
         }
-        // A line when the verdict (or its note) changes, not every second.
         const auto& now = ob->as_object();
         const auto state = str(now.if_contains("verdict")) + str(now.if_contains("note"));
         if (state != last_state) {
@@ -219,6 +220,19 @@ int wait_for_observation(const ClientOptions& opt, const std::string& until) {
         }
         std::this_thread::sleep_for(std::chrono::seconds(1));
     }
+}
+
+// `switch --wait`: follows the observation that ends at `until` until it
+// ends. 0 when it ended ok, inconclusive or was stopped; 1 when it rolled
+// back or ended otherwise.
+int wait_for_observation(const ClientOptions& opt, const std::string& until) {
+    int code = kExitOk;
+    const auto result = observation_result(opt, until, code);
+    if (result.empty()) {
+        return code;
+    }
+    return result == "ok" || result == "inconclusive" || result == "stopped" ? kExitOk
+                                                                             : kExitRefused;
 }
 
 int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback) {
@@ -268,6 +282,9 @@ int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback)
             } else if (result == "dry_run_passed") {
                 std::cout << "dry run passed: " << str(o.if_contains("from")) << " -> "
                           << str(o.if_contains("to")) << " would switch\n";
+            } else if (result == "canary_ended") {
+                std::cout << "canary ended: every session back on " << str(o.if_contains("to"))
+                          << " (version " << str(o.if_contains("version")) << ")\n";
             } else {
                 std::cout << "switched: " << str(o.if_contains("from")) << " -> "
                           << str(o.if_contains("to")) << " (version "
@@ -485,6 +502,11 @@ int status(const ClientOptions& opt) {
             }
         }
     }
+    if (const auto* c = o.if_contains("canary"); c && c->is_object()) {
+        std::cout << "\ncanary   " << str(c->as_object().if_contains("percent"))
+                  << "% of new sessions to " << str(c->as_object().if_contains("to")) << " since "
+                  << str(c->as_object().if_contains("since")) << "\n";
+    }
     if (const auto* last = o.if_contains("last_switch"); last && last->is_object()) {
         const auto& l = last->as_object();
         std::cout << "\nlast switch: " << str(l.if_contains("at")) << " "
@@ -501,6 +523,117 @@ int switch_color(const ClientOptions& opt, const SwitchOptions& sw) {
 
 int rollback(const ClientOptions& opt, const SwitchOptions& sw) {
     return run_switch(opt, sw, true);
+}
+
+namespace {
+
+// One POST /v1/canary; 0 when it was taken (`doc` holds the answer).
+int canary_step(const ClientOptions& opt, const CanaryOptions& c, unsigned percent,
+                const std::optional<std::string>& observe, json::value& doc) {
+    json::object body{{"percent", percent}};
+    if (!c.color.empty()) {
+        body["to"] = c.color;
+    }
+    if (observe) {
+        body["observe"] = *observe;
+    }
+    if (c.drain_timeout) {
+        body["drain_timeout"] = *c.drain_timeout;
+    }
+    if (c.dry_run) {
+        body["dry_run"] = true;
+    }
+    if (!c.reason.empty()) {
+        body["reason"] = c.reason;
+    }
+    if (c.expect_version) {
+        body["expect_version"] = *c.expect_version;
+    }
+    if (c.wait_fleet) {
+        body["wait_fleet"] = *c.wait_fleet;
+    }
+    auto r = call(opt, "POST", "/v1/canary", json::serialize(body));
+    if (auto code = failure(r, doc)) {
+        return *code;
+    }
+    if (opt.json) {
+        std::cout << r.body;
+    }
+    const auto& o = doc.as_object();
+    if (!opt.json && o.contains("gates")) {
+        print_gates(o.at("gates").as_object());
+    }
+    if (r.status != 200) {
+        print_refusal(opt, "canary", o);
+        return r.status == 400 ? kExitUsage : kExitRefused;
+    }
+    if (!opt.json) {
+        const auto result = str(o.if_contains("result"));
+        if (result == "dry_run_passed") {
+            std::cout << "dry run passed: a canary to " << str(o.if_contains("to"))
+                      << " would start\n";
+        } else if (result == "canary_ended") {
+            std::cout << "canary ended: every session on " << str(o.if_contains("to"))
+                      << " (version " << str(o.if_contains("version")) << ")\n";
+        } else if (result == "no_canary") {
+            std::cout << "no canary was running\n";
+        } else {
+            std::cout << "canary: " << str(o.if_contains("percent")) << "% of new sessions to "
+                      << str(o.if_contains("to")) << " (version " << str(o.if_contains("version"))
+                      << ")\n";
+        }
+    }
+    return fleet_answer(opt, o);
+}
+
+}  // namespace
+
+int canary(const ClientOptions& opt, const CanaryOptions& c) {
+    json::value doc;
+    if (c.steps.empty()) {
+        return canary_step(opt, c, c.percent.value_or(0), c.observe, doc);
+    }
+    for (std::size_t i = 0; i < c.steps.size(); ++i) {
+        const unsigned p = c.steps[i];
+        if (p >= 100) {
+            std::cout << "step " << i + 1 << ": 100% — switching to " << c.color << "\n";
+            SwitchOptions sw;
+            sw.color = c.color;
+            sw.reason = c.reason.empty() ? "canary complete" : c.reason;
+            sw.drain_timeout = c.drain_timeout;
+            sw.wait_fleet = c.wait_fleet;
+            return run_switch(opt, sw, false);
+        }
+        std::cout << "step " << i + 1 << ": " << p << "%\n";
+        if (const int code = canary_step(opt, c, p, c.interval, doc); code != kExitOk) {
+            return code;
+        }
+        const auto* until = doc.as_object().if_contains("observe_until");
+        if (until == nullptr || c.dry_run) {
+            continue;  // an interval of 0: no observation to wait for
+        }
+        int code = kExitOk;
+        const auto result = observation_result(opt, str(until), code);
+        if (result == "ok" || result == "inconclusive") {
+            continue;
+        }
+        if (result == "rolled_back") {
+            std::cerr << "bgswitch: the canary failed its observation and was ended\n";
+            return kExitRefused;
+        }
+        if (!result.empty()) {
+            // Failing short of a full window, stopped or overtaken: the canary
+            // does not go on.
+            std::cerr << "bgswitch: step " << i + 1 << " ended " << result
+                      << "; ending the canary\n";
+            CanaryOptions end = c;
+            end.reason = "canary step " + std::to_string(p) + "% ended " + result;
+            end.expect_version.reset();
+            canary_step(opt, end, 0, std::nullopt, doc);
+        }
+        return code == kExitOk ? kExitRefused : code;
+    }
+    return kExitOk;
 }
 
 int history(const ClientOptions& opt) {
@@ -535,6 +668,9 @@ int history(const ClientOptions& opt) {
         }
         if (const auto* c = o.if_contains("changed")) {
             reason += (reason.empty() ? "" : "; ") + std::string("changed: ") + joined(c);
+        }
+        if (const auto* p = o.if_contains("percent")) {
+            reason += (reason.empty() ? "" : "; ") + std::string("canary ") + str(p) + "%";
         }
         std::printf("%-24s %-13s %-6s %-6s %-15s %7s %9s  %-15s %s\n",
                     str(o.if_contains("time")).c_str(), str(o.if_contains("action")).c_str(),

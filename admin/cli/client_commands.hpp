@@ -32,6 +32,19 @@ struct SwitchOptions {
     std::optional<std::string> wait_fleet;  // fleet mode: until every instance applied it
 };
 
+struct CanaryOptions {
+    std::string color;
+    std::optional<unsigned> percent;  // one step
+    std::vector<unsigned> steps;      // --steps 1,10,50,100 (100: the switch)
+    std::string interval = "2m";      // --interval: each step's observation
+    std::optional<std::string> observe;
+    std::optional<std::string> drain_timeout;
+    bool dry_run = false;
+    std::string reason;
+    std::optional<unsigned long long> expect_version;
+    std::optional<std::string> wait_fleet;
+};
+
 struct UpstreamsOptions {
     std::string color;                   // empty: both colors (show only)
     std::vector<std::string> upstreams;  // set: the new list
@@ -51,6 +64,11 @@ int reload(const ClientOptions& opt);
 int switch_color(const ClientOptions& opt, const SwitchOptions& sw);
 int rollback(const ClientOptions& opt, const SwitchOptions& sw);
 int history(const ClientOptions& opt);
+/// `bgswitch canary COLOR PERCENT`: one step (0 ends the canary); with
+/// --steps, each step is observed for --interval and the next one follows an
+/// ok or inconclusive verdict; a failing one ends the canary (exit 1). A step
+/// of 100 completes it with a switch.
+int canary(const ClientOptions& opt, const CanaryOptions& c);
 /// `bgswitch fleet`: every instance of the fleet, its applied version and
 /// heartbeat (fleet mode).
 int fleet(const ClientOptions& opt);

@@ -117,12 +117,21 @@ struct AutoRollback {
     bool operator==(const AutoRollback&) const = default;
 };
 
+/// How a canary keeps a session on one color (SPEC section 13).
+struct Canary {
+    std::string cookie = "bgswitch_color";
+    std::string sticky_header;  // empty: none; sessions are kept by the cookie
+
+    bool operator==(const Canary&) const = default;
+};
+
 struct Switch {
     std::optional<unsigned> min_healthy;  // nullopt = all
     Duration drain_timeout = std::chrono::seconds(90);
     Duration close_spread = Duration{0};
     Duration observe = Duration{0};  // 0 = no observation after a switch
     AutoRollback auto_rollback;
+    Canary canary;
 
     bool operator==(const Switch&) const = default;
 };

@@ -30,6 +30,15 @@ std::string item(const std::string& path, std::size_t i) {
     return path + "[" + std::to_string(i) + "]";
 }
 
+// An HTTP token (RFC 9110 §5.6.2): what a field or cookie name may be.
+bool is_token(std::string_view s) {
+    constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+    return std::all_of(s.begin(), s.end(), [&](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return std::isalnum(c) != 0 || kSpecials.find(ch) != std::string_view::npos;
+    });
+}
+
 // One pass over the document. Each read_* method validates one key and records
 // a problem instead of stopping, so the user sees every mistake at once.
 class Loader {
@@ -748,9 +757,11 @@ class Loader {
 
     void read_switch(const YAML::Node& n, Switch& s) {
         if (!map(n, "switch",
-                 {"min_healthy", "drain_timeout", "close_spread", "observe", "auto_rollback"})) {
+                 {"min_healthy", "drain_timeout", "close_spread", "observe", "auto_rollback",
+                  "canary"})) {
             return;
         }
+        read_canary(n["canary"], s.canary);
         if (auto v = n["observe"]) {
             s.observe = duration(v, "switch.observe", true).value_or(s.observe);
         }
@@ -768,6 +779,28 @@ class Loader {
         if (auto v = n["close_spread"]) {
             s.close_spread = duration(v, "switch.close_spread", true).value_or(s.close_spread);
         }
+    }
+
+    void read_canary(const YAML::Node& n, Canary& c) {
+        if (!map(n, "switch.canary", {"cookie", "sticky_header"})) {
+            return;
+        }
+        // Both are written into and matched against HTTP fields: a token
+        // (RFC 9110 §5.6.2) is all they may be.
+        auto token = [&](const char* key, std::string& field) {
+            const auto path = child("switch.canary", key);
+            if (auto v = n[key]) {
+                if (auto text = scalar(v, path)) {
+                    if (text->empty() || text->size() > 64 || !is_token(*text)) {
+                        error_value(path, *text, "must be an HTTP token of 1 to 64 characters");
+                    } else {
+                        field = *text;
+                    }
+                }
+            }
+        };
+        token("cookie", c.cookie);
+        token("sticky_header", c.sticky_header);
     }
 
     void read_auto_rollback(const YAML::Node& n, AutoRollback& a) {

@@ -150,7 +150,7 @@ int Observer::state_number() const {
     return static_cast<int>(current_->verdict) + 1;
 }
 
-void Observer::begin(Color color, Duration length) {
+void Observer::begin(Color color, Duration length, bool canary) {
     end("ended_by_switch");
     if (length <= Duration{0}) {
         return;
@@ -163,12 +163,13 @@ void Observer::begin(Color color, Duration length) {
     window_.add(now, metrics_.totals(color), cfg_.switching.auto_rollback.window);
     current_.emplace();
     current_->color = color;
+    current_->canary = canary;
     current_->ends_at = std::chrono::system_clock::now() +
                         std::chrono::duration_cast<std::chrono::system_clock::duration>(length);
     log().info(
-        "observing {} for {}: rolls back on a 5xx ratio over {} or a p99 over {} "
+        "observing {}{} for {}: rolls back on a 5xx ratio over {} or a p99 over {} "
         "within {}",
-        bgs::to_string(color), format_duration(length),
+        bgs::to_string(color), canary ? " (the canary's share)" : "", format_duration(length),
         cfg_.switching.auto_rollback.max_error_ratio,
         format_duration(cfg_.switching.auto_rollback.max_p99),
         format_duration(cfg_.switching.auto_rollback.window));
@@ -207,14 +208,18 @@ net::Task<void> Observer::roll_back() {
     const auto why = describe(current_->figures, cfg_.switching.auto_rollback);
     log().warn("observation of {} is failing: {}; rolling back", bgs::to_string(color), why);
     SwitchRequest req;
-    req.rollback = true;
+    if (current_->canary) {
+        req.canary = 0;  // the canary ends; no color moves
+    } else {
+        req.rollback = true;
+    }
     req.skip_smoke = true;
     req.automatic = true;
     req.reason = why;
     req.source = "observer";
     const auto out = co_await switcher_.run(std::move(req));
     rolling_back_ = false;
-    if (out.result == Result::Switched) {
+    if (out.result == Result::Switched || out.result == Result::CanaryEnded) {
         ++auto_rollbacks_;
         co_return;  // the switcher ended the observation as rolled_back
     }

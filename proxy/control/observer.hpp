@@ -61,6 +61,8 @@ std::string describe(const ObserveFigures& f, const config::AutoRollback& limits
 /// What the status shows of an observation, running or ended.
 struct ObservationView {
     Color color = Color::Blue;
+    /// A canary's share is judged; a failing one ends the canary.
+    bool canary = false;
     Verdict verdict = Verdict::Inconclusive;
     ObserveFigures figures;
     std::chrono::system_clock::time_point ends_at;
@@ -78,9 +80,10 @@ class Observer {
     void start(const net::asio::any_io_executor& ex);
     void stop();
 
-    /// A switch to `color` committed: an observation of `length` begins (none
-    /// with a zero length). Ends the one running, if any.
-    void begin(Color color, Duration length);
+    /// A switch to `color` (or a canary step to it) committed: an observation
+    /// of `length` begins (none with a zero length). Ends the one running, if
+    /// any.
+    void begin(Color color, Duration length, bool canary = false);
     /// Ends the running observation with `result`; false when none ran.
     bool end(const std::string& result);
 

@@ -8,6 +8,20 @@
 #include <fmt/ranges.h>
 
 namespace bgs::control {
+namespace {
+
+// Marks the switcher busy for a change's lifetime, across its awaits.
+struct BusyFor {
+    explicit BusyFor(bool& flag) : flag_(flag) { flag_ = true; }
+    ~BusyFor() { flag_ = false; }
+    BusyFor(const BusyFor&) = delete;
+    BusyFor& operator=(const BusyFor&) = delete;
+
+  private:
+    bool& flag_;
+};
+
+}  // namespace
 
 const char* to_string(Result r) {
     switch (r) {
@@ -33,6 +47,14 @@ const char* to_string(Result r) {
             return "shutting_down";
         case Result::BackendUnavailable:
             return "backend_unavailable";
+        case Result::Canary:
+            return "canary";
+        case Result::CanaryEnded:
+            return "canary_ended";
+        case Result::NoCanary:
+            return "no_canary";
+        case Result::CanaryOnActive:
+            return "canary_on_active";
     }
     return "unknown";
 }
@@ -49,6 +71,53 @@ Switcher::Switcher(const config::Config& cfg, UpstreamDirectory& upstreams,
     for (auto r : {Result::Switched, Result::GateFailed, Result::Busy}) {
         counts_[to_string(r)] = 0;
     }
+    publish();  // a canary kept in the state file routes from the start
+}
+
+void Switcher::publish() {
+    const auto& c = state_.canary;
+    colors_.publish(state_.active, state_.version, c ? c->percent : 0, c ? c->epoch : 0);
+}
+
+state::HistoryEvent Switcher::event_for(const SwitchRequest& req, const SwitchOutcome& out,
+                                        const char* action) const {
+    state::HistoryEvent event;
+    event.time = std::chrono::system_clock::now();
+    event.action = action;
+    event.from = out.from;
+    event.to = out.to;
+    event.source = req.source;
+    event.reason = req.reason;
+    event.dry_run = req.dry_run;
+    event.health_us = static_cast<std::uint64_t>(out.gates.health_ms * 1000.0);
+    event.smoke_us = static_cast<std::uint64_t>(out.gates.smoke_ms * 1000.0);
+    event.node = node_;
+    return event;
+}
+
+net::Task<SwitchOutcome> Switcher::refused(SwitchOutcome out, state::HistoryEvent event,
+                                           std::uint64_t base_version, const char* action) {
+    // Failed and dry runs change no color and no version; they are kept in
+    // the history (best effort: a write failure here must not hide the gate
+    // result).
+    out.result = out.gates.passed() ? Result::DryRunPassed : Result::GateFailed;
+    if (!out.gates.passed()) {
+        event.failure = health::first_failure(out.gates);
+        log().warn("{} to {} refused: {}", action, bgs::to_string(out.to), event.failure);
+    }
+    event.result = to_string(out.result);
+    event.version = state_.version;
+    auto next = state_;
+    next.record(event);
+    if (auto failure = co_await commit(next, state_.version)) {
+        log().warn("{} not kept in the history of record: {}", event.result, describe(*failure));
+        if (state_.version == base_version) {
+            state_.record(event);
+        }
+    } else {
+        state_ = std::move(next);
+    }
+    co_return finish(out);
 }
 
 Switcher::Phase Switcher::phase() const {
@@ -84,6 +153,17 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
         out.result = Result::Busy;
         co_return finish(out);
     }
+    if (req.canary) {
+        co_return co_await canary(std::move(req));
+    }
+    if (req.rollback && state_.canary) {
+        // A rollback during a canary takes its sessions back; no color moves.
+        if (req.expect_version && *req.expect_version != state_.version) {
+            out.result = Result::VersionMismatch;
+            co_return finish(out);
+        }
+        co_return co_await end_canary(std::move(req), out);
+    }
     if (req.rollback) {
         if (!state_.previous) {
             out.result = Result::NoPrevious;
@@ -109,11 +189,7 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     const auto base_version = state_.version;
 
     // --- gates ---------------------------------------------------------------
-    busy_ = true;
-    struct Release {
-        bool& busy;
-        ~Release() { busy = false; }
-    } release{busy_};
+    const BusyFor busy_for(busy_);
     const char* action = req.automatic ? "auto_rollback" : req.rollback ? "rollback" : "switch";
     log().info("{} {} -> {} requested by {}{}: running gates", action, bgs::to_string(out.from),
                bgs::to_string(out.to), req.source, req.dry_run ? " (dry run)" : "");
@@ -136,41 +212,9 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
         co_return finish(out);
     }
 
-    state::HistoryEvent event;
-    event.time = std::chrono::system_clock::now();
-    event.action = action;
-    event.from = out.from;
-    event.to = out.to;
-    event.source = req.source;
-    event.reason = req.reason;
-    event.dry_run = req.dry_run;
-    event.health_us = static_cast<std::uint64_t>(out.gates.health_ms * 1000.0);
-    event.smoke_us = static_cast<std::uint64_t>(out.gates.smoke_ms * 1000.0);
-    event.node = node_;
-
+    auto event = event_for(req, out, action);
     if (!out.gates.passed() || req.dry_run) {
-        // Failed and dry runs change no color and no version; they are kept
-        // in the history (best effort: a write failure here must not hide the
-        // gate result).
-        out.result = out.gates.passed() ? Result::DryRunPassed : Result::GateFailed;
-        if (!out.gates.passed()) {
-            event.failure = health::first_failure(out.gates);
-            log().warn("{} to {} refused: {}", action, bgs::to_string(out.to), event.failure);
-        }
-        event.result = to_string(out.result);
-        event.version = state_.version;
-        auto next = state_;
-        next.record(event);
-        if (auto failure = co_await commit(next, state_.version)) {
-            log().warn("{} not kept in the history of record: {}", event.result,
-                       describe(*failure));
-            if (state_.version == base_version) {
-                state_.record(event);
-            }
-        } else {
-            state_ = std::move(next);
-        }
-        co_return finish(out);
+        co_return co_await refused(out, std::move(event), base_version, action);
     }
 
     // --- durable state, then the flip ----------------------------------------
@@ -185,6 +229,12 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     next.active = out.to;
     next.version = state_.version + 1;
     next.committed_at = std::chrono::system_clock::now();
+    if (next.canary) {
+        // To the canary's color: the canary is complete, every session moves.
+        next.canary.reset();
+        event.percent = 100;
+        out.percent = 100;
+    }
     event.result = to_string(Result::Switched);
     event.version = next.version;
     event.drain_ms = static_cast<std::uint64_t>(
@@ -196,7 +246,7 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
         co_return finish(failed(out, *failure));
     }
     state_ = std::move(next);
-    colors_.publish(state_.active, state_.version);
+    publish();
     out.version = state_.version;
     out.result = Result::Switched;
     if (observer_ != nullptr) {
@@ -217,6 +267,142 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     start_drain(out.from, timeout);
     log().info("{}: traffic now on {} (version {}); {} drains for {}", action,
                bgs::to_string(out.to), out.version, bgs::to_string(out.from),
+               format_duration(timeout));
+    co_return finish(out);
+}
+
+net::Task<SwitchOutcome> Switcher::canary(SwitchRequest req) {
+    SwitchOutcome out;
+    out.from = state_.active;
+    out.to = req.to.value_or(other(state_.active));
+    out.version = state_.version;
+    const unsigned percent = *req.canary;
+    if (req.expect_version && *req.expect_version != state_.version) {
+        out.result = Result::VersionMismatch;
+        co_return finish(out);
+    }
+    if (percent == 0) {
+        if (!state_.canary) {
+            out.result = Result::NoCanary;
+            out.percent = 0;
+            co_return finish(out);
+        }
+        co_return co_await end_canary(std::move(req), out);
+    }
+    if (out.to == state_.active) {
+        out.result = Result::CanaryOnActive;
+        co_return finish(out);
+    }
+    if (fleet_ != nullptr && !fleet_->up() && !req.dry_run) {
+        out.result = Result::BackendUnavailable;
+        out.error = fleet_->error();
+        co_return finish(out);
+    }
+    const auto base_version = state_.version;
+    const BusyFor busy_for(busy_);
+    log().info("canary {}% to {} requested by {}{}: running gates", percent, bgs::to_string(out.to),
+               req.source, req.dry_run ? " (dry run)" : "");
+    co_await upstreams_.refresh(out.to);
+    const auto members = upstreams_.members(out.to);
+    out.gates = co_await health::run_gates(cfg_, members, true);
+    out.gates_ran = true;
+    if (stopping_) {
+        out.result = Result::ShuttingDown;
+        co_return finish(out);
+    }
+    if (state_.version != base_version) {
+        out.result = Result::VersionMismatch;
+        out.version = state_.version;
+        co_return finish(out);
+    }
+    auto event = event_for(req, out, "canary");
+    event.percent = percent;
+    if (!out.gates.passed() || req.dry_run) {
+        co_return co_await refused(out, std::move(event), base_version, "canary");
+    }
+    if (state_.version >= state::SwitchState::kMaxVersion) {
+        out.result = Result::PersistFailed;
+        out.error = "the state version is at its maximum; reset the state file";
+        co_return finish(out);
+    }
+    auto next = state_;
+    next.version = state_.version + 1;
+    next.committed_at = std::chrono::system_clock::now();
+    if (!next.canary) {
+        // A new canary: its epoch makes earlier canaries' cookies stale.
+        next.canary = state::Canary{out.to, percent, next.version, *next.committed_at};
+    }
+    next.canary->percent = percent;
+    event.result = to_string(Result::Canary);
+    event.version = next.version;
+    next.record(event);
+    if (auto failure = co_await commit(next, state_.version)) {
+        log().error("canary to {} not set: {}", bgs::to_string(out.to), describe(*failure));
+        co_return finish(failed(out, *failure));
+    }
+    const unsigned before = state_.canary ? state_.canary->percent : 0;
+    state_ = std::move(next);
+    cancel_drain(out.to);  // it takes traffic again
+    publish();
+    out.version = state_.version;
+    out.result = Result::Canary;
+    out.percent = percent;
+    if (observer_ != nullptr) {
+        observer_->begin(out.to, req.observe.value_or(cfg_.switching.observe), /*canary=*/true);
+        if (observer_->running()) {
+            out.observe_until = observer_->current()->ends_at;
+        }
+    }
+    log().info("canary: {}% of new sessions to {} (was {}%; version {})", percent,
+               bgs::to_string(out.to), before, state_.version);
+    co_return finish(out);
+}
+
+net::Task<SwitchOutcome> Switcher::end_canary(SwitchRequest req, SwitchOutcome out) {
+    const auto canary_color = state_.canary->to;
+    out.from = canary_color;
+    out.to = state_.active;
+    if (fleet_ != nullptr && !fleet_->up()) {
+        out.result = Result::BackendUnavailable;
+        out.error = fleet_->error();
+        co_return finish(out);
+    }
+    const BusyFor busy_for(busy_);
+    const char* action = req.automatic ? "auto_rollback" : req.rollback ? "rollback" : "canary";
+    auto event = event_for(req, out, action);
+    event.dry_run = false;
+    event.percent = 0;
+    const auto timeout = req.drain_timeout.value_or(cfg_.switching.drain_timeout);
+    event.drain_ms = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count());
+    auto next = state_;
+    next.version = state_.version + 1;
+    next.committed_at = event.time;
+    next.canary.reset();
+    event.result = to_string(Result::CanaryEnded);
+    event.version = next.version;
+    next.record(event);
+    if (auto failure = co_await commit(next, state_.version)) {
+        log().error("canary on {} not ended: {}", bgs::to_string(canary_color), describe(*failure));
+        co_return finish(failed(out, *failure));
+    }
+    state_ = std::move(next);
+    publish();
+    out.version = state_.version;
+    out.result = Result::CanaryEnded;
+    out.percent = 0;
+    if (observer_ != nullptr) {
+        observer_->end(req.automatic  ? "rolled_back"
+                       : req.rollback ? "ended_by_switch"
+                                      : "stopped");
+    }
+    // Its sessions are back on the active color; its WebSockets and streams
+    // end as an old color's do.
+    start_drain(canary_color, timeout);
+    log().info("{}: the canary on {} ended{}; every session on {} (version {}); {} drains for {}",
+               action, bgs::to_string(canary_color),
+               req.reason.empty() ? std::string() : " (" + req.reason + ")",
+               bgs::to_string(state_.active), state_.version, bgs::to_string(canary_color),
                format_duration(timeout));
     co_return finish(out);
 }
@@ -242,11 +428,7 @@ net::Task<SwitchOutcome> Switcher::set_upstreams(UpstreamsRequest req) {
         out.error = "the state version is at its maximum; reset the state file";
         co_return out;
     }
-    busy_ = true;
-    struct Release {
-        bool& busy;
-        ~Release() { busy = false; }
-    } release{busy_};
+    const BusyFor busy_for(busy_);
     std::vector<std::string> list;
     for (const auto& hp : req.upstreams) {
         list.push_back(hp.to_string());
@@ -276,7 +458,7 @@ net::Task<SwitchOutcome> Switcher::set_upstreams(UpstreamsRequest req) {
     }
     state_ = std::move(next);
     // The version moves with the state file, even though no color moved.
-    colors_.publish(state_.active, state_.version);
+    publish();
     log().info("upstreams of {} set by {} to {} (version {})", bgs::to_string(req.color),
                req.source, fmt::join(list, ", "), state_.version);
     upstreams_.set_list(req.color, std::move(req.upstreams), ListSource::Api);
@@ -365,7 +547,7 @@ void Switcher::apply_fleet(state::SwitchState remote) {
             upstreams_.set_list(c, std::move(parsed), ListSource::Api);
         }
     }
-    colors_.publish(state_.active, state_.version);
+    publish();
     // Traffic moved with that store: the apply is measured to here.
     std::string delay;
     if (state_.committed_at) {
@@ -382,15 +564,20 @@ void Switcher::apply_fleet(state::SwitchState remote) {
             break;
         }
     }
+    const auto drain = event != nullptr && event->drain_ms != 0
+                           ? Duration(std::chrono::milliseconds(event->drain_ms))
+                           : cfg_.switching.drain_timeout;
     if (state_.active != old.active) {
-        const auto drain = event != nullptr && event->drain_ms != 0
-                               ? Duration(std::chrono::milliseconds(event->drain_ms))
-                               : cfg_.switching.drain_timeout;
         cancel_drain(state_.active);
         start_drain(old.active, drain);
         if (observer_ != nullptr && observer_->running()) {
             observer_->end("ended_by_switch");
         }
+    } else if (old.canary && !state_.canary) {
+        start_drain(old.canary->to, drain);  // the canary ended elsewhere
+    }
+    if (state_.canary) {
+        cancel_drain(state_.canary->to);
     }
     if (auto err = store_.save(state_)) {
         log().error("fleet: version {} applied, but the local state file was not written: {}",

@@ -43,6 +43,9 @@ struct SwitchRequest {
     std::optional<Duration> observe;     // switch only: instead of switch.observe
     bool automatic = false;              // an observation's own rollback
     std::optional<Duration> wait_fleet;  // fleet mode: answer once the fleet applied it
+    /// POST /v1/canary: the share of new sessions for `to` (0 ends the canary).
+    /// With `automatic`, the observation's rollback of a canary.
+    std::optional<unsigned> canary;
 };
 
 /// A color's upstream list set through the API.
@@ -67,6 +70,10 @@ enum class Result {
     PersistFailed,
     ShuttingDown,
     BackendUnavailable,  // fleet mode: Redis did not take the change
+    Canary,              // a canary's share was set
+    CanaryEnded,         // ... set to 0, or rolled back
+    NoCanary,            // nothing to end
+    CanaryOnActive,      // a canary to the color that is already active
 };
 
 /// The name used in the API, the history and the metrics.
@@ -82,6 +89,9 @@ struct SwitchOutcome {
     std::string error;  // PersistFailed, BackendUnavailable: why
     /// Switched with an observation: when it ends.
     std::optional<std::chrono::system_clock::time_point> observe_until;
+    /// Canary results and a switch that completed a canary: its share after
+    /// the call.
+    std::optional<unsigned> percent;
 };
 
 class Switcher {
@@ -152,6 +162,18 @@ class Switcher {
     SwitchOutcome finish(SwitchOutcome out);
     void start_drain(Color color, Duration timeout);
     void cancel_drain(Color color);
+    /// Makes state_ what the workers route by (color, version, canary).
+    void publish();
+    net::Task<SwitchOutcome> canary(SwitchRequest req);
+    /// Sets the canary's share to 0: by percent 0, a rollback, or the
+    /// observation's rollback. The canary's color drains.
+    net::Task<SwitchOutcome> end_canary(SwitchRequest req, SwitchOutcome out);
+    /// The history event of a change requested by `req`, before its result.
+    state::HistoryEvent event_for(const SwitchRequest& req, const SwitchOutcome& out,
+                                  const char* action) const;
+    /// Gate failures and dry runs: kept in the history without a new version.
+    net::Task<SwitchOutcome> refused(SwitchOutcome out, state::HistoryEvent event,
+                                     std::uint64_t base_version, const char* action);
 
     const config::Config& cfg_;
     UpstreamDirectory& upstreams_;

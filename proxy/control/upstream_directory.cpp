@@ -46,6 +46,11 @@ bool is_ip_literal(const std::string& host) {
 
 }  // namespace
 
+// A color takes live traffic: it is active, or a canary's share goes to it.
+static bool serving(const routing::ColorState::Snapshot& s, Color color) {
+    return s.active == color || (s.canary_percent > 0 && s.canary() == color);
+}
+
 UpstreamDirectory::UpstreamDirectory(const config::Config& cfg, const routing::ColorState& colors,
                                      NameResolver resolver, Hooks hooks)
     : cfg_(cfg),
@@ -203,7 +208,7 @@ void UpstreamDirectory::set_list(Color color, std::vector<config::HostPort> list
     cl.entries = std::move(entries);
     cl.list_hp = std::move(list);
     cl.source = source;
-    if (colors_state_.load().active == color) {
+    if (serving(colors_state_.load(), color)) {
         for (const auto& u : before) {
             cl.retiring.push_back(u);  // deduplicated in members()
         }
@@ -232,7 +237,7 @@ bool UpstreamDirectory::settle(Color color) {
             new_one_healthy = new_one_healthy || u->healthy.load();
         }
     }
-    if (!new_one_healthy && colors_state_.load().active == color) {
+    if (!new_one_healthy && serving(colors_state_.load(), color)) {
         return false;
     }
     if (new_one_healthy) {

@@ -1,6 +1,7 @@
 #include "proxy/http/headers.hpp"
 
 #include "proxy/common/random.hpp"
+#include "proxy/routing/canary.hpp"
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
@@ -396,6 +397,10 @@ void write_client_response_head(std::string& out, const Fields& in, const Client
         out += "X-Bgswitch-Color: ";
         out.append(h.color);
         out += "\r\n";
+    }
+    if (!h.cookie_name.empty()) {
+        routing::append_session_cookie(out, h.cookie_name, h.cookie_color, h.cookie_epoch,
+                                       h.cookie_secure);
     }
     append_framing(out, h.framing, h.content_length);
     if (h.upgrade) {

@@ -3,6 +3,7 @@
 // §7.6.1) and the forwarding headers the proxy adds. No I/O; any thread.
 #pragma once
 
+#include "proxy/common/color.hpp"
 #include "proxy/net/message_parser.hpp"
 
 #include <cstdint>
@@ -86,6 +87,12 @@ struct ClientResponseHead {
     std::string_view reason;      // the upstream's; the standard one when empty
     std::string_view request_id;  // echoed X-Request-Id
     std::string_view color;       // X-Bgswitch-Color when not empty
+    /// A canary's new session is told its color by this cookie (none when
+    /// the name is empty).
+    std::string_view cookie_name;
+    Color cookie_color = Color::Blue;
+    std::uint64_t cookie_epoch = 0;
+    bool cookie_secure = false;  // the client came over TLS
     bool keep_alive = true;
     bool upgrade = false;  // a 101: keep Upgrade, send Connection: upgrade
     Framing framing = Framing::None;
@@ -94,7 +101,7 @@ struct ClientResponseHead {
 
 /// Appends the client response head to `out`: the status line, the end-to-end
 /// fields of the upstream's response `in`, X-Request-Id, the color header, the
-/// framing and the connection decision.
+/// canary's session cookie, the framing and the connection decision.
 void write_client_response_head(std::string& out, const Fields& in, const ClientResponseHead& h);
 
 /// Sets `out` to the request id to use: the client's X-Request-Id when it is a

@@ -35,6 +35,7 @@
 #include "proxy/http/tunnel.hpp"
 #include "proxy/metrics/access_log.hpp"
 #include "proxy/net/error_class.hpp"
+#include "proxy/routing/canary.hpp"
 #include "proxy/worker/worker.hpp"
 
 #include <boost/beast/http/error.hpp>
@@ -142,11 +143,14 @@ std::string reply_text(unsigned status) {
 struct Exchange {
     Clock::time_point start;
     std::optional<Color> routed;  // set once the request has a color
+    /// A canary's new session: the response sets its cookie for this epoch.
+    std::optional<std::uint64_t> cookie_epoch;
     metrics::AccessRecord rec;
 
     void reset() {
         start = Clock::now();
         routed.reset();
+        cookie_epoch.reset();
         rec.method.clear();
         rec.target.clear();
         rec.version = 11;
@@ -411,7 +415,7 @@ class Session final : public drain::TrackedSession {
             co_return false;
         }
         // --- 4. route --------------------------------------------------------
-        const Color color = worker_.shared().router.route(audience_);
+        const Color color = route(parser.fields(), ex);
         ex.routed = color;
         ex.rec.color = to_string(color);
         enter(State::Exchange, color);
@@ -436,6 +440,38 @@ class Session final : public drain::TrackedSession {
         }
         // --- 7. relay and 8. done ----------------------------------------------
         co_return co_await relay_and_finish(ex, *plan, *rp, std::move(up), color);
+    }
+
+    // Phase 4: the request's color. One atomic read; while a canary runs, the
+    // session's cookie or sticky header (or a draw, for a new session) picks
+    // between the active color and the canary's.
+    Color route(const net::FlatFields& fields, Exchange& ex) {
+        const auto& router = worker_.shared().router;
+        if (audience_ == routing::Audience::Preview) {
+            return router.route(audience_);
+        }
+        const auto snap = router.state().load();
+        if (snap.canary_percent == 0) {
+            return snap.active;
+        }
+        const auto epoch = router.state().canary_epoch();
+        const auto& canary = cfg_->switching.canary;
+        const auto d =
+            routing::decide(snap, epoch, fields, canary.cookie, canary.sticky_header, random_u32());
+        if (d.set_cookie) {
+            ex.cookie_epoch = epoch;
+        }
+        return d.color;
+    }
+
+    // The canary's cookie, when this exchange's session was new.
+    void add_cookie(ClientResponseHead& h, const Exchange& ex) const {
+        if (ex.cookie_epoch && ex.routed) {
+            h.cookie_name = cfg_->switching.canary.cookie;
+            h.cookie_color = *ex.routed;
+            h.cookie_epoch = *ex.cookie_epoch;
+            h.cookie_secure = tls_ != nullptr;
+        }
     }
 
     // Phase 2: reads the request header into a fresh exchange. False when the
@@ -624,6 +660,7 @@ class Session final : public drain::TrackedSession {
         if (cfg_->proxy.expose_color_header) {
             h.color = ex.rec.color;
         }
+        add_cookie(h, ex);
         if (auto len = rp.content_length();
             len && (plan.body_expected || head_request || code == 304)) {
             h.framing = Framing::Length;
@@ -950,6 +987,7 @@ class Session final : public drain::TrackedSession {
         if (cfg_->proxy.expose_color_header) {
             h.color = ex.rec.color;
         }
+        add_cookie(h, ex);
         h.upgrade = true;
         head().clear();
         write_client_response_head(head(), res.fields(), h);

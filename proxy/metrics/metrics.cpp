@@ -184,6 +184,11 @@ std::string Metrics::render(const Gauges& g) const {
         }
     }
     out +=
+        "# HELP bgswitch_canary_percent The share of new sessions sent to the idle color "
+        "(0: no canary)\n"
+        "# TYPE bgswitch_canary_percent gauge\n";
+    add("bgswitch_canary_percent %u\n", g.canary_percent);
+    out +=
         "# HELP bgswitch_observe_state The observation after a switch: 0 none, 1 ok, "
         "2 inconclusive, 3 failing.\n"
         "# TYPE bgswitch_observe_state gauge\n";

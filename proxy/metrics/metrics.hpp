@@ -83,6 +83,7 @@ class Metrics {
         };
         std::vector<Upstream> upstreams;
         std::map<std::string, std::uint64_t> switches;  // by result
+        unsigned canary_percent = 0;                    // of new sessions, to the idle color
         int observe_state = 0;                          // 0 none, 1 ok, 2 inconclusive, 3 failing
         std::uint64_t auto_rollbacks = 0;
         std::uint64_t access_log_dropped = 0;

@@ -69,6 +69,14 @@ static json::array strings_array(const std::vector<std::string>& v) {
     return a;
 }
 
+static unsigned percent_of(const json::value& v) {
+    const auto p = v.to_number<std::uint64_t>();
+    if (p > 100) {
+        throw std::runtime_error("percent " + std::to_string(p) + " out of range (0 to 100)");
+    }
+    return static_cast<unsigned>(p);
+}
+
 static std::vector<std::string> strings_of(const json::value& v) {
     std::vector<std::string> out;
     for (const auto& s : v.as_array()) {
@@ -106,6 +114,9 @@ static json::object event_object(const HistoryEvent& e) {
     }
     if (e.drain_ms != 0) {
         o["drain_ms"] = e.drain_ms;
+    }
+    if (e.percent) {
+        o["percent"] = *e.percent;
     }
     return o;
 }
@@ -151,6 +162,12 @@ std::string StateStore::to_json(const SwitchState& s) {
         o["committed_unix_us"] = std::chrono::duration_cast<std::chrono::microseconds>(
                                      s.committed_at->time_since_epoch())
                                      .count();
+    }
+    if (s.canary) {
+        o["canary"] = json::object{{"to", to_string(s.canary->to)},
+                                   {"percent", s.canary->percent},
+                                   {"epoch", s.canary->epoch},
+                                   {"since", metrics::format_time(s.canary->since)}};
     }
     return json::serialize(o) + "\n";
 }
@@ -208,6 +225,9 @@ SwitchState StateStore::from_json(const std::string& text) {
                 if (const auto* d = e.if_contains("drain_ms")) {
                     ev.drain_ms = d->to_number<std::uint64_t>();
                 }
+                if (const auto* p = e.if_contains("percent")) {
+                    ev.percent = percent_of(*p);
+                }
                 s.history.push_back(std::move(ev));
             }
         }
@@ -221,6 +241,18 @@ SwitchState StateStore::from_json(const std::string& text) {
         if (const auto* at = o.if_contains("committed_unix_us")) {
             s.committed_at = std::chrono::system_clock::time_point(
                 std::chrono::microseconds(at->to_number<std::int64_t>()));
+        }
+        if (const auto* c = o.if_contains("canary"); c && !c->is_null()) {
+            const auto& co = c->as_object();
+            Canary canary;
+            canary.to = color_field(co, "to");
+            canary.percent = percent_of(co.at("percent"));
+            canary.epoch = co.at("epoch").to_number<std::uint64_t>();
+            canary.since = parse_time(std::string(co.at("since").as_string()));
+            if (canary.to == s.active || canary.percent == 0) {
+                throw std::runtime_error("canary: to the active color, or at 0 percent");
+            }
+            s.canary = canary;
         }
         return s;
     } catch (const std::exception& e) {

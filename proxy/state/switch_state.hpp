@@ -19,7 +19,8 @@ namespace bgs::state {
 /// shows it.
 struct HistoryEvent {
     std::chrono::system_clock::time_point time;
-    std::string action;  // "switch" | "rollback" | "set_upstreams" | "reload"
+    std::string
+        action;  // "switch" | "rollback" | "auto_rollback" | "canary" | "set_upstreams" | "reload"
     Color from = Color::Blue;
     Color to = Color::Blue;
     std::string result;  // "switched" | "dry_run_passed" | "gate_failed" | "persist_failed" | ...
@@ -40,6 +41,17 @@ struct HistoryEvent {
     // A switch that moved traffic: the old color's drain window, which every
     // instance of a fleet applies (0: not recorded).
     std::uint64_t drain_ms = 0;
+    /// A canary step, its end, or a switch that completed one: the canary's
+    /// share after the event.
+    std::optional<unsigned> percent;
+};
+
+/// A share of new sessions sent to the idle color (SPEC section 13).
+struct Canary {
+    Color to = Color::Green;
+    unsigned percent = 0;     // 1..100
+    std::uint64_t epoch = 0;  // the version it began at; session cookies carry it
+    std::chrono::system_clock::time_point since;
 };
 
 struct SwitchState {
@@ -57,6 +69,8 @@ struct SwitchState {
     /// When this version was committed (fleet mode measures each instance's
     /// apply from it).
     std::optional<std::chrono::system_clock::time_point> committed_at;
+    /// The canary running, if any; `to` is never the active color.
+    std::optional<Canary> canary;
 
     void record(HistoryEvent e) {
         history.push_front(std::move(e));

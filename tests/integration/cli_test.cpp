@@ -438,6 +438,59 @@ TEST(CliTest, SwitchWaitsForItsObservation) {
     ::unsetenv("BGSWITCH_ADMIN");
 }
 
+TEST(CliTest, CanaryStepsThroughItsShareAndEndsAFailingOne) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    RunningBinary bgs(blue.port(), green.port(), path_for("canary-state.json"));
+    const std::vector<std::string> auth{"--admin", bgs.url(), "--token", "cli-token"};
+    auto with = [&](std::vector<std::string> args) {
+        args.insert(args.end(), auth.begin(), auth.end());
+        return run(args);
+    };
+    auto [c1, one] = with({"canary", "green", "10"});
+    EXPECT_EQ(c1, 0) << one;
+    EXPECT_NE(one.find("canary: 10% of new sessions to green"), std::string::npos) << one;
+    auto [c2, st] = with({"status"});
+    EXPECT_NE(st.find("canary   10% of new sessions to green"), std::string::npos) << st;
+    auto [c3, ended] = with({"canary", "green", "0"});
+    EXPECT_EQ(c3, 0) << ended;
+    EXPECT_NE(ended.find("canary ended"), std::string::npos) << ended;
+    auto [c4, usage] = with({"canary", "green"});
+    EXPECT_EQ(c4, 2) << usage;
+    auto [c5, on_active] = with({"canary", "blue", "10"});
+    EXPECT_EQ(c5, 1) << on_active;
+
+    Traffic traffic([&] { bgs.color(); });
+    auto [c6, steps] = with({"canary", "green", "--steps", "10,50,100", "--interval", "1s"});
+    EXPECT_EQ(c6, 0) << steps;
+    EXPECT_NE(steps.find("step 2: 50%"), std::string::npos) << steps;
+    EXPECT_NE(steps.find("switched: blue -> green"), std::string::npos) << steps;
+    traffic.stop();
+    EXPECT_EQ(bgs.color(), "green");
+    auto [c7, history] = with({"history"});
+    EXPECT_NE(history.find("canary 50%"), std::string::npos) << history;
+}
+
+TEST(CliTest, ACanaryStepThatFailsIsEndedAndExitsOne) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream broken([](Socket& s, ScriptedUpstream& self) {
+        while (auto req = self.next_request(s)) {
+            const bool health = req->target == "/health";
+            s.send(http_response(health ? 200 : 500, health ? "ok" : "broken"));
+        }
+    });
+    RunningBinary bgs(blue.port(), broken.port(), path_for("canary-fail-state.json"));
+    Traffic traffic([&] { bgs.color(); });
+    auto [code, out] = run({"canary", "green", "--steps", "50,100", "--interval", "20s", "--admin",
+                            bgs.url(), "--token", "cli-token"});
+    traffic.stop();
+    EXPECT_EQ(code, 1) << out;
+    EXPECT_NE(out.find("observation ended: rolled_back"), std::string::npos) << out;
+    EXPECT_EQ(bgs.color(), "blue");
+    const auto status = admin_call(bgs.admin, "GET", "/v1/status", "", "cli-token").body;
+    EXPECT_NE(status.find("\"canary\":null"), std::string::npos) << status;
+}
+
 TEST(CliTest, AFailedGateExitsOneAndTrafficStays) {
     ScriptedUpstream blue(ScriptedUpstream::app("blue"));
     RunningBinary bgs(blue.port(), dead_port(), path_for("gate-state.json"));

@@ -377,5 +377,22 @@ TEST(LoaderTest, CidrContainsMatchesMappedAddresses) {
     EXPECT_TRUE(net->contains(mapped, 16));
 }
 
+TEST(LoaderTest, CanaryCookieAndStickyHeader) {
+    auto r = load(kMinimal);
+    ASSERT_TRUE(r.config);
+    EXPECT_EQ(r.config->switching.canary.cookie, "bgswitch_color");
+    EXPECT_EQ(r.config->switching.canary.sticky_header, "");
+    r = load(std::string(kMinimal) + "switch: {canary: {cookie: bg, sticky_header: X-User-Id}}\n");
+    ASSERT_TRUE(r.config) << r.errors.front();
+    EXPECT_EQ(r.config->switching.canary.cookie, "bg");
+    EXPECT_EQ(r.config->switching.canary.sticky_header, "X-User-Id");
+    const auto e = only_error(std::string(kMinimal) + "switch: {canary: {cookie: \"a b;\"}}\n");
+    EXPECT_NE(e.find("switch.canary.cookie"), std::string::npos) << e;
+    const auto h = only_error(std::string(kMinimal) + "switch: {canary: {sticky_header: \"\"}}\n");
+    EXPECT_NE(h.find("switch.canary.sticky_header"), std::string::npos) << h;
+    const auto k = only_error(std::string(kMinimal) + "switch: {canary: {percent: 5}}\n");
+    EXPECT_NE(k.find("switch.canary.percent"), std::string::npos) << k;
+}
+
 }  // namespace
 }  // namespace bgs::config

@@ -98,6 +98,40 @@ TEST(StateStoreTest, UpstreamListsAndTheirHistoryRoundTrip) {
     std::filesystem::remove(path);
 }
 
+TEST(StateStoreTest, TheCanaryAndItsEventsRoundTrip) {
+    SwitchState s;
+    s.version = 5;
+    s.canary = Canary{Color::Green, 25, 4,
+                      std::chrono::system_clock::time_point(std::chrono::seconds(1800000000))};
+    HistoryEvent e;
+    e.time = std::chrono::system_clock::time_point(std::chrono::seconds(1800000000));
+    e.action = "canary";
+    e.from = Color::Blue;
+    e.to = Color::Green;
+    e.result = "canary";
+    e.version = 5;
+    e.percent = 25;
+    s.record(e);
+    const auto back = StateStore::from_json(StateStore::to_json(s));
+    ASSERT_TRUE(back.canary);
+    EXPECT_EQ(back.canary->to, Color::Green);
+    EXPECT_EQ(back.canary->percent, 25u);
+    EXPECT_EQ(back.canary->epoch, 4u);
+    EXPECT_EQ(back.canary->since, s.canary->since);
+    EXPECT_EQ(back.history.front().percent, 25u);
+    s.canary.reset();
+    EXPECT_FALSE(StateStore::from_json(StateStore::to_json(s)).canary);
+
+    // A canary to the active color, or out of range, is a corrupt file.
+    for (
+        const char* bad :
+        {R"({"active":"blue","version":2,"canary":{"to":"blue","percent":5,"epoch":1,"since":"2027-01-15T08:00:00Z"}})",
+         R"({"active":"blue","version":2,"canary":{"to":"green","percent":101,"epoch":1,"since":"2027-01-15T08:00:00Z"}})",
+         R"({"active":"blue","version":2,"canary":{"to":"green","percent":0,"epoch":1,"since":"2027-01-15T08:00:00Z"}})"}) {
+        EXPECT_THROW(StateStore::from_json(bad), std::runtime_error) << bad;
+    }
+}
+
 TEST(StateStoreTest, HistoryIsBounded) {
     SwitchState s;
     for (int i = 0; i < 500; ++i) {
