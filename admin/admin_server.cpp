@@ -26,6 +26,11 @@ namespace asio = net::asio;
 namespace http = net::http;
 constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t kMaxBody = 64 * 1024;
+// The on-call page loads its script and style from this origin only and
+// talks to this origin only (admin/page/).
+constexpr const char* kContentSecurityPolicy =
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 constexpr std::uint32_t kMaxHeader = 16 * 1024;
 // The admin endpoint never holds more descriptors than this, whatever arrives,
 // so that a flood on it cannot starve the data path.
@@ -210,6 +215,12 @@ struct AdminServer::Impl {
         http::response<http::string_body> res{http::int_to_status(r.status), version};
         res.set(http::field::content_type, r.content_type);
         res.set(http::field::cache_control, "no-store");
+        // Every answer, the page's and the API's: nothing runs but the
+        // page's own files, nothing frames it, nothing is cached.
+        res.set("Content-Security-Policy", kContentSecurityPolicy);
+        res.set("X-Frame-Options", "DENY");
+        res.set("X-Content-Type-Options", "nosniff");
+        res.set("Referrer-Policy", "no-referrer");
         for (auto& [name, value] : r.headers) {
             res.set(name, value);
         }
@@ -279,7 +290,8 @@ void AdminServer::answer_in_flight_with_503() {
         f.answered = true;
         const std::string text = std::string(f.version == 10 ? "HTTP/1.0" : "HTTP/1.1") +
                                  " 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                 "Cache-Control: no-store\r\nConnection: close\r\n"
+                                 "Cache-Control: no-store\r\nX-Frame-Options: DENY\r\n"
+                                 "Connection: close\r\n"
                                  "Content-Length: " +
                                  std::to_string(body.size()) + "\r\n\r\n" + body;
         // A short answer on an idle socket: one non-blocking send takes it all,

@@ -1,5 +1,6 @@
 #include "admin/routes.hpp"
 
+#include "admin/page/assets.hpp"
 #include "proxy/common/logging.hpp"
 #include "proxy/metrics/access_log.hpp"
 #include "proxy/state/state_store.hpp"
@@ -119,6 +120,14 @@ net::Task<ApiResponse> Routes::handle(ApiRequest req) {
             co_return method_not_allowed("GET");
         }
         co_return json_response(json::object{{"status", "ok"}});
+    }
+    if (const auto page = page_file(path)) {
+        // The on-call page: static, no secret in it; it asks for the token and
+        // sends it with each API call. admin.allow still applies.
+        if (req.method != "GET" && req.method != "HEAD") {
+            co_return method_not_allowed("GET");
+        }
+        co_return ApiResponse{200, std::string(page->body), std::string(page->content_type)};
     }
     if (path == "/metrics") {
         if (req.method != "GET" && req.method != "HEAD") {
@@ -352,11 +361,18 @@ ApiResponse Routes::reload(const ApiRequest& req) {
 
 std::string Routes::status_json() const {
     const auto& st = switcher_.state();
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
     json::object colors;
     for (Color c : kColors) {
         json::array ups;
         for (const auto& u : upstreams_.members(c)) {
-            ups.push_back(json::object{{"address", u->name}, {"healthy", u->healthy.load()}});
+            const auto at = u->probed_at_ms.load(std::memory_order_relaxed);
+            ups.push_back(json::object{
+                {"address", u->name},
+                {"healthy", u->healthy.load()},
+                {"probe_age_ms", at == 0 ? json::value(nullptr) : json::value(now_ms - at)}});
         }
         json::object o{
             {"upstreams", std::move(ups)},
@@ -384,6 +400,13 @@ std::string Routes::status_json() const {
         {"last_observation", observer_.last() ? json::value(observation_json(*observer_.last()))
                                               : json::value(nullptr)},
     };
+    // What a switch made now would do: the page's confirmations say it.
+    auto ms = [](Duration d) {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
+    };
+    doc["switch"] = json::object{{"drain_timeout_ms", ms(cfg_.switching.drain_timeout)},
+                                 {"close_spread_ms", ms(cfg_.switching.close_spread)},
+                                 {"observe_ms", ms(cfg_.switching.observe)}};
     if (st.canary) {
         doc["canary"] = json::object{{"to", to_string(st.canary->to)},
                                      {"percent", st.canary->percent},

@@ -18,7 +18,10 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libssl-dev libyaml-cpp-dev libspdlog-dev
   libgtest-dev libbenchmark-dev libcli11-dev
   curl shellcheck libhiredis-dev redis-server openssl
+  chromium fonts-liberation fonts-dejavu-core
 )
+# The on-call page's browser test runs on Node.js (any 18+ on the PATH will do).
+command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 
 install_missing() {
   local missing=()
@@ -33,6 +36,14 @@ install_missing() {
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# playwright-core for tests/browser, pinned by its package-lock.json; it
+# drives Debian's /usr/bin/chromium and downloads no browser of its own.
+browser_deps() {
+  [ -d tests/browser/node_modules/playwright-core ] && return
+  echo "setup: installing playwright-core for the browser test"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 }
 
 build() {
@@ -57,7 +68,7 @@ case "$mode" in
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo cmake --install build/release
     echo "setup: installed $(command -v bgswitch || echo /usr/local/bin/bgswitch)" ;;
-  test) install_missing; build release; ctest --preset release ;;
-  test-asan) install_missing; build asan; ctest --preset asan ;;
+  test) install_missing; browser_deps; build release; ctest --preset release ;;
+  test-asan) install_missing; browser_deps; build asan; ctest --preset asan ;;
   *) echo "usage: deploy/setup.sh demo|test|test-asan|build|install|deps" >&2; exit 2 ;;
 esac

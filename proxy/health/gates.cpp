@@ -221,6 +221,9 @@ net::Task<GateReport> run_gates(const config::Config& cfg, const routing::Member
     GateReport report;
     auto t0 = Clock::now();
     report.health = co_await probe_health(cfg, members);
+    for (const auto& m : members) {
+        m->probed();
+    }
     report.health_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     const auto total = static_cast<unsigned>(report.health.size());
     // At least one, whatever min_healthy says: a color without a healthy

@@ -79,6 +79,7 @@ net::Task<void> HealthChecker::probe_loop(Color color, routing::UpstreamPtr up,
         if (stopping_ || up->retired.load()) {
             co_return;
         }
+        up->probed();
         const auto& expect = cfg_.health.expect_status;
         const bool passed =
             r.responded && std::find(expect.begin(), expect.end(), r.status) != expect.end();

@@ -10,6 +10,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -49,6 +50,17 @@ struct Upstream {
     std::atomic<bool> healthy;
     /// Set once it left its color's list: its probes stop.
     std::atomic<bool> retired{false};
+    /// When its last health probe (checker or gate) answered or failed, in
+    /// system-clock milliseconds; 0 before the first.
+    std::atomic<std::int64_t> probed_at_ms{0};
+
+    /// Marks a probe done now.
+    void probed() {
+        probed_at_ms.store(std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count(),
+                           std::memory_order_relaxed);
+    }
     /// Its color's TLS (null: plain TCP). Read at each new connection; a
     /// reload may replace it.
     std::atomic<std::shared_ptr<const TlsTarget>> tls;
