@@ -232,7 +232,8 @@ net::Task<json::object> Routes::wait_for_fleet(const control::SwitchOutcome& o,
     using control::Result;
     if (!wait || fleet_ == nullptr ||
         (o.result != Result::Switched && o.result != Result::Updated &&
-         o.result != Result::AlreadyActive)) {
+         o.result != Result::AlreadyActive && o.result != Result::Canary &&
+         o.result != Result::CanaryEnded)) {
         co_return json::object{};
     }
     const auto waited = co_await fleet_->wait(o.version, *wait);

@@ -302,7 +302,7 @@ int cmd_demo(const DemoOptions& opt) {
             << "  proxy   http://" << proxy << "/      (active color: blue)\n"
             << "  blue    http://" << values.at("DEMO_BLUE") << "/\n"
             << "  green   http://" << values.at("DEMO_GREEN") << "/\n"
-            << "  admin   http://" << admin << "/\n"
+            << "  admin   http://" << admin << "/      (the on-call page; it asks for the token)\n"
             << "  admin token: " << values.at("DEMO_TOKEN") << "\n\n"
             << "  Try:\n"
             << "    curl -i http://" << proxy << "/color\n"
@@ -315,6 +315,8 @@ int cmd_demo(const DemoOptions& opt) {
             << "    " << cli << " switch green --dry-run" << flag << "\n"
             << "    " << cli << " switch green --reason 'first deploy'" << flag << "\n"
             << "    " << cli << " rollback" << flag << "\n"
+            << "    " << cli << " canary green 20" << flag
+            << "      # a share of new sessions first\n"
             << "    " << cli << " history" << flag << "\n\n"
             << "  Press Ctrl-C to stop.\n\n"
             << std::flush;

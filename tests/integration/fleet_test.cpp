@@ -115,6 +115,7 @@ class Instance {
     }
 
     const std::string& name() const { return name_; }
+    std::uint16_t port() const { return port_; }
     std::string admin_url() const { return "http://127.0.0.1:" + std::to_string(admin_); }
     Child& child() { return child_; }
 
@@ -379,6 +380,41 @@ TEST_F(FleetTest, AnAutomaticRollbackIsAFleetChange) {
     EXPECT_EQ(event.at("action").as_string(), "auto_rollback");
     EXPECT_EQ(event.at("node").as_string(), "a");
     EXPECT_EQ(b().version(), a().version());
+}
+
+TEST_F(FleetTest, ACanaryIsPartOfTheFleetsRecord) {
+    const auto set =
+        a().call("POST", "/v1/canary", R"({"to":"green","percent":30,"wait_fleet":"5s"})");
+    ASSERT_EQ(set.status, 200) << set.body;
+    const auto answer = parse(set.body);
+    EXPECT_EQ(names(answer.at("fleet").as_object().if_contains("applied")),
+              (std::vector<std::string>{"a", "b", "c"}));
+    const auto epoch = std::to_string(answer.at("version").to_number<std::uint64_t>());
+    for (const auto& n : nodes_) {
+        const auto s = n->status();
+        ASSERT_TRUE(s.at("canary").is_object()) << n->name();
+        EXPECT_EQ(s.at("canary").at("percent").to_number<int>(), 30) << n->name();
+    }
+    // A session given green by one instance stays on green at every other.
+    for (const auto& n : nodes_) {
+        for (int i = 0; i < 5; ++i) {
+            auto c = Socket::connect(n->port());
+            c.send(
+                "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nCookie: bgswitch_color=green." +
+                epoch + "\r\n\r\n");
+            EXPECT_EQ(read_response(c).body, "green") << n->name();
+        }
+    }
+    // Ended through another instance: everyone is back on blue.
+    const auto end = b().call("POST", "/v1/canary", R"({"percent":0,"wait_fleet":"5s"})");
+    ASSERT_EQ(end.status, 200) << end.body;
+    for (const auto& n : nodes_) {
+        EXPECT_TRUE(n->status().at("canary").is_null()) << n->name();
+        auto c = Socket::connect(n->port());
+        c.send("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nCookie: bgswitch_color=green." +
+               epoch + "\r\n\r\n");
+        EXPECT_EQ(read_response(c).body, "blue") << n->name();
+    }
 }
 
 TEST_F(FleetTest, ABadWaitFleetIsRefusedAndChangesNothing) {
