@@ -235,6 +235,25 @@ int wait_for_observation(const ClientOptions& opt, const std::string& until) {
                                                                              : kExitRefused;
 }
 
+// POSTs a change whose answer may carry gate results, and prints the raw
+// answer (--json) or the gates. nullopt when a JSON answer arrived (`r` and
+// `doc` hold it); the exit code otherwise.
+std::optional<int> post_change(const ClientOptions& opt, const char* path, const json::object& body,
+                               HttpResult& r, json::value& doc) {
+    r = call(opt, "POST", path, json::serialize(body));
+    if (auto code = failure(r, doc)) {
+        return code;
+    }
+    if (opt.json) {
+        std::cout << r.body;
+    }
+    const auto& o = doc.as_object();
+    if (!opt.json && o.contains("gates")) {
+        print_gates(o.at("gates").as_object());
+    }
+    return std::nullopt;
+}
+
 int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback) {
     json::object body;
     if (!rollback) {
@@ -261,18 +280,12 @@ int run_switch(const ClientOptions& opt, const SwitchOptions& sw, bool rollback)
     if (sw.wait_fleet) {
         body["wait_fleet"] = *sw.wait_fleet;
     }
-    auto r = call(opt, "POST", rollback ? "/v1/rollback" : "/v1/switch", json::serialize(body));
+    HttpResult r;
     json::value doc;
-    if (auto code = failure(r, doc)) {
+    if (auto code = post_change(opt, rollback ? "/v1/rollback" : "/v1/switch", body, r, doc)) {
         return *code;
     }
-    if (opt.json) {
-        std::cout << r.body;
-    }
     const auto& o = doc.as_object();
-    if (!opt.json && o.contains("gates")) {
-        print_gates(o.at("gates").as_object());
-    }
     const auto result = str(o.if_contains("result"));
     if (r.status == 200) {
         if (!opt.json) {
@@ -552,17 +565,11 @@ int canary_step(const ClientOptions& opt, const CanaryOptions& c, unsigned perce
     if (c.wait_fleet) {
         body["wait_fleet"] = *c.wait_fleet;
     }
-    auto r = call(opt, "POST", "/v1/canary", json::serialize(body));
-    if (auto code = failure(r, doc)) {
+    HttpResult r;
+    if (auto code = post_change(opt, "/v1/canary", body, r, doc)) {
         return *code;
     }
-    if (opt.json) {
-        std::cout << r.body;
-    }
     const auto& o = doc.as_object();
-    if (!opt.json && o.contains("gates")) {
-        print_gates(o.at("gates").as_object());
-    }
     if (r.status != 200) {
         print_refusal(opt, "canary", o);
         return r.status == 400 ? kExitUsage : kExitRefused;

@@ -180,11 +180,8 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
         out.result = Result::AlreadyActive;
         co_return finish(out);
     }
-    if (fleet_ != nullptr && !fleet_->up() && !req.dry_run) {
-        // No switch the fleet would not see.
-        out.result = Result::BackendUnavailable;
-        out.error = fleet_->error();
-        co_return finish(out);
+    if (backend_down(out, req.dry_run)) {
+        co_return finish(out);  // no switch the fleet would not see
     }
     const auto base_version = state_.version;
 
@@ -193,22 +190,9 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     const char* action = req.automatic ? "auto_rollback" : req.rollback ? "rollback" : "switch";
     log().info("{} {} -> {} requested by {}{}: running gates", action, bgs::to_string(out.from),
                bgs::to_string(out.to), req.source, req.dry_run ? " (dry run)" : "");
-    // The new containers may have started a moment ago: their names are
-    // asked again before the gate probes what they resolve to.
-    co_await upstreams_.refresh(out.to);
-    const auto members = upstreams_.members(out.to);
-    out.gates = co_await health::run_gates(cfg_, members, !(req.rollback && req.skip_smoke));
-    out.gates_ran = true;
-    if (stopping_) {
-        log().info("{} to {} abandoned after its gates: shutting down", action,
-                   bgs::to_string(out.to));
-        out.result = Result::ShuttingDown;
-        co_return finish(out);
-    }
-    if (state_.version != base_version) {
-        // Another instance of the fleet committed a change meanwhile.
-        out.result = Result::VersionMismatch;
-        out.version = state_.version;
+    const bool gated =
+        co_await pass_gates(out, !(req.rollback && req.skip_smoke), action, base_version);
+    if (!gated) {
         co_return finish(out);
     }
 
@@ -271,6 +255,38 @@ net::Task<SwitchOutcome> Switcher::run(SwitchRequest req) {
     co_return finish(out);
 }
 
+bool Switcher::backend_down(SwitchOutcome& out, bool dry_run) const {
+    if (fleet_ == nullptr || fleet_->up() || dry_run) {
+        return false;
+    }
+    out.result = Result::BackendUnavailable;
+    out.error = fleet_->error();
+    return true;
+}
+
+net::Task<bool> Switcher::pass_gates(SwitchOutcome& out, bool with_smoke, const char* action,
+                                     std::uint64_t base_version) {
+    // The new containers may have started a moment ago: their names are
+    // asked again before the gate probes what they resolve to.
+    co_await upstreams_.refresh(out.to);
+    const auto members = upstreams_.members(out.to);
+    out.gates = co_await health::run_gates(cfg_, members, with_smoke);
+    out.gates_ran = true;
+    if (stopping_) {
+        log().info("{} to {} abandoned after its gates: shutting down", action,
+                   bgs::to_string(out.to));
+        out.result = Result::ShuttingDown;
+        co_return false;
+    }
+    if (state_.version != base_version) {
+        // Another instance of the fleet committed a change meanwhile.
+        out.result = Result::VersionMismatch;
+        out.version = state_.version;
+        co_return false;
+    }
+    co_return true;
+}
+
 net::Task<SwitchOutcome> Switcher::canary(SwitchRequest req) {
     SwitchOutcome out;
     out.from = state_.active;
@@ -293,26 +309,15 @@ net::Task<SwitchOutcome> Switcher::canary(SwitchRequest req) {
         out.result = Result::CanaryOnActive;
         co_return finish(out);
     }
-    if (fleet_ != nullptr && !fleet_->up() && !req.dry_run) {
-        out.result = Result::BackendUnavailable;
-        out.error = fleet_->error();
+    if (backend_down(out, req.dry_run)) {
         co_return finish(out);
     }
     const auto base_version = state_.version;
     const BusyFor busy_for(busy_);
     log().info("canary {}% to {} requested by {}{}: running gates", percent, bgs::to_string(out.to),
                req.source, req.dry_run ? " (dry run)" : "");
-    co_await upstreams_.refresh(out.to);
-    const auto members = upstreams_.members(out.to);
-    out.gates = co_await health::run_gates(cfg_, members, true);
-    out.gates_ran = true;
-    if (stopping_) {
-        out.result = Result::ShuttingDown;
-        co_return finish(out);
-    }
-    if (state_.version != base_version) {
-        out.result = Result::VersionMismatch;
-        out.version = state_.version;
+    const bool gated = co_await pass_gates(out, true, "canary", base_version);
+    if (!gated) {
         co_return finish(out);
     }
     auto event = event_for(req, out, "canary");
@@ -362,9 +367,7 @@ net::Task<SwitchOutcome> Switcher::end_canary(SwitchRequest req, SwitchOutcome o
     const auto canary_color = state_.canary->to;
     out.from = canary_color;
     out.to = state_.active;
-    if (fleet_ != nullptr && !fleet_->up()) {
-        out.result = Result::BackendUnavailable;
-        out.error = fleet_->error();
+    if (backend_down(out, false)) {
         co_return finish(out);
     }
     const BusyFor busy_for(busy_);

@@ -165,6 +165,14 @@ class Switcher {
     /// Makes state_ what the workers route by (color, version, canary).
     void publish();
     net::Task<SwitchOutcome> canary(SwitchRequest req);
+    /// Fleet mode with Redis away: no change the fleet would not see (dry
+    /// runs still run). Sets `out` and returns true then.
+    bool backend_down(SwitchOutcome& out, bool dry_run) const;
+    /// The gates on out.to (its names asked again first); false when the
+    /// change stops here (out.result says why: shutting down, or the version
+    /// moved meanwhile).
+    net::Task<bool> pass_gates(SwitchOutcome& out, bool with_smoke, const char* action,
+                               std::uint64_t base_version);
     /// Sets the canary's share to 0: by percent 0, a rollback, or the
     /// observation's rollback. The canary's color drains.
     net::Task<SwitchOutcome> end_canary(SwitchRequest req, SwitchOutcome out);
