@@ -156,6 +156,28 @@ TEST(TlsTest, AnExpiredCertificateIsReported) {
                           .count());
 }
 
+TEST(TlsTest, ACanarysCookieIsSecureOverTls) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    auto cfg = tls_config(blue.port(), green.port(), shop_and_api());
+    cfg.admin.token = "tls-canary";
+    RunningProxy proxy(cfg);
+    const auto set = admin_call(proxy.server->admin_port(), "POST", "/v1/canary",
+                                R"({"to":"green","percent":100})", "tls-canary");
+    ASSERT_EQ(set.status, 200) << set.body;
+    TlsClient c(proxy.port(), {});
+    ASSERT_TRUE(c.ok()) << c.error();
+    c.send("GET / HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+    std::string head;
+    while (head.find("\r\n\r\n") == std::string::npos) {
+        const auto got = c.read_some();
+        ASSERT_FALSE(got.empty()) << head;
+        head += got;
+    }
+    EXPECT_NE(head.find("\r\nSet-Cookie: bgswitch_color=green."), std::string::npos) << head;
+    EXPECT_NE(head.find("; HttpOnly; SameSite=Lax; Secure\r\n"), std::string::npos) << head;
+}
+
 TEST(TlsTest, AReloadSwapsTheCertificateAndOpenConnectionsGoOn) {
     const auto& pki = TestPki::get();
     ScriptedUpstream blue(ScriptedUpstream::app("blue"));
