@@ -4,6 +4,7 @@
 #   deploy/setup.sh demo        install what is missing, build, run `bgswitch demo`
 #   deploy/setup.sh test        install what is missing, build, run the test suite
 #   deploy/setup.sh test-asan   the same with AddressSanitizer + UBSan
+#   deploy/setup.sh fuzz [S]    build the libFuzzer targets (clang) and run each for S seconds (60)
 #   deploy/setup.sh build       install what is missing and build (release)
 #   deploy/setup.sh install     build, then install bgswitch into /usr/local/bin (and the
 #                               example config into /usr/local/share/doc/bgswitch)
@@ -19,6 +20,7 @@ packages=(
   libgtest-dev libbenchmark-dev libcli11-dev
   curl shellcheck libhiredis-dev redis-server openssl
   chromium fonts-liberation fonts-dejavu-core
+  clang libclang-rt-14-dev
 )
 # The on-call page's browser test runs on Node.js (any 18+ on the PATH will do).
 command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
@@ -70,5 +72,6 @@ case "$mode" in
     echo "setup: installed $(command -v bgswitch || echo /usr/local/bin/bgswitch)" ;;
   test) install_missing; browser_deps; build release; ctest --preset release ;;
   test-asan) install_missing; browser_deps; build asan; ctest --preset asan ;;
-  *) echo "usage: deploy/setup.sh demo|test|test-asan|build|install|deps" >&2; exit 2 ;;
+  fuzz) install_missing; exec tests/fuzz/run.sh "$@" ;;
+  *) echo "usage: deploy/setup.sh demo|test|test-asan|fuzz|build|install|deps" >&2; exit 2 ;;
 esac

@@ -1,6 +1,7 @@
 #include "proxy/common/redis_url.hpp"
 
 #include <charconv>
+#include <utility>
 
 namespace bgs::redis {
 namespace {

@@ -109,7 +109,13 @@ void ResponseParser::on_request_impl(bh::verb, string_view, string_view, int, er
     ec = bh::error::bad_method;  // a response parser never sees a request line
 }
 
-void ResponseParser::on_response_impl(int code, string_view reason, int version, error_code&) {
+void ResponseParser::on_response_impl(int code, string_view reason, int version, error_code& ec) {
+    // RFC 9110 §15: three digits, classes 1 to 5. "034" or 600 would be
+    // passed on as something no client can read.
+    if (code < 100 || code > 599) {
+        ec = bh::error::bad_status;
+        return;
+    }
     start_line_done_ = true;
     status_ = static_cast<unsigned>(code);
     version_ = static_cast<unsigned>(version);

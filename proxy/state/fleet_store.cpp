@@ -214,28 +214,11 @@ net::Task<std::variant<std::vector<NodeReport>, std::string>> FleetStore::nodes(
             expired.push_back(names->elements[i].str);  // its heartbeat expired
             continue;
         }
-        json::error_code ec;
-        const auto v = json::parse(beat.str, ec);
-        if (ec || !v.is_object()) {
+        auto n = decode_heartbeat(beat.str, names->elements[i].str, now);
+        if (!n) {
             continue;
         }
-        const auto& o = v.as_object();
-        NodeReport n;
-        n.node = names->elements[i].str;
-        if (const auto* a = o.if_contains("applied_version"); a && a->is_number()) {
-            n.applied_version = a->to_number<std::uint64_t>();
-        }
-        if (const auto* at = o.if_contains("at_ms"); at && at->is_number()) {
-            n.age = std::chrono::milliseconds(
-                std::max<std::int64_t>(0, now - at->to_number<std::int64_t>()));
-        }
-        if (const auto* b = o.if_contains("backend"); b && b->is_string()) {
-            n.backend = b->as_string();
-        }
-        if (const auto* a = o.if_contains("active"); a && a->is_string()) {
-            n.active = a->as_string();
-        }
-        out.push_back(std::move(n));
+        out.push_back(std::move(*n));
     }
     if (expired.size() > 2) {
         co_await call(expired);  // best effort: the next listing tries again

@@ -6,6 +6,7 @@
 // connection, one call at a time: each control-thread loop owns its store.
 #pragma once
 
+#include "proxy/state/heartbeat.hpp"
 #include "proxy/state/redis.hpp"
 #include "proxy/state/switch_state.hpp"
 
@@ -35,14 +36,6 @@ struct CasOutcome {
 };
 
 /// One instance as its heartbeat says.
-struct NodeReport {
-    std::string node;
-    std::uint64_t applied_version = 0;
-    std::chrono::milliseconds age{0};  // since its last heartbeat
-    std::string backend;               // "ok" | "unreachable" as the node saw it
-    std::string active;                // the color it serves
-};
-
 class FleetStore {
   public:
     FleetStore(net::asio::any_io_executor ex, redis::Url url, std::string key,

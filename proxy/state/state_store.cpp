@@ -31,9 +31,22 @@ std::chrono::system_clock::time_point parse_time(const std::string& s) {
                     &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) < 6) {
         throw std::runtime_error("bad time \"" + s + "\"");
     }
+    // The clock counts nanoseconds in 64 bits: years past 2262 would wrap.
+    if (tm.tm_year < 1970 || tm.tm_year > 2200 || ms < 0 || ms > 999) {
+        throw std::runtime_error("time \"" + s + "\" out of range");
+    }
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
     return std::chrono::system_clock::from_time_t(timegm(&tm)) + std::chrono::milliseconds(ms);
+}
+
+// Microseconds since the epoch, as a time the clock can hold (up to 2200).
+std::chrono::system_clock::time_point unix_us(std::int64_t us) {
+    constexpr std::int64_t kMax = std::int64_t{7'258'118'400} * 1'000'000;  // 2200-01-01
+    if (us < 0 || us > kMax) {
+        throw std::runtime_error("time " + std::to_string(us) + " us out of range");
+    }
+    return std::chrono::system_clock::time_point(std::chrono::microseconds(us));
 }
 
 Color color_field(const json::object& o, const char* key) {
@@ -239,8 +252,7 @@ SwitchState StateStore::from_json(const std::string& text) {
             }
         }
         if (const auto* at = o.if_contains("committed_unix_us")) {
-            s.committed_at = std::chrono::system_clock::time_point(
-                std::chrono::microseconds(at->to_number<std::int64_t>()));
+            s.committed_at = unix_us(at->to_number<std::int64_t>());
         }
         if (const auto* c = o.if_contains("canary"); c && !c->is_null()) {
             const auto& co = c->as_object();

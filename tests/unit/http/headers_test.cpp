@@ -319,6 +319,28 @@ std::size_t feed(Parser& p, std::string_view bytes, boost::system::error_code& e
     return p.put(boost::asio::buffer(bytes.data(), bytes.size()), ec);
 }
 
+// Found by tests/fuzz/response_fuzz.cpp: "034" parsed as status 34 and went
+// to the client as "HTTP/1.1 34", which no client reads.
+TEST(ResponseParserTest, AStatusOutsideOneToFiveHundredIsAnError) {
+    for (const char* line :
+         {"HTTP/1.1 034 No\r\n\r\n", "HTTP/1.1 000 No\r\n\r\n", "HTTP/1.1 099 No\r\n\r\n",
+          "HTTP/1.1 600 No\r\n\r\n", "HTTP/1.1 999 No\r\n\r\n"}) {
+        FlatFields storage;
+        ResponseParser p(storage);
+        boost::system::error_code ec;
+        feed(p, line, ec);
+        EXPECT_EQ(ec, boost::beast::http::error::bad_status) << line;
+    }
+    for (const char* line : {"HTTP/1.1 100 Continue\r\n\r\n", "HTTP/1.1 599 X\r\n\r\n"}) {
+        FlatFields storage;
+        ResponseParser p(storage);
+        boost::system::error_code ec;
+        feed(p, line, ec);
+        EXPECT_FALSE(ec) << line << ": " << ec.message();
+        EXPECT_TRUE(p.is_header_done());
+    }
+}
+
 TEST(ResponseParserTest, KeepsFieldsInOrderAndWritesTheSameHeadAsFieldsBuiltByHand) {
     constexpr std::string_view head =
         "HTTP/1.1 201 Made It\r\n"

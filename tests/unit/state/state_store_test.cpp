@@ -1,4 +1,5 @@
 #include "proxy/state/state_store.hpp"
+#include "proxy/state/heartbeat.hpp"
 
 #include <gtest/gtest.h>
 
@@ -130,6 +131,42 @@ TEST(StateStoreTest, TheCanaryAndItsEventsRoundTrip) {
          R"({"active":"blue","version":2,"canary":{"to":"green","percent":0,"epoch":1,"since":"2027-01-15T08:00:00Z"}})"}) {
         EXPECT_THROW(StateStore::from_json(bad), std::runtime_error) << bad;
     }
+}
+
+// Found by tests/fuzz/state_fuzz.cpp: a year or a microsecond count past what
+// the clock's 64-bit nanoseconds hold overflowed (undefined behaviour).
+TEST(StateStoreTest, TimesBeyondTheClocksRangeAreErrors) {
+    for (
+        const char* bad :
+        {R"({"active":"blue","version":1,"committed_unix_us":65729880000000000})",
+         R"({"active":"blue","version":1,"committed_unix_us":-1})",
+         R"({"active":"blue","version":1,"history":[{"time":"4052-01-01T00:00:00.000Z","action":"switch","from":"blue","to":"green","result":"switched","source":"","reason":"","version":1,"gates":{}}]})",
+         R"({"active":"blue","version":1,"history":[{"time":"1900-01-01T00:00:00.000Z","action":"switch","from":"blue","to":"green","result":"switched","source":"","reason":"","version":1,"gates":{}}]})"}) {
+        EXPECT_THROW(StateStore::from_json(bad), std::runtime_error) << bad;
+    }
+    EXPECT_NO_THROW(StateStore::from_json(
+        R"({"active":"blue","version":1,"committed_unix_us":4102444800000000})"));
+}
+
+// A lying Redis: a heartbeat of any shape gives a report or none, never a throw.
+TEST(HeartbeatTest, AnyJsonDecodesOrIsNone) {
+    EXPECT_FALSE(decode_heartbeat("not json", "a", 1000));
+    EXPECT_FALSE(decode_heartbeat("[1]", "a", 1000));
+    const auto odd = decode_heartbeat(
+        R"({"applied_version":-5,"at_ms":-9223372036854775807,"backend":7,"active":"blue"})", "a",
+        9223372036854775807);
+    ASSERT_TRUE(odd);
+    EXPECT_EQ(odd->applied_version, 0u);
+    EXPECT_GT(odd->age.count(), 0);
+    EXPECT_EQ(odd->backend, "");
+    EXPECT_EQ(odd->active, "blue");
+    const auto future = decode_heartbeat(R"({"applied_version":1e300,"at_ms":5000})", "b", 1000);
+    ASSERT_TRUE(future);
+    EXPECT_EQ(future->applied_version, 0u);
+    EXPECT_EQ(future->age.count(), 0);
+    const auto good = decode_heartbeat(R"({"applied_version":7,"at_ms":900})", "c", 1000);
+    EXPECT_EQ(good->applied_version, 7u);
+    EXPECT_EQ(good->age.count(), 100);
 }
 
 TEST(StateStoreTest, HistoryIsBounded) {
