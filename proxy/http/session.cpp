@@ -38,6 +38,7 @@
 #include "proxy/routing/canary.hpp"
 #include "proxy/worker/worker.hpp"
 
+#include <boost/asio/co_spawn.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/status.hpp>
@@ -65,8 +66,11 @@ constexpr std::size_t kKeptBuffer = 8 * 1024;
 constexpr std::size_t kFirstRead = 1024;
 // Room for an outgoing head from the first request on.
 constexpr std::size_t kHeadRoom = 1000;
-// How long a quiet keep-alive connection keeps its read buffer.
-constexpr auto kBufferedWait = std::chrono::seconds(1);
+// How long a quiet keep-alive connection keeps its session (read buffer,
+// coroutine frames) before it parks. Longer than any gap between the
+// requests of a busy client, short enough that a burst of new connections
+// that then go quiet never holds a session each for long.
+constexpr auto kBufferedWait = std::chrono::milliseconds(100);
 // A shutdown (or the hand-over of an upgrade) gives a connection between
 // requests this long: a request already on its way is served, with
 // Connection: close, instead of meeting a closed socket.
@@ -260,6 +264,7 @@ class Session final : public drain::TrackedSession {
         peer_ip_ = ip_text(peer.address());
         peer_ = peer_ip_ + ":" + std::to_string(peer.port());
         client_address_ = peer.address();
+        peer_port_ = peer.port();
         trusted_peer_ = is_trusted(cfg_->proxy.trusted_proxies, client_address_);
     }
 
@@ -270,6 +275,14 @@ class Session final : public drain::TrackedSession {
 
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
+
+    net::asio::any_io_executor executor() { return client_.get_executor(); }
+
+    /// A parked connection's session: it has served `requests` already.
+    void resume(std::uint64_t requests, bool no_delay) {
+        requests_ = requests;
+        no_delay_ = no_delay;
+    }
 
     net::Task<void> run() {
         if (tls_ && !co_await handshake()) {
@@ -283,7 +296,12 @@ class Session final : public drain::TrackedSession {
             // then does not hold.
             if (requests_ > 0 && buf_.size() == 0) {
                 enter(State::Idle);
-                if (!co_await wait_for_next_request()) {
+                const auto next = co_await wait_for_next_request();
+                if (next == Next::Park) {
+                    park();
+                    co_return;
+                }
+                if (next == Next::Close) {
                     break;
                 }
             }
@@ -682,28 +700,59 @@ class Session final : public drain::TrackedSession {
 
     // Phase 1. A busy connection waits for its next request with the read
     // buffer ready (the reactor fills it at once); one that stays quiet for
-    // kBufferedWait gives the buffer back and waits out the rest of
-    // timeouts.idle without one, so thousands of idle clients cost little.
-    net::Task<bool> wait_for_next_request() {
+    // kBufferedWait gives the buffer back. A plain one then parks: the session
+    // ends and the socket waits for the rest of timeouts.idle as a Parked
+    // record, so an idle client costs a few hundred bytes. A TLS one waits
+    // here without OpenSSL's buffers.
+    enum class Next { Request, Close, Park };
+    net::Task<Next> wait_for_next_request() {
         const auto idle_until = net::coarse_now() + cfg_->timeouts.idle;
+        if (requests_ == 1 && parkable()) {
+            // A new connection kept open after its first answer (a browser, a
+            // client's pool) is mostly idle from here: unless its next request
+            // is already here, it parks at once, so a burst of such clients
+            // never holds a session each.
+            net::error_code ec;
+            const auto n = client_.socket().read_some(buf_.prepare(kFirstRead), ec);
+            if (ec == net::asio::error::would_block) {
+                buf_.shrink_to_fit();
+                client_.expires_at(idle_until);
+                co_return Next::Park;
+            }
+            if (ec || n == 0 || !takes_requests()) {
+                co_return Next::Close;
+            }
+            buf_.commit(n);
+            co_return Next::Request;
+        }
         client_.expires_after(std::min<Duration>(cfg_->timeouts.idle, kBufferedWait));
         auto [ec, n] = co_await net::read_some(client_, buf_.prepare(kFirstRead));
         if (ec == beast::error::timeout && net::coarse_now() < idle_until &&
             ending_ == Ending::KeepAlive) {
             buf_.shrink_to_fit();
-            client_.release_tls_buffers();
             client_.expires_at(idle_until);
+            if (parkable()) {
+                co_return Next::Park;
+            }
+            client_.release_tls_buffers();
             if (co_await net::wait_readable(client_) || !takes_requests()) {
-                co_return false;
+                co_return Next::Close;
             }
             std::tie(ec, n) = co_await net::read_some(client_, buf_.prepare(kFirstRead));
         }
         if (ec || n == 0 || !takes_requests()) {
-            co_return false;
+            co_return Next::Close;
         }
         buf_.commit(n);
-        co_return true;
+        co_return Next::Request;
     }
+
+    // Plain TCP only (a TLS connection's state lives in its SSL object).
+    bool parkable() const { return tls_ == nullptr && !linger_ && ending_ == Ending::KeepAlive; }
+
+    // Hands the socket to a Parked record until it is readable again (or its
+    // idle time is up); this session then ends.
+    void park();
 
     // A request that arrives now is served: the connection is not ending, or
     // a shutdown's grace lets one more in (answered with Connection: close).
@@ -1103,6 +1152,7 @@ class Session final : public drain::TrackedSession {
     std::string peer_;
     bool trusted_peer_ = false;
     net::asio::ip::address client_address_;
+    std::uint16_t peer_port_ = 0;
     std::unique_ptr<Scratch> scratch_;          // while busy: the exchange's storage
     std::optional<net::RequestParser> parser_;  // the current request
     std::optional<net::ResponseParser> rp_;     // the current upstream response
@@ -1116,6 +1166,89 @@ class Session final : public drain::TrackedSession {
     upstream::Connection* active_upstream_ = nullptr;  // the exchange's, for the drain to cancel
     Tunnel* tunnel_ = nullptr;                         // while the connection is a tunnel
 };
+
+// An idle keep-alive connection without its session (see wait_for_next_request):
+// the socket with its deadline, and what the next session needs to know. It is
+// in the worker's registry like a session, so a shutdown finds it. It owns
+// itself: the readiness callback, which runs exactly once, ends it.
+class Parked final : public drain::TrackedSession {
+  public:
+    static void start(worker::Worker& worker, net::tcp::socket socket, net::SteadyTime idle_until,
+                      net::tcp::endpoint peer, routing::Audience audience, std::uint64_t requests,
+                      bool no_delay) {
+        auto* p = new Parked(worker, std::move(socket), peer, audience, requests, no_delay);
+        p->stream_.expires_at(idle_until);
+        net::when_readable(p->stream_, &Parked::ready, p);
+    }
+
+    ~Parked() override {
+        worker_.shared().open_connections.fetch_sub(1, std::memory_order_relaxed);
+        worker_.shared().parked_connections.fetch_sub(1, std::memory_order_relaxed);
+    }
+
+  private:
+    Parked(worker::Worker& worker, net::tcp::socket socket, net::tcp::endpoint peer,
+           routing::Audience audience, std::uint64_t requests, bool no_delay)
+        : drain::TrackedSession(worker.registry()),
+          worker_(worker),
+          stream_(std::move(socket)),
+          peer_(peer),
+          requests_(requests),
+          audience_(audience),
+          no_delay_(no_delay) {
+        worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
+        worker_.shared().parked_connections.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    // A shutdown gives it kShutdownGrace for a request on its way (as an
+    // idle session gets); nothing else stops an idle connection.
+    void on_stop(drain::StopReason why) override {
+        if (why == drain::StopReason::Shutdown) {
+            stream_.expires_after(kShutdownGrace);
+        } else if (why == drain::StopReason::ShutdownDeadline) {
+            stream_.expires_at(net::coarse_now());
+        }
+    }
+
+    static void ready(void* context, net::error_code ec) {
+        std::unique_ptr<Parked> self(static_cast<Parked*>(context));
+        if (ec) {
+            net::error_code ignored;
+            self->stream_.socket().close(ignored);
+            return;  // its idle time is up, or the worker stopped
+        }
+        auto& worker = self->worker_;
+        auto session = std::make_unique<Session>(worker, std::move(self->stream_.socket()),
+                                                 self->peer_, self->audience_, nullptr);
+        session->resume(self->requests_, self->no_delay_);
+        self.reset();  // counted once: the session took the connection over
+        auto ex = session->executor();
+        asio::co_spawn(ex, run_resumed(std::move(session)), [](std::exception_ptr e) {
+            if (e) {
+                log().error("a resumed client session ended by an exception");
+            }
+        });
+    }
+
+    static net::Task<void> run_resumed(std::unique_ptr<Session> session) {
+        co_await session->run();
+    }
+
+    worker::Worker& worker_;
+    net::Stream stream_;
+    net::tcp::endpoint peer_;
+    std::uint64_t requests_;
+    routing::Audience audience_;
+    bool no_delay_;
+};
+
+void Session::park() {
+    const net::tcp::endpoint peer(client_address_, peer_port_);
+    const auto idle_until = client_.deadline();
+    release_scratch();
+    Parked::start(worker_, std::move(client_.socket()), idle_until, peer, audience_, requests_,
+                  no_delay_);
+}
 
 }  // namespace
 

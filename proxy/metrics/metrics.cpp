@@ -184,6 +184,11 @@ std::string Metrics::render(const Gauges& g) const {
         }
     }
     out +=
+        "# HELP bgswitch_idle_connections Keep-alive client connections waiting for their next "
+        "request (parked: no session, no buffer)\n"
+        "# TYPE bgswitch_idle_connections gauge\n";
+    add("bgswitch_idle_connections %llu\n", static_cast<unsigned long long>(g.idle_connections));
+    out +=
         "# HELP bgswitch_canary_percent The share of new sessions sent to the idle color "
         "(0: no canary)\n"
         "# TYPE bgswitch_canary_percent gauge\n";

@@ -87,7 +87,8 @@ class Metrics {
         int observe_state = 0;                          // 0 none, 1 ok, 2 inconclusive, 3 failing
         std::uint64_t auto_rollbacks = 0;
         std::uint64_t access_log_dropped = 0;
-        bool backend_up = true;  // the state backend (the file, or Redis in fleet mode)
+        std::uint64_t idle_connections = 0;  // keep-alive clients parked between requests
+        bool backend_up = true;              // the state backend (the file, or Redis in fleet mode)
         struct TlsListener {
             std::string listener;  // its address
             std::uint64_t handshakes_ok = 0;

@@ -1,6 +1,7 @@
 #include "proxy/net/http_io.hpp"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_range.hpp>
@@ -432,6 +433,19 @@ Task<error_code> wait_readable(Stream& s) {
     auto [ec] = co_await s.socket().async_wait(tcp::socket::wait_read, kNoThrow);
     s.end_wait();
     co_return timed(s, ec);
+}
+
+void when_readable(Stream& s, ReadyFn ready, void* context) {
+    if (s.expired()) {
+        asio::post(s.get_executor(),
+                   [ready, context] { ready(context, error_code(beast::error::timeout)); });
+        return;
+    }
+    s.begin_wait();
+    s.socket().async_wait(tcp::socket::wait_read, [&s, ready, context](error_code ec) {
+        s.end_wait();
+        ready(context, timed(s, ec));
+    });
 }
 
 Task<std::pair<error_code, std::size_t>> read_some(Stream& s, asio::mutable_buffer into) {

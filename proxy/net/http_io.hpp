@@ -71,6 +71,13 @@ Task<std::pair<error_code, std::size_t>> read_ready(Stream& s, asio::mutable_buf
 /// Waits until `s` is readable (or closed), holding no buffer.
 Task<error_code> wait_readable(Stream& s);
 
+/// The same without a coroutine: `ready(context, ec)` is called once, when
+/// `s` is readable, at its deadline (timeout) or when cancelled. What waits is
+/// the handler alone (a few dozen bytes), so a parked connection costs no
+/// coroutine frames. `s` must outlive the call.
+using ReadyFn = void (*)(void* context, error_code ec);
+void when_readable(Stream& s, ReadyFn ready, void* context);
+
 /// Connects to `ep`.
 Task<error_code> connect(Stream& s, const tcp::endpoint& ep);
 

@@ -70,6 +70,7 @@ class Stream {
     void expires_after(Duration d) { expires_at(coarse_now() + std::min(d, kMaxDuration)); }
     void expires_never() { expires_at(SteadyTime::max()); }
     bool expired() const { return expired_; }
+    SteadyTime deadline() const { return deadline_; }
 
     /// Bracket an operation the deadline may cancel (used by the I/O funnels).
     void begin_wait() { ++pending_; }

@@ -157,6 +157,42 @@ TEST(ProxyTest, QuietKeepAliveConnectionsServeUntilTheIdleTimeout) {
     EXPECT_TRUE(c.closed_within(5s));  // nothing more: the idle timeout ends it
 }
 
+// A keep-alive connection between requests parks: its session ends and the
+// socket waits alone (bgswitch_idle_connections counts it); its next request
+// builds a session again, and a shutdown still closes it.
+TEST(ProxyTest, IdleKeepAliveConnectionsParkAndComeBack) {
+    ScriptedUpstream up(echo_target("x"));
+    auto cfg = test_config({up.port()});
+    cfg.admin.token = "park";
+    RunningProxy proxy(std::move(cfg));
+    auto idle_count = [&] {
+        const auto m = admin_call(proxy.server->admin_port(), "GET", "/metrics").body;
+        const auto at = m.find("\nbgswitch_idle_connections ");
+        return at == std::string::npos ? -1 : std::stoi(m.substr(at + 27));
+    };
+    std::vector<Socket> clients;
+    for (int i = 0; i < 20; ++i) {
+        clients.push_back(Socket::connect(proxy.port()));
+        clients.back().send(get("/first"));
+        EXPECT_EQ(read_response(clients.back()).status, 200);
+    }
+    EXPECT_TRUE(eventually([&] { return idle_count() == 20; })) << idle_count();
+    for (auto& c : clients) {
+        c.send(get("/second"));
+        EXPECT_EQ(read_response(c).status, 200);
+    }
+    EXPECT_EQ(up.request_count(), 40u);
+    EXPECT_TRUE(eventually([&] { return idle_count() == 20; })) << idle_count();
+    // Pipelined: both answered in order, whether or not the connection parked.
+    clients.front().send(get("/a") + get("/b"));
+    EXPECT_EQ(read_response(clients.front()).status, 200);
+    EXPECT_EQ(read_response(clients.front()).status, 200);
+    proxy.server.reset();  // shutdown: parked connections close
+    for (auto& c : clients) {
+        EXPECT_TRUE(c.closed_within(3s));
+    }
+}
+
 TEST(ProxyTest, Answers431ForAnOversizedHeader) {
     ScriptedUpstream up(echo_target("x"));
     auto cfg = test_config({up.port()});
