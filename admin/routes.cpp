@@ -472,6 +472,7 @@ std::string Routes::metrics_text() const {
     g.access_log_dropped = access_log_dropped();
     g.backend_up = fleet_ == nullptr || fleet_->up();
     g.idle_connections = shared_.parked_connections.load(std::memory_order_relaxed);
+    g.idle_tunnels = shared_.parked_tunnels.load(std::memory_order_relaxed);
     {
         std::lock_guard lock(shared_.tls_mutex);
         for (const auto& [key, ctx] : shared_.tls_listeners) {

@@ -39,6 +39,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -662,6 +663,255 @@ int run_startup(unsigned short port, std::vector<std::string> command) {
     return ms < 0 ? 1 : 0;
 }
 
+// ------------------------------------------------------------------ mix ----
+// The soak's traffic (bench/soak.sh): keep-alive GETs, a connection per
+// request, POSTs with a body, WebSockets sending a message every 500 ms and
+// SSE subscribers, for `seconds`. Every outcome is counted by class, so the
+// soak can tell a failure its faults explain from one they do not. A
+// WebSocket or SSE stream that ends must end cleanly (Close 1001, the
+// terminating chunk); it then reconnects.
+
+struct MixState {
+    Clock::time_point until;
+    std::mutex mu;
+    std::map<std::string, long> counts;
+    void count(const std::string& what, long n = 1) {
+        std::lock_guard lock(mu);
+        counts[what] += n;
+    }
+};
+
+asio::awaitable<bool> connect_to(tcp::socket& s, unsigned short port, MixState& st) {
+    if (auto [ec] = co_await s.async_connect(loopback(port), kNoThrow); ec) {
+        st.count("fail_connect");
+        co_return false;
+    }
+    s.set_option(tcp::no_delay(true));
+    co_return true;
+}
+
+// One request, classified: ok, fail_status_<code>, fail_io.
+asio::awaitable<bool> mix_request(tcp::socket& s, std::string& buf, const std::string& req,
+                                  MixState& st, const char* kind) {
+    if (auto [ec, n] = co_await asio::async_write(s, asio::buffer(req), kNoThrow); ec) {
+        st.count(std::string("fail_io_") + kind);
+        co_return false;
+    }
+    const unsigned status = co_await read_response(s, buf);
+    if (status == 200) {
+        st.count(std::string("ok_") + kind);
+        co_return true;
+    }
+    st.count(status == 0 ? std::string("fail_io_") + kind
+                         : "fail_status_" + std::to_string(status));
+    co_return false;
+}
+
+asio::awaitable<void> mix_keepalive(unsigned short port, MixState& st, bool post) {
+    const std::string body(16 * 1024, 'b');
+    const std::string req =
+        post ? "POST / HTTP/1.1\r\nHost: soak\r\nContent-Length: " + std::to_string(body.size()) +
+                   "\r\n\r\n" + body
+             : std::string("GET /color HTTP/1.1\r\nHost: soak\r\n\r\n");
+    asio::steady_timer pace(co_await asio::this_coro::executor);
+    while (Clock::now() < st.until) {
+        tcp::socket s(co_await asio::this_coro::executor);
+        if (!co_await connect_to(s, port, st)) {
+            pace.expires_after(std::chrono::milliseconds(100));
+            co_await pace.async_wait(kNoThrow);
+            continue;
+        }
+        std::string buf;
+        while (Clock::now() < st.until) {
+            if (!co_await mix_request(s, buf, req, st, post ? "post" : "keepalive")) {
+                pace.expires_after(std::chrono::milliseconds(100));
+                co_await pace.async_wait(kNoThrow);
+                break;
+            }
+            pace.expires_after(std::chrono::milliseconds(10));
+            co_await pace.async_wait(kNoThrow);
+        }
+    }
+}
+
+asio::awaitable<void> mix_one_shot(unsigned short port, MixState& st) {
+    const std::string req = "GET /color HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n";
+    asio::steady_timer pace(co_await asio::this_coro::executor);
+    while (Clock::now() < st.until) {
+        tcp::socket s(co_await asio::this_coro::executor);
+        if (co_await connect_to(s, port, st)) {
+            std::string buf;
+            co_await mix_request(s, buf, req, st, "oneshot");
+        }
+        pace.expires_after(std::chrono::milliseconds(20));
+        co_await pace.async_wait(kNoThrow);
+    }
+}
+
+// A masked text frame (client to server).
+std::string mix_frame(const std::string& text) {
+    std::string f;
+    f.push_back(static_cast<char>(0x81));
+    f.push_back(static_cast<char>(0x80 | text.size()));  // under 126 bytes
+    const char mask[4] = {1, 2, 3, 4};
+    f.append(mask, 4);
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        f.push_back(static_cast<char>(text[i] ^ mask[i % 4]));
+    }
+    return f;
+}
+
+asio::awaitable<void> mix_websocket(unsigned short port, MixState& st) {
+    const std::string upgrade =
+        "GET /ws HTTP/1.1\r\nHost: soak\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    asio::steady_timer pace(co_await asio::this_coro::executor);
+    while (Clock::now() < st.until) {
+        tcp::socket s(co_await asio::this_coro::executor);
+        std::string buf;
+        if (!co_await connect_to(s, port, st)) {
+            pace.expires_after(std::chrono::milliseconds(100));
+            co_await pace.async_wait(kNoThrow);
+            continue;
+        }
+        if (auto [ec, n] = co_await asio::async_write(s, asio::buffer(upgrade), kNoThrow); ec) {
+            st.count("fail_io_ws");
+            continue;
+        }
+        if (const auto status = co_await read_response(s, buf); status != 101) {
+            st.count(status == 0 ? "fail_io_ws" : "fail_status_" + std::to_string(status));
+            pace.expires_after(std::chrono::milliseconds(100));
+            co_await pace.async_wait(kNoThrow);
+            continue;
+        }
+        st.count("ws_opened");
+        // Send, read the echo; a Close frame ends it (1001 expected).
+        while (Clock::now() < st.until) {
+            if (auto [ec, n] =
+                    co_await asio::async_write(s, asio::buffer(mix_frame("soak")), kNoThrow);
+                ec) {
+                st.count("ws_cut");
+                break;
+            }
+            if (buf.size() < 2) {
+                auto [ec, n] =
+                    co_await asio::async_read(s, asio::dynamic_buffer(buf),
+                                              asio::transfer_at_least(2 - buf.size()), kNoThrow);
+                if (ec) {
+                    st.count("ws_cut");
+                    break;
+                }
+            }
+            const std::size_t len = static_cast<unsigned char>(buf[1]) & 0x7f;  // short frames
+            if (buf.size() < 2 + len) {
+                auto [ec, n] = co_await asio::async_read(
+                    s, asio::dynamic_buffer(buf), asio::transfer_at_least(2 + len - buf.size()),
+                    kNoThrow);
+                if (ec) {
+                    st.count("ws_cut");
+                    break;
+                }
+            }
+            const auto opcode = static_cast<unsigned char>(buf[0]) & 0x0f;
+            if (opcode == 0x8) {
+                const int code = len >= 2 ? (static_cast<unsigned char>(buf[2]) << 8) |
+                                                static_cast<unsigned char>(buf[3])
+                                          : 0;
+                st.count(code == 1001 ? "ws_closed_1001" : "ws_closed_other");
+                break;
+            }
+            st.count("ok_ws_message");
+            buf.erase(0, 2 + len);
+            pace.expires_after(std::chrono::milliseconds(500));
+            co_await pace.async_wait(kNoThrow);
+        }
+    }
+}
+
+asio::awaitable<void> mix_sse(unsigned short port, MixState& st) {
+    const std::string req = "GET /events HTTP/1.1\r\nHost: soak\r\n\r\n";
+    asio::steady_timer pace(co_await asio::this_coro::executor);
+    while (Clock::now() < st.until) {
+        tcp::socket s(co_await asio::this_coro::executor);
+        if (!co_await connect_to(s, port, st)) {
+            pace.expires_after(std::chrono::milliseconds(100));
+            co_await pace.async_wait(kNoThrow);
+            continue;
+        }
+        std::string buf;
+        auto [wec, wn] = co_await asio::async_write(s, asio::buffer(req), kNoThrow);
+        auto [ec, n] =
+            co_await asio::async_read_until(s, asio::dynamic_buffer(buf), "\r\n\r\n", kNoThrow);
+        if (wec || ec || buf.compare(0, 12, "HTTP/1.1 200") != 0) {
+            st.count("fail_sse_start");
+            continue;
+        }
+        st.count("sse_opened");
+        // Events until the stream ends: with "0\r\n\r\n" (clean) or not.
+        for (;;) {
+            const auto [rec, rn] =
+                co_await s.async_read_some(asio::dynamic_buffer(buf).prepare(4096), kNoThrow);
+            if (rec) {
+                const bool clean = buf.find("\r\n0\r\n\r\n") != std::string::npos;
+                st.count(clean ? "sse_ended_clean" : "sse_cut");
+                break;
+            }
+            buf.resize(buf.size() - (4096 - rn));
+            if (buf.size() > 65536) {
+                buf.erase(0, buf.size() - 16);  // keep the tail for the terminator check
+            }
+            if (Clock::now() >= st.until) {
+                break;
+            }
+        }
+    }
+}
+
+int run_mix(unsigned short port, double seconds, int keepalive, int oneshot, int posts,
+            int websockets, int sse) {
+    MixState st;
+    st.until = Clock::now() +
+               std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    asio::io_context ctx(1);
+    for (int i = 0; i < keepalive; ++i) {
+        asio::co_spawn(ctx, mix_keepalive(port, st, false), asio::detached);
+    }
+    for (int i = 0; i < posts; ++i) {
+        asio::co_spawn(ctx, mix_keepalive(port, st, true), asio::detached);
+    }
+    for (int i = 0; i < oneshot; ++i) {
+        asio::co_spawn(ctx, mix_one_shot(port, st), asio::detached);
+    }
+    for (int i = 0; i < websockets; ++i) {
+        asio::co_spawn(ctx, mix_websocket(port, st), asio::detached);
+    }
+    for (int i = 0; i < sse; ++i) {
+        asio::co_spawn(ctx, mix_sse(port, st), asio::detached);
+    }
+    std::thread runner([&ctx] { ctx.run(); });
+    // A line every 10 s (the soak watches traffic keep flowing), then the total.
+    long last_ok = 0;
+    while (Clock::now() < st.until) {
+        std::this_thread::sleep_for(std::chrono::seconds(10));
+        std::lock_guard lock(st.mu);
+        long ok = 0;
+        for (const auto& [k, v] : st.counts) {
+            ok += k.rfind("ok_", 0) == 0 ? v : 0;
+        }
+        std::printf("progress ok=%ld\n", ok - last_ok);
+        std::fflush(stdout);
+        last_ok = ok;
+    }
+    ctx.stop();  // streams still open are left as they are
+    runner.join();
+    std::printf("total");
+    for (const auto& [k, v] : st.counts) {
+        std::printf(" %s=%ld", k.c_str(), v);
+    }
+    std::printf("\n");
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -702,6 +952,15 @@ int main(int argc, char** argv) {
     load->add_option("--warmup", warmup);
     load->add_option("--spacing", spacing,
                      "seconds between switches (the run lasts as long as they need)");
+    int oneshot = 4, posts = 2, sse_clients = 4;
+    auto* mix = app.add_subcommand("mix", "the soak's mixed traffic, every outcome counted");
+    mix->add_option("--port", port)->required();
+    mix->add_option("--seconds", seconds);
+    mix->add_option("--keepalive", keepalive);
+    mix->add_option("--oneshot", oneshot);
+    mix->add_option("--posts", posts);
+    mix->add_option("--websockets", websockets);
+    mix->add_option("--sse", sse_clients);
     auto* startup = app.add_subcommand("startup", "time to the first 200");
     startup->add_option("--port", port)->required();
     startup->add_option("command", command)->required();
@@ -723,6 +982,9 @@ int main(int argc, char** argv) {
     if (*load) {
         return run_load(p, connections, seconds, threads, static_cast<unsigned short>(admin), token,
                         switches, warmup, spacing);
+    }
+    if (*mix) {
+        return run_mix(p, seconds, keepalive, oneshot, posts, websockets, sse_clients);
     }
     return run_startup(p, command);
 }

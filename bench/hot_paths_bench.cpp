@@ -272,7 +272,8 @@ void BM_TunnelRelay(benchmark::State& state) {
     net::beast::flat_buffer none_a, none_b;
     metrics::Metrics metrics;
     http::Tunnel tunnel(/*websocket=*/false, metrics);
-    asio::co_spawn(ctx, tunnel.run(a, none_a, b, none_b, std::chrono::seconds(60)), asio::detached);
+    asio::co_spawn(ctx, tunnel.run(a, none_a, b, none_b, std::chrono::seconds(60), false),
+                   asio::detached);
     std::thread worker([&] { ctx.run(); });
 
     const std::string block(static_cast<std::size_t>(state.range(0)), 'x');

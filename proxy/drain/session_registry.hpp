@@ -85,6 +85,12 @@ class TrackedSession {
     /// close.
     bool drain_signalled() const { return drain_signalled_; }
 
+    /// The worker's loop has ended for good with this session still open: one
+    /// that owns itself (a parked connection or tunnel, whose pending handler
+    /// will never run) deletes itself here. Coroutine sessions end with their
+    /// frames.
+    virtual void abandon() {}
+
   protected:
     /// What stopping means for this session (called on the worker thread); it
     /// must not destroy the session.
@@ -121,6 +127,11 @@ class SessionRegistry {
 
     void stop_all(StopReason why) {
         for_each([why](TrackedSession& s) { s.stop(why); });
+    }
+    /// After the worker's loop ended: see TrackedSession::abandon (which may
+    /// delete the session; the walk has its next already).
+    void abandon_all() {
+        for_each([](TrackedSession& s) { s.abandon(); });
     }
 
   private:

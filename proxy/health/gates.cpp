@@ -233,12 +233,12 @@ net::Task<GateReport> run_gates(const config::Config& cfg, const routing::Member
                                                          [](const auto& r) { return r.healthy; }));
     report.health_passed = report.healthy >= report.required;
     if (report.health_passed) {
-        // A fresh pass is as good as the checker's: upstreams that joined
-        // just before the switch serve at once.
+        // A fresh probe is as good as the checker's, both ways: upstreams
+        // that joined just before the switch serve at once, and one that
+        // failed (stalled, dead) takes no traffic when the color goes live
+        // with fewer than all (min_healthy); the checker brings it back.
         for (std::size_t i = 0; i < members.size(); ++i) {
-            if (report.health[i].healthy) {
-                members[i]->healthy.store(true);
-            }
+            members[i]->healthy.store(report.health[i].healthy);
         }
     }
     if (!report.health_passed || !with_smoke || cfg.smoke.empty()) {

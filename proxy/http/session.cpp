@@ -453,7 +453,7 @@ class Session final : public drain::TrackedSession {
             co_return finish(ending_ == Ending::KeepAlive);
         }
         if (rp->status() == 101) {
-            co_await upgrade(ex, *plan, *rp, *up, color);
+            co_await upgrade(ex, *plan, *rp, up, color);
             co_return finish(false);
         }
         // --- 7. relay and 8. done ----------------------------------------------
@@ -1020,7 +1020,7 @@ class Session final : public drain::TrackedSession {
     // After the upstream's 101: the client gets its 101, and the Tunnel runs
     // the connection from here on.
     net::Task<void> upgrade(Exchange& ex, const RequestPlan& plan, net::ResponseParser& res,
-                            upstream::Connection& up, Color color) {
+                            std::unique_ptr<upstream::Connection>& up, Color color) {
         if (!plan.upgrade) {
             ProxyError err{ErrorSource::Upstream, ErrorKind::Protocol, 502,
                            "upstream sent 101 to a request without Upgrade"};
@@ -1047,16 +1047,24 @@ class Session final : public drain::TrackedSession {
         ex.rec.status = 101;
         log_access(ex);
         release_scratch();  // nothing of the exchange is needed for the tunnel's life
+        ensure_no_delay();
+        if (tls_ == nullptr && up->stream.tls() == nullptr) {
+            // Plain both ways: the tunnel lives on without this session and
+            // parks whenever it is quiet.
+            hand_over_tunnel(websocket, std::move(up), color);
+            co_return;
+        }
         Tunnel tunnel(websocket, worker_.shared().metrics);
         tunnel_ = &tunnel;
         enter(State::Tunnel, color);
-        ensure_no_delay();
         if (stopped_for_) {
             tunnel.stop(*stopped_for_);  // stopped during the handshake
         }
-        co_await tunnel.run(client_, buf_, up.stream, up.buffer, cfg_->timeouts.idle);
+        co_await tunnel.run(client_, buf_, up->stream, up->buffer, cfg_->timeouts.idle, false);
         tunnel_ = nullptr;
     }
+
+    void hand_over_tunnel(bool websocket, std::unique_ptr<upstream::Connection> up, Color color);
 
     // Records `err` for the exchange: its metric, and the access log's field.
     void record(Exchange& ex, const ProxyError& err) {
@@ -1186,6 +1194,8 @@ class Parked final : public drain::TrackedSession {
         worker_.shared().parked_connections.fetch_sub(1, std::memory_order_relaxed);
     }
 
+    void abandon() override { delete this; }
+
   private:
     Parked(worker::Worker& worker, net::tcp::socket socket, net::tcp::endpoint peer,
            routing::Audience audience, std::uint64_t requests, bool no_delay)
@@ -1241,6 +1251,179 @@ class Parked final : public drain::TrackedSession {
     routing::Audience audience_;
     bool no_delay_;
 };
+
+// A plain tunnel after its 101, without the session that upgraded it: the
+// two connections, the Tunnel's state, and its place in the registry (an
+// Upgraded connection of its color, which drains find). While bytes move a
+// coroutine runs the Tunnel; once both sides are quiet it parks: a readiness
+// handler per open side, nothing else. It owns itself and goes when it is
+// closed, its run is over and no handler is outstanding.
+class TunnelHost final : public drain::TrackedSession {
+  public:
+    static void start(worker::Worker& worker, net::tcp::socket client,
+                      beast::flat_buffer client_pending, std::unique_ptr<upstream::Connection> up,
+                      bool websocket, Color color, std::optional<drain::StopReason> stopped,
+                      Duration idle) {
+        auto* host = new TunnelHost(worker, std::move(client), std::move(client_pending),
+                                    std::move(up), websocket, idle);
+        host->set(Activity::Upgraded, color);
+        host->set_upstream(host->up_->upstream->id);
+        if (stopped) {
+            host->tunnel_.stop(*stopped);  // stopped during the handshake
+        }
+        if (stopped || host->client_pending_.size() > 0 || host->up_->buffer.size() > 0) {
+            host->resume();
+            return;
+        }
+        // Nothing to relay yet (the usual case right after a 101): it parks
+        // at once, holding no buffer.
+        host->client_pending_.shrink_to_fit();
+        host->up_->buffer.shrink_to_fit();
+        host->park();
+    }
+
+    ~TunnelHost() override {
+        parked(false);
+        worker_.shared().open_connections.fetch_sub(1, std::memory_order_relaxed);
+    }
+
+    // A parked one is freed here; a running one with its coroutine frame.
+    void abandon() override {
+        if (running_) {
+            abandoned_ = true;
+        } else {
+            delete this;
+        }
+    }
+
+  private:
+    TunnelHost(worker::Worker& worker, net::tcp::socket client, beast::flat_buffer client_pending,
+               std::unique_ptr<upstream::Connection> up, bool websocket, Duration idle)
+        : drain::TrackedSession(worker.registry()),
+          worker_(worker),
+          client_(std::move(client)),
+          client_pending_(std::move(client_pending)),
+          up_(std::move(up)),
+          tunnel_(websocket, worker.shared().metrics),
+          idle_(idle) {
+        worker_.shared().open_connections.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    void on_stop(drain::StopReason why) override {
+        tunnel_.stop(why);  // wakes a running tunnel
+        if (waits_ > 0) {
+            wake_all();  // a parked one resumes and ends
+        }
+    }
+
+    void resume() {
+        running_ = true;
+        asio::co_spawn(client_.get_executor(), serve(this), [](std::exception_ptr e) {
+            if (e) {
+                log().error("a tunnel ended by an exception");
+            }
+        });
+    }
+
+    static net::Task<void> serve(TunnelHost* self) {
+        // A frame destroyed unfinished (the worker's loop gave up on it)
+        // takes the host with it.
+        struct Unfinished {
+            TunnelHost* host;
+            bool finished = false;
+            ~Unfinished() {
+                if (!finished && host->abandoned_) {
+                    delete host;
+                }
+            }
+        } unfinished{self};
+        const auto end =
+            co_await self->tunnel_.run(self->client_, self->client_pending_, self->up_->stream,
+                                       self->up_->buffer, self->idle_, /*may_park=*/true);
+        unfinished.finished = true;
+        self->running_ = false;
+        if (end == TunnelEnd::Quiet) {
+            self->park();
+        } else {
+            self->closed_ = true;
+        }
+        self->release_if_done();
+    }
+
+    // Each side that may still send is watched until the tunnel's idle time
+    // is up.
+    void park() {
+        parked(true);
+        const auto until = tunnel_.last_activity() + idle_;
+        if (tunnel_.open(0)) {
+            client_.expires_at(until);
+            ++waits_;
+            net::when_readable(client_, &TunnelHost::ready, this);
+        }
+        if (tunnel_.open(1)) {
+            up_->stream.expires_at(until);
+            ++waits_;
+            net::when_readable(up_->stream, &TunnelHost::ready, this);
+        }
+    }
+
+    static void ready(void* context, net::error_code ec) {
+        auto* self = static_cast<TunnelHost*>(context);
+        --self->waits_;
+        if (!self->running_ && !self->closed_) {
+            self->parked(false);
+            if (ec == beast::error::timeout && !self->tunnel_.stopping()) {
+                self->closed_ = true;  // nothing moved for timeouts.idle
+                self->wake_all();
+                self->client_.shutdown_both();
+                self->up_->stream.shutdown_both();
+            } else {
+                // Bytes (or a stop): a run takes over; the other wait ends.
+                self->wake_all();
+                self->resume();
+            }
+        }
+        self->release_if_done();
+    }
+
+    void parked(bool now) {
+        if (now != parked_) {
+            parked_ = now;
+            worker_.shared().parked_tunnels.fetch_add(now ? 1 : std::uint64_t(-1),
+                                                      std::memory_order_relaxed);
+        }
+    }
+
+    void wake_all() {
+        net::error_code ignored;
+        client_.socket().cancel(ignored);
+        up_->stream.socket().cancel(ignored);
+    }
+
+    void release_if_done() {
+        if (closed_ && !running_ && waits_ == 0) {
+            delete this;
+        }
+    }
+
+    worker::Worker& worker_;
+    net::Stream client_;
+    beast::flat_buffer client_pending_;
+    std::unique_ptr<upstream::Connection> up_;
+    Tunnel tunnel_;
+    Duration idle_;
+    int waits_ = 0;  // readiness handlers outstanding
+    bool parked_ = false;
+    bool running_ = false;
+    bool abandoned_ = false;
+    bool closed_ = false;
+};
+
+void Session::hand_over_tunnel(bool websocket, std::unique_ptr<upstream::Connection> up,
+                               Color color) {
+    TunnelHost::start(worker_, std::move(client_.socket()), std::move(buf_), std::move(up),
+                      websocket, color, stopped_for_, cfg_->timeouts.idle);
+}
 
 void Session::park() {
     const net::tcp::endpoint peer(client_address_, peer_port_);

@@ -189,6 +189,11 @@ std::string Metrics::render(const Gauges& g) const {
         "# TYPE bgswitch_idle_connections gauge\n";
     add("bgswitch_idle_connections %llu\n", static_cast<unsigned long long>(g.idle_connections));
     out +=
+        "# HELP bgswitch_idle_tunnels WebSockets and other tunnels quiet on both sides (parked: "
+        "no relay running)\n"
+        "# TYPE bgswitch_idle_tunnels gauge\n";
+    add("bgswitch_idle_tunnels %llu\n", static_cast<unsigned long long>(g.idle_tunnels));
+    out +=
         "# HELP bgswitch_canary_percent The share of new sessions sent to the idle color "
         "(0: no canary)\n"
         "# TYPE bgswitch_canary_percent gauge\n";

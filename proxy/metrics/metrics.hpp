@@ -88,6 +88,7 @@ class Metrics {
         std::uint64_t auto_rollbacks = 0;
         std::uint64_t access_log_dropped = 0;
         std::uint64_t idle_connections = 0;  // keep-alive clients parked between requests
+        std::uint64_t idle_tunnels = 0;      // WebSockets parked while both sides are quiet
         bool backend_up = true;              // the state backend (the file, or Redis in fleet mode)
         struct TlsListener {
             std::string listener;  // its address

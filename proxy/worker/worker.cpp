@@ -180,6 +180,9 @@ void Worker::run() {
     asio::co_spawn(ioc_, sweep_loop(),
                    [](std::exception_ptr e) { log_coroutine_exit("pool sweeper", e); });
     ioc_.run();
+    // Stopped before everything ended (a shutdown past its deadline): what
+    // waits on a handler that will never run is freed here.
+    registry_.abandon_all();
 }
 
 void Worker::begin_shutdown(Duration spread) {

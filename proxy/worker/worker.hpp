@@ -45,6 +45,8 @@ struct Shared {
     std::atomic<std::uint64_t> open_connections{0};
     /// Of those, idle keep-alive connections parked without a session.
     std::atomic<std::uint64_t> parked_connections{0};
+    /// Tunnels (WebSockets) parked while both sides are quiet.
+    std::atomic<std::uint64_t> parked_tunnels{0};
     std::atomic<bool> shutting_down{false};
     /// Every TLS listener's context by its key, for the metrics. Set by the
     /// server (start-up, reloads), read by the admin's /metrics.

@@ -39,6 +39,31 @@ double seconds_since(Clock::time_point t) {
     return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// With min_healthy below all, a color may go live with an upstream that
+// failed its gate probe (here: it accepts and never answers). The fresh probe
+// counts for the router at once: no request waits on that upstream before
+// the checker would have noticed.
+TEST(SwitchTest, AnUpstreamThatFailedTheGateTakesNoTrafficAfterTheSwitch) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    ScriptedUpstream stalled([](Socket& s, ScriptedUpstream&) { (void)s.read_to_eof(30s); });
+    auto cfg = test_config({blue.port()}, {green.port(), stalled.port()});
+    cfg.admin.token = kToken;
+    cfg.switching.min_healthy = 1;
+    cfg.health.interval = std::chrono::seconds(60);  // the checker stays out of it
+    cfg.health.timeout = std::chrono::milliseconds(300);
+    cfg.timeouts.upstream_response = std::chrono::seconds(20);
+    RunningProxy proxy(cfg);
+    ASSERT_EQ(switch_to(proxy, "green"), 200);
+    for (int i = 0; i < 10; ++i) {
+        auto c = Socket::connect(proxy.port());
+        c.send("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        const auto res = read_response(c, 5s);
+        EXPECT_EQ(res.status, 200);
+        EXPECT_EQ(res.body, "green");
+    }
+}
+
 TEST(SwitchTest, FlippingUnderLoadFailsNoRequestAndMovesEveryLaterOne) {
     demo::DemoUpstream blue(Color::Blue, "127.0.0.1", 0);
     demo::DemoUpstream green(Color::Green, "127.0.0.1", 0);
@@ -114,6 +139,39 @@ TEST(SwitchTest, FlippingUnderLoadFailsNoRequestAndMovesEveryLaterOne) {
         }
     }
     EXPECT_GT(checked, 200);
+}
+
+// A quiet WebSocket parks (no relay runs; bgswitch_idle_tunnels counts it)
+// and resumes when either side sends; the frame boundary it tracks survives
+// the parking, so a drain that comes while the client is halfway through a
+// frame lets that frame finish before the upstream gets its 1001.
+TEST(DrainTest, AParkedWebSocketResumesAndDrainsAtAFrameBoundary) {
+    WsUpstreamLog blue_log, green_log;
+    ScriptedUpstream blue(ws_app("blue", blue_log));
+    ScriptedUpstream green(ws_app("green", green_log));
+    RunningProxy proxy(switch_config(blue.port(), green.port(), std::chrono::seconds(1)));
+    auto idle_tunnels = [&] {
+        const auto m = admin_call(proxy.server->admin_port(), "GET", "/metrics").body;
+        const auto at = m.find("\nbgswitch_idle_tunnels ");
+        return at == std::string::npos ? -1 : std::stoi(m.substr(at + 23));
+    };
+    auto ws = open_websocket(proxy.port());
+    ASSERT_TRUE(eventually([&] { return idle_tunnels() == 1; })) << idle_tunnels();
+    ws.send(client_text("after a park"));
+    EXPECT_EQ(read_frame(ws).payload, "blue:after a park");
+    ASSERT_TRUE(eventually([&] { return idle_tunnels() == 1; })) << idle_tunnels();
+
+    // Half a frame, then quiet: the tunnel parks inside the frame.
+    const auto frame = client_text("split across a park");
+    ws.send(frame.substr(0, 9));
+    ASSERT_TRUE(eventually([&] { return idle_tunnels() == 1; })) << idle_tunnels();
+    ASSERT_EQ(switch_to(proxy, "green"), 200);
+    // The drain window ends: the client gets its 1001 at once (its direction
+    // is at a boundary); the upstream's waits for the rest of the frame.
+    EXPECT_EQ(read_frame(ws, 5s).close_code(), 1001);
+    ws.send(frame.substr(9));
+    EXPECT_TRUE(eventually([&] { return blue_log.close_code.load() == 1001; }));
+    EXPECT_EQ(idle_tunnels(), 0);
 }
 
 TEST(DrainTest, WebSocketKeepsWorkingThenGetsGoingAwayOnBothSides) {

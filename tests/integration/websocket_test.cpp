@@ -108,6 +108,26 @@ TEST_F(WebSocketTest, ManyTunnelsAtOnce) {
     }
 }
 
+// A tunnel where nothing moves either way for timeouts.idle is closed, parked
+// or not; one where a side keeps talking stays open past it.
+TEST(TunnelTest, AQuietTunnelClosesAtTheIdleTimeout) {
+    demo::DemoUpstream blue(Color::Blue, "127.0.0.1", 0);
+    auto cfg = test_config({blue.port()});
+    cfg.timeouts.idle = std::chrono::milliseconds(1500);
+    RunningProxy proxy(cfg);
+    auto quiet = open_websocket(proxy.port());
+    auto chatty = open_websocket(proxy.port());
+    const auto deadline = std::chrono::steady_clock::now() + 2500ms;
+    int echoed = 0;
+    while (std::chrono::steady_clock::now() < deadline) {
+        chatty.send(client_text("ping"));
+        echoed += read_frame(chatty).payload == "ping" ? 1 : 0;
+        EXPECT_FALSE(chatty.closed_within(200ms));
+    }
+    EXPECT_GT(echoed, 5);
+    EXPECT_TRUE(quiet.closed_within(3s));
+}
+
 TEST(TunnelTest, BytesSentWithTheHandshakeAreNotLost) {
     // The upstream sends its first frame in the same packet as the 101, and the
     // client sends its first bytes right behind the upgrade request.
