@@ -357,10 +357,12 @@ goals() {
   local added
   added=$(awk -v b="$(sse_p99 bgswitch)" -v d="$(sse_p99 direct)" 'BEGIN { printf "%.0f", b - d }')
   goal "SSE: p99 delay added to direct" "$added µs" "≤ 1000 µs" "$(atleast 1000 "$added")"
-  local v=${I[bgswitch]} ws p99
+  local v=${I[bgswitch]} ws ka p99
   ws=$(awk -v r0="$(kv rss0 "$v")" -v r1="$(kv rss1 "$v")" -v n="$(kv websockets "$v")" 'BEGIN { printf "%.1f", n ? (r1 - r0) / n : 0 }')
+  ka=$(awk -v r1="$(kv rss1 "$v")" -v r2="$(kv rss2 "$v")" -v n="$(kv keepalive "$v")" 'BEGIN { printf "%.2f", n ? (r2 - r1) / n : 0 }')
   p99=$(kv p99_ms "$v")
-  goal "idle: memory per WebSocket pair" "$ws KiB" "≤ 16 KiB" "$(atleast 16 "$ws")"
+  goal "idle: memory per WebSocket pair" "$ws KiB" "≤ 5 KiB" "$(atleast 5 "$ws")"
+  goal "idle: memory per keep-alive client" "$ka KiB" "≤ 1 KiB" "$(atleast 1 "$ka")"
   goal "idle: p99 of other traffic meanwhile" "$p99 ms" "< 10 ms" "$(atleast 10 "$p99")"
   goal "switches: failed requests, failed switches" "$(kv failures "$SW"), $(kv switch_failures "$SW")" "0, 0" \
     "$([ "$(kv failures "$SW")" = 0 ] && [ "$(kv switch_failures "$SW")" = 0 ] && echo 1 || echo 0)"
