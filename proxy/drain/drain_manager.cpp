@@ -55,25 +55,21 @@ std::size_t DrainManager::count_closable(Target target) {
     return n;
 }
 
-bool DrainManager::close_one(Target target, StopReason reason) {
-    TrackedSession* victim = nullptr;
+std::size_t DrainManager::close_some(Target target, StopReason reason, std::size_t most) {
+    std::size_t closed = 0;
     registry_.for_each([&](TrackedSession& s) {
-        if (victim == nullptr && closable(s, target)) {
-            victim = &s;
+        if (closed < most && closable(s, target)) {
+            s.stop(reason);  // marks it drain_signalled: not closable again
+            ++closed;
         }
     });
-    if (victim == nullptr) {
-        return false;
-    }
-    victim->stop(reason);
-    return true;
+    return closed;
 }
 
 bool DrainManager::advance(Running& d, TimePoint now, Step& step) {
     auto wake_at = [&](TimePoint t) { step.next = step.next ? std::min(*step.next, t) : t; };
     if (now >= d.schedule.deadline()) {
-        while (close_one(d.target, d.reason)) {
-        }
+        close_some(d.target, d.reason, SIZE_MAX);
         return true;
     }
     if (now < d.schedule.close_from()) {
@@ -87,8 +83,8 @@ bool DrainManager::advance(Running& d, TimePoint now, Step& step) {
         d.total = count_closable(d.target);
     }
     const auto due = d.schedule.due_by(now, d.total);
-    while (d.closed < due && close_one(d.target, d.reason)) {
-        ++d.closed;
+    if (d.closed < due) {
+        d.closed += close_some(d.target, d.reason, due - d.closed);
     }
     if (d.closed < due) {
         d.closed = d.total;  // the rest ended by themselves

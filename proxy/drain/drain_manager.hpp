@@ -79,7 +79,9 @@ class DrainManager {
     bool advance(Running& d, TimePoint now, Step& step);
     static bool closable(const TrackedSession& s, Target target);
     std::size_t count_closable(Target target);
-    bool close_one(Target target, StopReason reason);
+    /// Stops up to `most` closable sessions in one walk of the registry (a
+    /// drain of n connections is one pass at its deadline, not n).
+    std::size_t close_some(Target target, StopReason reason, std::size_t most);
 
     SessionRegistry& registry_;
     std::vector<Running> drains_;  // a few at most
