@@ -141,7 +141,11 @@ static std::uint64_t gate_us(const json::object& g, const char* us, const char* 
         return v->to_number<std::uint64_t>();
     }
     if (const auto* v = g.if_contains(ms)) {
-        return static_cast<std::uint64_t>(std::max(0.0, v->to_number<double>() * 1000.0));
+        const double micros = v->to_number<double>() * 1000.0;
+        if (!(micros < 1e15)) {  // a gate does not take 30 years
+            throw std::runtime_error(std::string(ms) + " out of range");
+        }
+        return static_cast<std::uint64_t>(std::max(0.0, micros));
     }
     return 0;
 }

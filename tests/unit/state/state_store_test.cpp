@@ -146,6 +146,12 @@ TEST(StateStoreTest, TimesBeyondTheClocksRangeAreErrors) {
     }
     EXPECT_NO_THROW(StateStore::from_json(
         R"({"active":"blue","version":1,"committed_unix_us":4102444800000000})"));
+    // Found by the same target: a legacy gate timing in milliseconds too large
+    // for the microseconds it is read into.
+    EXPECT_THROW(
+        StateStore::from_json(
+            R"({"active":"blue","version":1,"history":[{"time":"2026-01-01T00:00:00.000Z","action":"switch","from":"blue","to":"green","result":"switched","source":"","reason":"","version":1,"gates":{"health_ms":7.7e111}}]})"),
+        std::runtime_error);
 }
 
 // A lying Redis: a heartbeat of any shape gives a report or none, never a throw.
