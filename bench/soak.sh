@@ -12,8 +12,10 @@
 #   every 10 s  a switch to the other color
 #   every 30 s  a reload (the file changed)
 #   every 20 s  the idle color's upstream list is set through the API
-#   every 45 s  an idle-color upstream is killed (-9) and restarted 3 s later
+#   twice in 90 s  an idle-color upstream is killed (-9) and restarted 3 s later
 #   every 60 s  an idle-color upstream is stalled (SIGSTOP) for 6 s
+# Faults come 5 s after a switch at the earliest: the idle color has then
+# finished draining (3 s window), so they never hit a connection with traffic.
 #   at half time the state file's filesystem (a 512 KiB tmpfs) is full for 15 s
 # A switch refused because of a fault (412: its gate failed; 500: the state
 # file could not be written) is the fault working, not a failure. Checks:
@@ -140,12 +142,12 @@ while kill -0 $mix 2>/dev/null; do
     code=$(admin PUT "/v1/colors/$idle/upstreams" "{\"upstreams\":$list,\"reason\":\"soak\"}")
     [ "$code" = 200 ] || log "upstreams of $idle: $code $(head -c 200 "$work/admin.out")"
   fi
-  if [ $((t % 45)) = 25 ]; then
+  if [ $((t % 90)) = 25 ] || [ $((t % 90)) = 65 ]; then
     killed=${idle}2
     kill -9 "${UPPID[$killed]}" 2>/dev/null || true
     wait "${UPPID[$killed]}" 2>/dev/null || true
   fi
-  if [ $((t % 45)) = 28 ] && [ -n "$killed" ]; then
+  if { [ $((t % 90)) = 28 ] || [ $((t % 90)) = 68 ]; } && [ -n "$killed" ]; then
     start_upstream "$killed"; killed=""
   fi
   if [ $((t % 60)) = 35 ]; then

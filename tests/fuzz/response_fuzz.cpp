@@ -63,6 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     net::FlatFields again_fields;
     net::ResponseParser again(again_fields);
     again.body_limit(boost::none);  // as the proxy reads responses
+    again.header_limit(static_cast<std::uint32_t>(out.size() + 1));
     if (head_request) {
         again.skip(true);
     }
