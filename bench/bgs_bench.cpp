@@ -681,6 +681,12 @@ struct MixState {
     }
 };
 
+// The mix's pacing: waits `ms` on the client's own timer.
+asio::awaitable<void> pause(asio::steady_timer& pace, int ms) {
+    pace.expires_after(std::chrono::milliseconds(ms));
+    co_await pace.async_wait(kNoThrow);
+}
+
 asio::awaitable<bool> connect_to(tcp::socket& s, unsigned short port, MixState& st) {
     if (auto [ec] = co_await s.async_connect(loopback(port), kNoThrow); ec) {
         st.count("fail_connect");
@@ -717,19 +723,16 @@ asio::awaitable<void> mix_keepalive(unsigned short port, MixState& st, bool post
     while (Clock::now() < st.until) {
         tcp::socket s(co_await asio::this_coro::executor);
         if (!co_await connect_to(s, port, st)) {
-            pace.expires_after(std::chrono::milliseconds(100));
-            co_await pace.async_wait(kNoThrow);
+            co_await pause(pace, 100);
             continue;
         }
         std::string buf;
         while (Clock::now() < st.until) {
             if (!co_await mix_request(s, buf, req, st, post ? "post" : "keepalive")) {
-                pace.expires_after(std::chrono::milliseconds(100));
-                co_await pace.async_wait(kNoThrow);
+                co_await pause(pace, 100);
                 break;
             }
-            pace.expires_after(std::chrono::milliseconds(10));
-            co_await pace.async_wait(kNoThrow);
+            co_await pause(pace, 10);
         }
     }
 }
@@ -743,8 +746,7 @@ asio::awaitable<void> mix_one_shot(unsigned short port, MixState& st) {
             std::string buf;
             co_await mix_request(s, buf, req, st, "oneshot");
         }
-        pace.expires_after(std::chrono::milliseconds(20));
-        co_await pace.async_wait(kNoThrow);
+        co_await pause(pace, 20);
     }
 }
 
@@ -770,8 +772,7 @@ asio::awaitable<void> mix_websocket(unsigned short port, MixState& st) {
         tcp::socket s(co_await asio::this_coro::executor);
         std::string buf;
         if (!co_await connect_to(s, port, st)) {
-            pace.expires_after(std::chrono::milliseconds(100));
-            co_await pace.async_wait(kNoThrow);
+            co_await pause(pace, 100);
             continue;
         }
         if (auto [ec, n] = co_await asio::async_write(s, asio::buffer(upgrade), kNoThrow); ec) {
@@ -780,8 +781,7 @@ asio::awaitable<void> mix_websocket(unsigned short port, MixState& st) {
         }
         if (const auto status = co_await read_response(s, buf); status != 101) {
             st.count(status == 0 ? "fail_io_ws" : "fail_status_" + std::to_string(status));
-            pace.expires_after(std::chrono::milliseconds(100));
-            co_await pace.async_wait(kNoThrow);
+            co_await pause(pace, 100);
             continue;
         }
         st.count("ws_opened");
@@ -822,8 +822,7 @@ asio::awaitable<void> mix_websocket(unsigned short port, MixState& st) {
             }
             st.count("ok_ws_message");
             buf.erase(0, 2 + len);
-            pace.expires_after(std::chrono::milliseconds(500));
-            co_await pace.async_wait(kNoThrow);
+            co_await pause(pace, 500);
         }
     }
 }
@@ -834,8 +833,7 @@ asio::awaitable<void> mix_sse(unsigned short port, MixState& st) {
     while (Clock::now() < st.until) {
         tcp::socket s(co_await asio::this_coro::executor);
         if (!co_await connect_to(s, port, st)) {
-            pace.expires_after(std::chrono::milliseconds(100));
-            co_await pace.async_wait(kNoThrow);
+            co_await pause(pace, 100);
             continue;
         }
         std::string buf;
