@@ -190,14 +190,18 @@ net::Task<void> Tunnel::pump(int dir, net::Stream& from, net::Stream& to,
         // The bytes land in the worker's scratch buffer only once they are there,
         // and leave it before this coroutine suspends again.
         const auto scratch = net::thread_scratch();
+        const bool read_after_stop = stopping_;
         auto [rec, n] = co_await net::read_ready(from, scratch);
         if (rec) {
             if (run.parking && !stopping_) {
                 run.direction_done();  // the other direction ended the run to park
                 co_return;
             }
-            if (stopping_ && rec == asio::error::operation_aborted) {
-                continue;  // woken by stop(); the loop top decides
+            if (stopping_ && !read_after_stop &&
+                (rec == asio::error::operation_aborted || rec == net::beast::error::timeout)) {
+                // Woken by stop(), or its deadline passed as the stop came:
+                // the loop top closes this side as a stop does.
+                continue;
             }
             if (rec == net::beast::error::timeout && run.may_park && !stopping_) {
                 run.quiet[static_cast<std::size_t>(dir)] = true;
@@ -263,22 +267,33 @@ net::Task<TunnelEnd> Tunnel::run(net::Stream& client, net::beast::flat_buffer& c
                                  Duration idle, bool may_park) {
     client_ = &client;
     upstream_ = &upstream;
-    client.expires_never();
-    upstream.expires_never();
-    Run run(client.get_executor(), idle, may_park && !stopping_);
-    if (run.watchdog) {
-        co_await (pump(0, client, upstream, client_pending, run) &&
-                  pump(1, upstream, client, upstream_pending, run) &&
-                  watch(client, upstream, idle, last_activity_, run.running, *run.watchdog));
-    } else {
-        co_await (pump(0, client, upstream, client_pending, run) &&
-                  pump(1, upstream, client, upstream_pending, run));
+    for (;;) {
+        client.expires_never();
+        upstream.expires_never();
+        Run run(client.get_executor(), idle, may_park && !stopping_);
+        if (run.watchdog) {
+            co_await (pump(0, client, upstream, client_pending, run) &&
+                      pump(1, upstream, client, upstream_pending, run) &&
+                      watch(client, upstream, idle, last_activity_, run.running, *run.watchdog));
+        } else {
+            co_await (pump(0, client, upstream, client_pending, run) &&
+                      pump(1, upstream, client, upstream_pending, run));
+        }
+        if (!run.parking || !(open_[0] || open_[1])) {
+            break;
+        }
+        if (!stopping_) {
+            client_ = nullptr;
+            upstream_ = nullptr;
+            co_return TunnelEnd::Quiet;
+        }
+        // A stop came while the run was ending to park: a direction that had
+        // already left did not close its side. One more run (not parkable
+        // now) closes every side still open as a stop does, Close 1001
+        // included.
     }
     client_ = nullptr;
     upstream_ = nullptr;
-    if (run.parking && !stopping_ && (open_[0] || open_[1])) {
-        co_return TunnelEnd::Quiet;
-    }
     stats_.closed_by_request = stopping_;
     if (stopping_ && websocket_) {
         co_await (discard_until_closed(client) && discard_until_closed(upstream));

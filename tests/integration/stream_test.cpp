@@ -1,8 +1,12 @@
 // net::Stream's deadlines: a wheel that cancels what is pending once the time is
 // up, reports beast::error::timeout, leaves the socket usable, and never fires
 // before the deadline. Real loopback sockets, one io_context per test.
+#include "proxy/http/tunnel.hpp"
+#include "proxy/http/ws_frame.hpp"
+#include "proxy/metrics/metrics.hpp"
 #include "proxy/net/http_io.hpp"
 #include "tests/support/test_net.hpp"
+#include "tests/support/ws_util.hpp"
 
 #include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
@@ -12,7 +16,9 @@
 
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <string>
+#include <thread>
 #include <tuple>
 
 namespace bgs::test {
@@ -113,6 +119,72 @@ TEST(StreamTest, AnExpiredStreamFailsItsNextOperationUntilTheDeadlineIsReset) {
     r = read_once(ctx, p.stream, buf, sizeof buf);
     ASSERT_FALSE(r.ec) << r.ec.message();
     EXPECT_EQ(std::string(buf, r.n), "x");
+}
+
+// A stop can come at any moment of a parkable tunnel's way to its park: as
+// the wheel times out its quiet reads (their completions queued, not run
+// yet), between the two directions' ends, after the run ended Quiet. Here the
+// handlers run one at a time and the stop comes after k more of them, for
+// every k up to and past the park: each time, a WebSocket gets Close 1001 on
+// both sides, never a cut.
+TEST(TunnelStopTest, AStopAnywhereOnTheWayToTheParkStillSendsGoingAwayBothWays) {
+    for (int k = 0; k < 8; ++k) {
+        SCOPED_TRACE("stopped " + std::to_string(k) + " handlers after the quiet reads timed out");
+        asio::io_context ctx(1);
+        Pair client(ctx);
+        Pair upstream(ctx);
+        metrics::Metrics metrics;
+        http::Tunnel tunnel(/*websocket=*/true, metrics);
+        net::beast::flat_buffer client_pending;
+        net::beast::flat_buffer upstream_pending;
+        std::optional<http::TunnelEnd> end;
+        auto run = [&] {
+            end.reset();
+            asio::co_spawn(
+                ctx,
+                [&]() -> net::Task<void> {
+                    end = co_await tunnel.run(client.stream, client_pending, upstream.stream,
+                                              upstream_pending, std::chrono::seconds(30),
+                                              /*may_park=*/true);
+                },
+                [&](std::exception_ptr) {
+                    if (end != http::TunnelEnd::Quiet) {
+                        ctx.stop();
+                    }
+                });
+        };
+        run();
+        const auto deadline = Clock::now() + std::chrono::seconds(5);
+        while (!client.stream.expired() && !upstream.stream.expired() && Clock::now() < deadline) {
+            ctx.run_one_for(std::chrono::milliseconds(100));
+        }
+        ASSERT_TRUE(client.stream.expired() || upstream.stream.expired());
+        for (int i = 0; i < k && !end; ++i) {
+            ctx.run_one_for(std::chrono::milliseconds(20));
+        }
+        tunnel.stop(drain::StopReason::Drain);
+        if (end == http::TunnelEnd::Quiet) {
+            run();  // parked: its owner runs it again on the stop
+        }
+        std::thread worker([&] { ctx.run(); });
+        std::optional<Frame> to_client;
+        std::optional<Frame> to_upstream;
+        try {
+            to_client = read_frame(client.peer, std::chrono::seconds(5));
+            to_upstream = read_frame(upstream.peer, std::chrono::seconds(5));
+        } catch (const std::exception& e) {
+            ADD_FAILURE() << "no Close frame: " << e.what();
+        }
+        client.peer.close();  // both peers answer by closing: the tunnel ends
+        upstream.peer.close();
+        worker.join();
+        ASSERT_TRUE(to_client && to_upstream);
+        EXPECT_EQ(to_client->close_code(), 1001);
+        EXPECT_FALSE(to_client->masked);
+        EXPECT_EQ(to_upstream->close_code(), 1001);
+        EXPECT_TRUE(to_upstream->masked);
+        EXPECT_EQ(end, http::TunnelEnd::Closed);
+    }
 }
 
 }  // namespace

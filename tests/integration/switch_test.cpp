@@ -209,6 +209,60 @@ TEST(DrainTest, WebSocketKeepsWorkingThenGetsGoingAwayOnBothSides) {
     EXPECT_NE(m.find("bgswitch_drain_closed_total{kind=\"websocket\"} 1"), std::string::npos);
 }
 
+// A stop can reach a tunnel at any moment of its park cycle: while a run
+// is ending to park, as a read's quiet deadline passes, while it is parked.
+// WebSockets talking at paces around the park delay (kQuietAfter), over
+// several drains: every one ends with Close 1001, none is cut.
+TEST(DrainTest, EveryWebSocketStoppedAroundItsParkGetsGoingAway) {
+    demo::DemoUpstream blue(Color::Blue, "127.0.0.1", 0);
+    demo::DemoUpstream green(Color::Green, "127.0.0.1", 0);
+    auto cfg = switch_config(blue.port(), green.port(), std::chrono::milliseconds(400));
+    cfg.switching.close_spread = std::chrono::milliseconds(400);
+    RunningProxy proxy(std::move(cfg));
+    constexpr int kSockets = 24;
+    constexpr int kRounds = 4;
+    std::atomic<int> going_away{0};
+    std::atomic<int> cut{0};
+    const char* colors[] = {"green", "blue"};
+    for (int round = 0; round < kRounds; ++round) {
+        std::vector<Socket> sockets;
+        for (int i = 0; i < kSockets; ++i) {
+            sockets.push_back(open_websocket(proxy.port()));
+        }
+        std::vector<std::thread> clients;
+        for (int i = 0; i < kSockets; ++i) {
+            // Paces from 80 to 126 ms: the stop lands before, at and after
+            // each one's park.
+            clients.emplace_back([&, i, pace = std::chrono::milliseconds(80 + 2 * i)] {
+                auto& s = sockets[static_cast<std::size_t>(i)];
+                try {
+                    for (;;) {
+                        s.send(client_text("tick"));
+                        auto f = read_frame(s, 5s);
+                        if (f.opcode == ws::kText) {
+                            try {
+                                f = read_frame(s, pace);  // the pace, or the Close
+                            } catch (const Timeout&) {
+                                continue;
+                            }
+                        }
+                        (f.close_code() == 1001 ? going_away : cut).fetch_add(1);
+                        return;
+                    }
+                } catch (const std::exception&) {
+                    cut.fetch_add(1);
+                }
+            });
+        }
+        ASSERT_EQ(switch_to(proxy, colors[round % 2]), 200);
+        for (auto& c : clients) {
+            c.join();
+        }
+    }
+    EXPECT_EQ(cut.load(), 0);
+    EXPECT_EQ(going_away.load(), kSockets * kRounds);
+}
+
 TEST(DrainTest, SseStreamEndsWithItsTerminatingChunkAtTheDeadline) {
     demo::DemoUpstream blue(Color::Blue, "127.0.0.1", 0, std::chrono::milliseconds(50));
     demo::DemoUpstream green(Color::Green, "127.0.0.1", 0);
