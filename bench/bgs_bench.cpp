@@ -117,9 +117,11 @@ asio::awaitable<void> serve_sse(tcp::socket& s, std::chrono::milliseconds interv
         co_return;
     }
     asio::steady_timer timer(s.get_executor());
-    for (;;) {
-        timer.expires_after(interval);
-        co_await timer.async_wait(kNoThrow);
+    for (bool first = true;; first = false) {
+        if (!first) {  // the first event goes out with the head (bgs-bench ttfb --sse)
+            timer.expires_after(interval);
+            co_await timer.async_wait(kNoThrow);
+        }
         char event[64];
         const int len =
             std::snprintf(event, sizeof event, "data: %lld\n\n", static_cast<long long>(now_ns()));
@@ -322,6 +324,54 @@ int run_sse(unsigned short port, int clients, double seconds) {
                 st.connected.load(), st.failed.load(), percentile(d, 0.50), percentile(d, 0.99),
                 d.empty() ? 0.0 : *std::max_element(d.begin(), d.end()));
     return st.failed.load() == 0 ? 0 : 1;
+}
+
+// ----------------------------------------------------------------- ttfb ----
+// A new connection's time to the first byte of its answer: one client at a
+// time, so that nothing but the path itself is measured. Each sample is
+// connect + request + the first byte of the response (or, with --sse, the
+// first event of a stream, which the upstream sends with the head).
+
+int run_ttfb(unsigned short port, int samples, bool sse) {
+    asio::io_context ctx;
+    const std::string req = sse ? "GET /sse HTTP/1.1\r\nHost: bench\r\n\r\n"
+                                : "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    std::vector<double> us;
+    us.reserve(static_cast<std::size_t>(samples));
+    int failed = 0;
+    char buf[4096];
+    for (int i = 0; i < samples + samples / 10; ++i) {  // the first tenth warms up
+        const auto t0 = Clock::now();
+        tcp::socket s(ctx);
+        error_code ec;
+        s.connect(loopback(port), ec);
+        if (!ec) {
+            s.set_option(tcp::no_delay(true));
+            asio::write(s, asio::buffer(req), ec);
+        }
+        std::string got;
+        while (!ec) {
+            const auto n = s.read_some(asio::buffer(buf), ec);
+            got.append(buf, n);
+            if (!sse ? !got.empty() : got.find("data: ") != std::string::npos) {
+                break;
+            }
+        }
+        const auto t1 = Clock::now();
+        while (!ec && got.size() < 12) {  // the status line, untimed, to check it
+            const auto n = s.read_some(asio::buffer(buf), ec);
+            got.append(buf, n);
+        }
+        if (ec || got.rfind("HTTP/1.1 200", 0) != 0) {
+            ++failed;
+        } else if (i >= samples / 10) {
+            us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        }
+        s.close(ec);
+    }
+    std::printf("samples=%zu failed=%d p50_us=%.0f p90_us=%.0f p99_us=%.0f\n", us.size(), failed,
+                percentile(us, 0.50), percentile(us, 0.90), percentile(us, 0.99));
+    return failed == 0 ? 0 : 1;
 }
 
 // ----------------------------------------------------------------- hold ----
@@ -672,12 +722,20 @@ int run_startup(unsigned short port, std::vector<std::string> command) {
 // terminating chunk); it then reconnects.
 
 struct MixState {
+    Clock::time_point start = Clock::now();
     Clock::time_point until;
     std::mutex mu;
     std::map<std::string, long> counts;
     void count(const std::string& what, long n = 1) {
         std::lock_guard lock(mu);
         counts[what] += n;
+    }
+    // A failure is counted and told, with when and how, so that the soak's
+    // log can set it beside its timeline of faults.
+    void failed(const std::string& what, const std::string& how) {
+        count(what);
+        const auto at = std::chrono::duration<double>(Clock::now() - start).count();
+        std::fprintf(stderr, "mix: [%6.1fs] %s: %s\n", at, what.c_str(), how.c_str());
     }
 };
 
@@ -689,7 +747,7 @@ asio::awaitable<void> pause(asio::steady_timer& pace, int ms) {
 
 asio::awaitable<bool> connect_to(tcp::socket& s, unsigned short port, MixState& st) {
     if (auto [ec] = co_await s.async_connect(loopback(port), kNoThrow); ec) {
-        st.count("fail_connect");
+        st.failed("fail_connect", ec.message());
         co_return false;
     }
     s.set_option(tcp::no_delay(true));
@@ -700,7 +758,7 @@ asio::awaitable<bool> connect_to(tcp::socket& s, unsigned short port, MixState& 
 asio::awaitable<bool> mix_request(tcp::socket& s, std::string& buf, const std::string& req,
                                   MixState& st, const char* kind) {
     if (auto [ec, n] = co_await asio::async_write(s, asio::buffer(req), kNoThrow); ec) {
-        st.count(std::string("fail_io_") + kind);
+        st.failed(std::string("fail_io_") + kind, "request write: " + ec.message());
         co_return false;
     }
     const unsigned status = co_await read_response(s, buf);
@@ -708,8 +766,11 @@ asio::awaitable<bool> mix_request(tcp::socket& s, std::string& buf, const std::s
         st.count(std::string("ok_") + kind);
         co_return true;
     }
-    st.count(status == 0 ? std::string("fail_io_") + kind
-                         : "fail_status_" + std::to_string(status));
+    if (status == 0) {
+        st.failed(std::string("fail_io_") + kind, "no complete response");
+    } else {
+        st.failed("fail_status_" + std::to_string(status), kind);
+    }
     co_return false;
 }
 
@@ -776,11 +837,15 @@ asio::awaitable<void> mix_websocket(unsigned short port, MixState& st) {
             continue;
         }
         if (auto [ec, n] = co_await asio::async_write(s, asio::buffer(upgrade), kNoThrow); ec) {
-            st.count("fail_io_ws");
+            st.failed("fail_io_ws", "upgrade write: " + ec.message());
             continue;
         }
         if (const auto status = co_await read_response(s, buf); status != 101) {
-            st.count(status == 0 ? "fail_io_ws" : "fail_status_" + std::to_string(status));
+            if (status == 0) {
+                st.failed("fail_io_ws", "no complete upgrade response");
+            } else {
+                st.failed("fail_status_" + std::to_string(status), "ws");
+            }
             co_await pause(pace, 100);
             continue;
         }
@@ -790,7 +855,7 @@ asio::awaitable<void> mix_websocket(unsigned short port, MixState& st) {
             if (auto [ec, n] =
                     co_await asio::async_write(s, asio::buffer(mix_frame("soak")), kNoThrow);
                 ec) {
-                st.count("ws_cut");
+                st.failed("ws_cut", "message write: " + ec.message());
                 break;
             }
             if (buf.size() < 2) {
@@ -798,7 +863,7 @@ asio::awaitable<void> mix_websocket(unsigned short port, MixState& st) {
                     co_await asio::async_read(s, asio::dynamic_buffer(buf),
                                               asio::transfer_at_least(2 - buf.size()), kNoThrow);
                 if (ec) {
-                    st.count("ws_cut");
+                    st.failed("ws_cut", "frame head read: " + ec.message());
                     break;
                 }
             }
@@ -808,7 +873,7 @@ asio::awaitable<void> mix_websocket(unsigned short port, MixState& st) {
                     s, asio::dynamic_buffer(buf), asio::transfer_at_least(2 + len - buf.size()),
                     kNoThrow);
                 if (ec) {
-                    st.count("ws_cut");
+                    st.failed("ws_cut", "frame read: " + ec.message());
                     break;
                 }
             }
@@ -817,7 +882,11 @@ asio::awaitable<void> mix_websocket(unsigned short port, MixState& st) {
                 const int code = len >= 2 ? (static_cast<unsigned char>(buf[2]) << 8) |
                                                 static_cast<unsigned char>(buf[3])
                                           : 0;
-                st.count(code == 1001 ? "ws_closed_1001" : "ws_closed_other");
+                if (code == 1001) {
+                    st.count("ws_closed_1001");
+                } else {
+                    st.failed("ws_closed_other", "Close " + std::to_string(code));
+                }
                 break;
             }
             st.count("ok_ws_message");
@@ -841,7 +910,7 @@ asio::awaitable<void> mix_sse(unsigned short port, MixState& st) {
         auto [ec, n] =
             co_await asio::async_read_until(s, asio::dynamic_buffer(buf), "\r\n\r\n", kNoThrow);
         if (wec || ec || buf.compare(0, 12, "HTTP/1.1 200") != 0) {
-            st.count("fail_sse_start");
+            st.failed("fail_sse_start", (wec ? wec : ec).message());
             continue;
         }
         st.count("sse_opened");
@@ -851,7 +920,11 @@ asio::awaitable<void> mix_sse(unsigned short port, MixState& st) {
                 co_await s.async_read_some(asio::dynamic_buffer(buf).prepare(4096), kNoThrow);
             if (rec) {
                 const bool clean = buf.find("\r\n0\r\n\r\n") != std::string::npos;
-                st.count(clean ? "sse_ended_clean" : "sse_cut");
+                if (clean) {
+                    st.count("sse_ended_clean");
+                } else {
+                    st.failed("sse_cut", "stream read: " + rec.message());
+                }
                 break;
             }
             buf.resize(buf.size() - (4096 - rn));
@@ -959,6 +1032,12 @@ int main(int argc, char** argv) {
     mix->add_option("--posts", posts);
     mix->add_option("--websockets", websockets);
     mix->add_option("--sse", sse_clients);
+    int samples = 2000;
+    bool sse_first = false;
+    auto* ttfb = app.add_subcommand("ttfb", "a new connection's time to its first byte");
+    ttfb->add_option("--port", port)->required();
+    ttfb->add_option("--samples", samples);
+    ttfb->add_flag("--sse", sse_first, "time to a stream's first event");
     auto* startup = app.add_subcommand("startup", "time to the first 200");
     startup->add_option("--port", port)->required();
     startup->add_option("command", command)->required();
@@ -980,6 +1059,9 @@ int main(int argc, char** argv) {
     if (*load) {
         return run_load(p, connections, seconds, threads, static_cast<unsigned short>(admin), token,
                         switches, warmup, spacing);
+    }
+    if (*ttfb) {
+        return run_ttfb(p, samples, sse_first);
     }
     if (*mix) {
         return run_mix(p, seconds, keepalive, oneshot, posts, websockets, sse_clients);

@@ -47,6 +47,7 @@ declare -A UP=([blue1]=18310 [blue2]=18311 [green1]=18320 [green2]=18321)
 declare -A UPPID=()
 
 work=$(mktemp -d /tmp/bgswitch-soak.XXXXXX)
+touch "$work/timeline"
 pids=()
 state_mounted=0
 cleanup() {
@@ -56,7 +57,15 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-log() { echo "soak: [$(printf '%4d' "$SECONDS")s] $*" >&2; }
+# Timeline lines carry seconds since the traffic began, as the mix's own
+# failure lines do, so that the report can set the two side by side.
+now_ds() { local us=${EPOCHREALTIME/./}; echo $(((us - ${start_us:-$us}) / 100000)); }
+stamp() { local ds; ds=$(now_ds); printf 'soak: [%4d.%ds]' $((ds / 10)) $((ds % 10)); }
+log() {
+  local line
+  line="$(stamp) $*"
+  echo "$line" >&2; echo "$line" >>"$work/timeline"
+}
 
 start_upstream() {  # name
   local name=$1
@@ -105,8 +114,9 @@ other() { [ "$1" = blue ] && echo green || echo blue; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$bgs/status"; }
 fds() { find "/proc/$bgs/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 
+start_us=${EPOCHREALTIME/./}
 "$BENCH" mix --port $PORT --seconds "$DURATION" --keepalive 8 --oneshot 4 --posts 2 \
-  --websockets 20 --sse 10 > "$work/mix.out" &
+  --websockets 20 --sse 10 > "$work/mix.out" 2> >(tee "$work/mix.err" >&2) &
 mix=$!; pids+=("$mix")
 
 declare -A SW=()
@@ -115,17 +125,18 @@ stuck=0
 fill_start=$((DURATION / 2)); filled=0
 warm_at=$((DURATION / 4)); warm_rss=""; warm_fds=""
 killed=""; stalled=""
-start=$SECONDS
+
 last=-1
 while kill -0 $mix 2>/dev/null; do
-  t=$((SECONDS - start))
+  t=$(($(now_ds) / 10))
   if [ $t = $last ]; then sleep 0.2; continue; fi
   last=$t
   idle=$(other "$(active)")
   if [ $((t % 10)) = 0 ] && [ $t -gt 0 ]; then
     code=$(admin POST /v1/switch "{\"to\":\"$idle\",\"reason\":\"soak t=$t\"}")
     SW[$code]=$((${SW[$code]:-0} + 1))
-    [ "$code" = 200 ] || log "switch to $idle: $code $(head -c 200 "$work/admin.out")"
+    if [ "$code" = 200 ]; then echo "$(stamp) switch to $idle (done)" >>"$work/timeline"
+    else log "switch to $idle: $code $(head -c 200 "$work/admin.out")"; fi
   fi
   if [ $((t % 30)) = 15 ]; then
     if [ $(((t / 30) % 2)) = 0 ]; then write_config 900ms; else write_config 1s; fi
@@ -144,14 +155,16 @@ while kill -0 $mix 2>/dev/null; do
   fi
   if [ $((t % 90)) = 25 ] || [ $((t % 90)) = 65 ]; then
     killed=${idle}2
+    log "kill -9 $killed"
     kill -9 "${UPPID[$killed]}" 2>/dev/null || true
     wait "${UPPID[$killed]}" 2>/dev/null || true
   fi
   if { [ $((t % 90)) = 28 ] || [ $((t % 90)) = 68 ]; } && [ -n "$killed" ]; then
-    start_upstream "$killed"; killed=""
+    log "restart $killed"; start_upstream "$killed"; killed=""
   fi
   if [ $((t % 60)) = 35 ]; then
     stalled=${idle}1
+    log "stall $stalled"
     kill -STOP "${UPPID[$stalled]}" 2>/dev/null || true
   fi
   if [ $((t % 60)) = 41 ] && [ -n "$stalled" ]; then
@@ -175,6 +188,14 @@ done
 wait $mix || true
 if [ -n "$stalled" ]; then kill -CONT "${UPPID[$stalled]}" 2>/dev/null || true; fi
 
+# The mix's failure lines, each after the timeline lines of the 12 s before it.
+near_failures() {  # timeline failures
+  awk -F'[][]' '
+    FNR == NR { tl_t[++n] = $2 + 0; tl[n] = $0; next }
+    { t = $2 + 0
+      for (i = 1; i <= n; i++) if (tl_t[i] >= t - 12 && tl_t[i] <= t && !shown[i]) { print tl[i]; shown[i] = 1 }
+      print }' "$1" "$2"
+}
 total=$(grep '^total' "$work/mix.out" || echo total)
 quiet=$(grep -c '^progress ok=0$' "$work/mix.out" || true)
 kv() { echo "$total" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1; }
@@ -217,6 +238,14 @@ pass=1
   echo "Every 10 s (seconds, RSS KiB, descriptors): $(printf '%s; ' "${samples[@]}")"
   echo
   echo "Counts: \`${total#total }\`"
+  if [ -s "$work/mix.err" ]; then
+    echo
+    echo "Every failure, with the switches and faults of the 12 s before it (first 200 lines):"
+    echo
+    echo '```'
+    near_failures "$work/timeline" "$work/mix.err" | head -200
+    echo '```'
+  fi
 } > "$OUT"
 cat "$OUT"
 [ $pass = 1 ]
