@@ -5,6 +5,7 @@
 #   bench/soak.sh              an hour; writes bench/SOAK.md
 #   bench/soak.sh --quick      five minutes (CI); writes bench/last_soak.md
 #   bench/soak.sh SECONDS      any length; writes bench/last_soak.md
+#   SOAK_PORT=28300 bench/soak.sh   on other ports (18300 and up by default)
 #
 # Traffic (bgs-bench mix): keep-alive GETs, a connection per request, 16 KiB
 # POSTs, WebSockets sending every 500 ms, SSE subscribers; every outcome is
@@ -42,8 +43,10 @@ BIN=$(pwd)/build/release/bgswitch
 BENCH=$(pwd)/build/release/bench/bgs-bench
 command -v curl >/dev/null || { echo "soak: curl is needed (deploy/setup.sh installs it)" >&2; exit 2; }
 
-PORT=18300; ADMIN=18301; TOKEN=soak-token
-declare -A UP=([blue1]=18310 [blue2]=18311 [green1]=18320 [green2]=18321)
+# SOAK_PORT moves every port (the proxy, its admin, four upstreams) so that a
+# long soak can run beside CI's short one.
+PORT=${SOAK_PORT:-18300}; ADMIN=$((PORT + 1)); TOKEN=soak-token
+declare -A UP=([blue1]=$((PORT + 10)) [blue2]=$((PORT + 11)) [green1]=$((PORT + 20)) [green2]=$((PORT + 21)))
 declare -A UPPID=()
 
 work=$(mktemp -d /tmp/bgswitch-soak.XXXXXX)
