@@ -4,6 +4,8 @@
 #   deploy/setup.sh demo        install what is missing, build, run `bgswitch demo`
 #   deploy/setup.sh test        install what is missing, build, run the test suite
 #   deploy/setup.sh test-asan   the same with AddressSanitizer + UBSan
+#   deploy/setup.sh test-tsan   the tests where threads meet (workers, control thread,
+#                               logger; not those driving the binary) under ThreadSanitizer
 #   deploy/setup.sh fuzz [S]    build the libFuzzer targets (clang) and run each for S seconds (60)
 #   deploy/setup.sh build       install what is missing and build (release)
 #   deploy/setup.sh install     build, then install bgswitch into /usr/local/bin (and the
@@ -72,6 +74,7 @@ case "$mode" in
     echo "setup: installed $(command -v bgswitch || echo /usr/local/bin/bgswitch)" ;;
   test) install_missing; browser_deps; build release; ctest --preset release ;;
   test-asan) install_missing; browser_deps; build asan; ctest --preset asan ;;
+  test-tsan) install_missing; build tsan; ctest --preset tsan ;;
   fuzz) install_missing; exec tests/fuzz/run.sh "$@" ;;
-  *) echo "usage: deploy/setup.sh demo|test|test-asan|fuzz|build|install|deps" >&2; exit 2 ;;
+  *) echo "usage: deploy/setup.sh demo|test|test-asan|test-tsan|fuzz|build|install|deps" >&2; exit 2 ;;
 esac
