@@ -22,10 +22,11 @@ QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1
 if [ $QUICK = 1 ]; then
   ROUNDS=1; DURATION=2s; SSE_SECONDS=3; SWITCHES=5; SPACING=2; HOLD_KA=500; HOLD_WS=250
+  TTFB_SAMPLES=200
   OUT=bench/last_run.md
 else
   ROUNDS=${ROUNDS:-3}; DURATION=${DURATION:-10s}; SSE_SECONDS=10; SWITCHES=100; SPACING=2
-  HOLD_KA=9800; HOLD_WS=5000
+  HOLD_KA=9800; HOLD_WS=5000; TTFB_SAMPLES=2000
   OUT=bench/RESULTS.md
 fi
 
@@ -247,6 +248,22 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
+# --- 2b. a new connection's time to its first byte -----------------------------
+# One client at a time (nothing else running): connect, request, first byte of
+# the answer; and to the first event of an SSE stream (the upstream sends it
+# with the head, so each stream needs a new upstream connection too).
+declare -A T
+for round in $(seq "$ROUNDS"); do
+  for t in direct nginx haproxy bgswitch; do
+    case $t in direct) p=$EV ;; nginx) p=$NGX_EV ;; haproxy) p=$HAP_EV ;; bgswitch) p=$BGS_EV ;; esac
+    for kind in get sse; do
+      out=$("$BENCH" ttfb --port "$p" --samples "$TTFB_SAMPLES" $([ $kind = sse ] && echo --sse))
+      for k in p50_us p99_us failed; do T[$t,$kind,$k]="${T[$t,$kind,$k]:-} $(kv $k "$out")"; done
+      log "ttfb round $round $t $kind: $out"
+    done
+  done
+done
+
 # --- 3. idle connections: memory per connection, latency meanwhile -----------
 # Each server is started fresh for this (a heap warmed by the earlier phases
 # would hide what connections cost), gets one request, then the WebSockets,
@@ -357,6 +374,13 @@ goals() {
   local added
   added=$(awk -v b="$(sse_p99 bgswitch)" -v d="$(sse_p99 direct)" 'BEGIN { printf "%.0f", b - d }')
   goal "SSE: p99 delay added to direct" "$added µs" "≤ 1000 µs" "$(atleast 1000 "$added")"
+  local kind what
+  for kind in get sse; do
+    [ $kind = get ] && what="a new connection: time to first byte" || what="a new SSE stream: time to its first event"
+    goal "$what added to direct, p50 (nginx, HAProxy)" \
+      "$(ttfb_added bgswitch $kind) µs ($(ttfb_added nginx $kind), $(ttfb_added haproxy $kind))" "≤ nginx" \
+      "$(atleast "$(ttfb_added nginx $kind)" "$(ttfb_added bgswitch $kind)")"
+  done
   local v=${I[bgswitch]} ws ka p99
   ws=$(awk -v r0="$(kv rss0 "$v")" -v r1="$(kv rss1 "$v")" -v n="$(kv websockets "$v")" 'BEGIN { printf "%.1f", n ? (r1 - r0) / n : 0 }')
   ka=$(awk -v r1="$(kv rss1 "$v")" -v r2="$(kv rss2 "$v")" -v n="$(kv keepalive "$v")" 'BEGIN { printf "%.2f", n ? (r2 - r1) / n : 0 }')
@@ -371,6 +395,16 @@ goals() {
   goal "switches: throughput in the second around one, median (quiet seconds' median)" \
     "$(kv around_switch_median "$SW") ($(kv quiet_median "$SW"))" "≥ 0.95" "$(atleast "$(kv around_switch_median "$SW")" 0.95)"
   goal "startup to the first proxied request" "$STARTUP ms" "< 100 ms" "$(atleast 100 "$STARTUP")"
+}
+ttfb_added() {  # server kind -> p50 added to direct, µs
+  awk -v b="$(median ${T[$1,$2,p50_us]})" -v d="$(median ${T[direct,$2,p50_us]})" 'BEGIN { printf "%.0f", b - d }'
+}
+ttfb_row() {
+  local t=$1
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" \
+    "$(median ${T[$t,get,p50_us]})" "$(median ${T[$t,get,p99_us]})" "$(ttfb_added "$t" get)" \
+    "$(median ${T[$t,sse,p50_us]})" "$(median ${T[$t,sse,p99_us]})" "$(ttfb_added "$t" sse)" \
+    "$(awk -v a="$(median ${T[$t,get,failed]})" -v b="$(median ${T[$t,sse,failed]})" 'BEGIN { print a + b }')"
 }
 idle_row() {
   local t=$1 v=${I[$1]}
@@ -454,6 +488,18 @@ idle_row() {
   echo "| path | events | p50 µs | p99 µs | p99 added vs direct µs | failed |"
   echo "|---|---:|---:|---:|---:|---:|"
   for t in direct nginx haproxy bgswitch; do sse_row $t; done
+  echo
+  echo "### A new connection's time to its first byte"
+  echo
+  echo "\`bgs-bench ttfb\`: one client at a time, $TTFB_SAMPLES samples per round (a tenth more"
+  echo "to warm up), $ROUNDS round(s); medians. A sample is connect + request + the first byte"
+  echo "of the answer (\`GET /\`, the proxy's pooled upstream connection answering), or the first"
+  echo "event of an SSE stream (the upstream sends it with the head; every stream takes a new"
+  echo "upstream connection). \"Added\" is the p50 over the direct path's."
+  echo
+  echo "| path | GET p50 µs | GET p99 µs | GET added µs | SSE first event p50 µs | p99 µs | added µs | failed |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  for t in direct nginx haproxy bgswitch; do ttfb_row $t; done
   echo
   echo "### Idle connections"
   echo

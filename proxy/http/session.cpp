@@ -945,6 +945,7 @@ class Session final : public drain::TrackedSession {
         }
         const auto window = net::thread_scratch();  // see send_request
         char* io = static_cast<char*>(window.data());
+        const ClientWatchScope watching(*this);
         do {
             if (ending_ == Ending::EndStream) {
                 co_return co_await end_stream(ex, framing, head_sent);
@@ -953,7 +954,12 @@ class Session final : public drain::TrackedSession {
             if (!rp.is_done()) {
                 rp.set_window(io, window.size());
                 up.stream.expires_after(cfg_->timeouts.idle);
+                watch_client(up);
                 if (auto ec = co_await net::read_body(up.stream, up.buffer, rp)) {
+                    if (client_left_) {
+                        cut_short(ex, ErrorSource::Client, client_left_);
+                        co_return false;
+                    }
                     if (ending_ == Ending::EndStream) {
                         co_return co_await end_stream(ex, framing, head_sent);
                     }
@@ -974,7 +980,7 @@ class Session final : public drain::TrackedSession {
             const bool last = rp.is_done();
             if (auto ec = co_await write_piece(client_, head, framing, io, n, last,
                                                last && fin_with_last)) {
-                cut_short(ex, ErrorSource::Client, ec);
+                cut_short(ex, ErrorSource::Client, client_left_ ? client_left_ : ec);
                 co_return false;
             }
             head_sent = true;
@@ -982,6 +988,69 @@ class Session final : public drain::TrackedSession {
         } while (!rp.is_done());
         co_return true;
     }
+
+    // While a body is relayed, the client's side is watched: a client that
+    // closes or resets (an SSE subscriber gone, a download abandoned) ends the
+    // exchange at once, as nginx does, rather than holding the upstream
+    // connection until the next bytes fail to go out (for a quiet stream, until
+    // the idle timeout). Bytes from the client (a pipelined request) end the
+    // watch: they wait for their turn. TLS clients are not watched: what
+    // arrives there is records, and a peek cannot tell a close from data.
+    struct ClientWatch {
+        Session* session;  // null once the relay is over
+        upstream::Connection* up;
+    };
+
+    void watch_client(upstream::Connection& up) {
+        if (client_watch_ || client_.tls() != nullptr) {
+            return;
+        }
+        client_watch_ = std::make_shared<ClientWatch>(ClientWatch{this, &up});
+        arm_client_watch(client_watch_);
+    }
+
+    static void arm_client_watch(std::shared_ptr<ClientWatch> w) {
+        auto& socket = w->session->client_.socket();
+        socket.async_wait(net::tcp::socket::wait_read, [w](net::error_code ec) {
+            Session* self = w->session;
+            if (self == nullptr || ec) {
+                return;  // the relay is over, or it was cancelled
+            }
+            char byte = 0;
+            net::error_code peek;
+            const auto n = self->client_.socket().receive(
+                asio::buffer(&byte, 1), net::tcp::socket::message_peek, peek);
+            if (n > 0) {
+                return;  // a pipelined request
+            }
+            if (peek == asio::error::would_block || peek == asio::error::try_again ||
+                peek == asio::error::interrupted) {
+                arm_client_watch(w);
+                return;
+            }
+            self->client_left_ = peek ? peek : net::error_code(asio::error::eof);
+            net::error_code ignored;
+            w->up->stream.socket().cancel(ignored);
+            self->client_.socket().cancel(ignored);
+        });
+    }
+
+    void end_client_watch() {
+        if (client_watch_) {
+            client_watch_->session = nullptr;
+            client_watch_.reset();
+            net::error_code ignored;
+            client_.socket().cancel(ignored);  // nothing else waits on it between exchanges
+        }
+    }
+
+    struct ClientWatchScope {
+        explicit ClientWatchScope(Session& session) : s(session) {}
+        ClientWatchScope(const ClientWatchScope&) = delete;
+        ClientWatchScope& operator=(const ClientWatchScope&) = delete;
+        ~ClientWatchScope() { s.end_client_watch(); }
+        Session& s;
+    };
 
     // A response that broke after its status line went out: the client has a
     // truncated one, recorded as such (an upstream failure is not a 502 here,
@@ -1173,6 +1242,8 @@ class Session final : public drain::TrackedSession {
     std::uint64_t requests_ = 0;
     upstream::Connection* active_upstream_ = nullptr;  // the exchange's, for the drain to cancel
     Tunnel* tunnel_ = nullptr;                         // while the connection is a tunnel
+    std::shared_ptr<ClientWatch> client_watch_;        // while a body is relayed
+    net::error_code client_left_;                      // how the client left mid-response
 };
 
 // An idle keep-alive connection without its session (see wait_for_next_request):

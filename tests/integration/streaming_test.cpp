@@ -97,6 +97,69 @@ TEST(StreamingTest, SlowClientDoesNotStallOtherClients) {
     }
 }
 
+// A client that leaves a quiet stream ends it at once: the upstream
+// connection closes within moments, not at the next event or the idle
+// timeout (here 30 s), and the metrics count a client that left.
+TEST(StreamingTest, AClientLeavingAQuietStreamClosesItsUpstreamConnectionAtOnce) {
+    std::promise<double> upstream_closed_after;
+    auto closed_after = upstream_closed_after.get_future();
+    ScriptedUpstream sse([&](Socket& s, ScriptedUpstream& u) {
+        u.next_request(s);
+        s.send(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n");
+        s.send(chunk("data: only\n\n"));
+        const auto sent = std::chrono::steady_clock::now();
+        const bool closed = s.closed_within(20s);
+        upstream_closed_after.set_value(
+            closed ? std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count()
+                   : -1.0);
+    });
+    auto cfg = test_config({sse.port()});
+    cfg.timeouts.idle = std::chrono::seconds(30);
+    RunningProxy proxy(std::move(cfg));
+    {
+        auto c = Socket::connect(proxy.port());
+        c.send("GET /events HTTP/1.1\r\nHost: a\r\n\r\n");
+        c.read_until("data: only\n\n", 3s);
+    }  // the client leaves
+    ASSERT_EQ(closed_after.wait_for(25s), std::future_status::ready);
+    const double after = closed_after.get();
+    EXPECT_GE(after, 0.0) << "the upstream connection was never closed";
+    EXPECT_LT(after, 2.0);
+}
+
+// The watch on the client during a streamed body does not take a pipelined
+// request for a departure: it is answered after the stream.
+TEST(StreamingTest, APipelinedRequestDuringAStreamedBodyIsServedAfterIt) {
+    std::promise<void> second_sent;
+    auto second = second_sent.get_future().share();
+    ScriptedUpstream up([second](Socket& s, ScriptedUpstream& u) {
+        while (auto req = u.next_request(s)) {
+            if (req->target == "/stream") {
+                s.send("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+                s.send(chunk("part one;"));
+                if (second.wait_for(5s) != std::future_status::ready) {
+                    return;
+                }
+                s.send(chunk("part two") + "0\r\n\r\n");
+            } else {
+                s.send(http_response(200, "second"));
+            }
+        }
+    });
+    RunningProxy proxy(test_config({up.port()}));
+    auto c = Socket::connect(proxy.port());
+    c.send("GET /stream HTTP/1.1\r\nHost: a\r\n\r\n");
+    c.read_until("part one;", 3s);
+    c.send("GET /next HTTP/1.1\r\nHost: a\r\n\r\n");  // while the stream is quiet
+    second_sent.set_value();
+    c.read_until("part two\r\n0\r\n\r\n", 5s);
+    auto res = read_response(c, 5s);
+    EXPECT_EQ(res.status, 200);
+    EXPECT_EQ(res.body, "second");
+}
+
 // Body bytes pass through a scratch buffer shared by every connection of a
 // worker; a client that reads slowly makes writes stop half-way. Several such
 // downloads and uploads on one worker at once must still arrive byte-exact.
