@@ -1018,8 +1018,8 @@ class Session final : public drain::TrackedSession {
             }
             char byte = 0;
             net::error_code peek;
-            const auto n = self->client_.socket().receive(
-                asio::buffer(&byte, 1), net::tcp::socket::message_peek, peek);
+            const auto n = self->client_.socket().receive(asio::buffer(&byte, 1),
+                                                          net::tcp::socket::message_peek, peek);
             if (n > 0) {
                 return;  // a pipelined request
             }
