@@ -896,6 +896,52 @@ asio::awaitable<void> mix_websocket(unsigned short port, MixState& st) {
     }
 }
 
+// The fault on demand: the upstream sends a 200 promising 64 KiB, 1 KiB of
+// it, then resets. The client must see that response cut short (or a 502,
+// when the reset overtook the head): never a complete body, never a hang.
+asio::awaitable<void> mix_reset(unsigned short port, MixState& st) {
+    const std::string req = "GET /fault/reset-mid-body HTTP/1.1\r\nHost: soak\r\n\r\n";
+    asio::steady_timer pace(co_await asio::this_coro::executor);
+    while (Clock::now() < st.until) {
+        co_await pause(pace, 2000);
+        tcp::socket s(co_await asio::this_coro::executor);
+        if (!co_await connect_to(s, port, st)) {
+            continue;
+        }
+        std::string buf;
+        auto [wec, wn] = co_await asio::async_write(s, asio::buffer(req), kNoThrow);
+        auto [ec, n] =
+            co_await asio::async_read_until(s, asio::dynamic_buffer(buf), "\r\n\r\n", kNoThrow);
+        if (wec || ec || buf.size() < 12) {
+            st.failed("fail_io_reset", "no response head: " + (wec ? wec : ec).message());
+            continue;
+        }
+        const unsigned status = static_cast<unsigned>(std::atoi(buf.c_str() + 9));
+        if (status == 502) {
+            st.count("fault_reset_502");
+            continue;
+        }
+        if (status != 200) {
+            st.failed("fail_status_" + std::to_string(status), "reset");
+            continue;
+        }
+        std::size_t body = buf.size() - n;
+        char sink[16384];
+        for (;;) {
+            auto [rec, rn] = co_await s.async_read_some(asio::buffer(sink), kNoThrow);
+            if (rec) {
+                break;
+            }
+            body += rn;
+        }
+        if (body < 65536) {
+            st.count("fault_reset_cut_short");
+        } else {
+            st.failed("fail_reset_complete", "a body the upstream never sent");
+        }
+    }
+}
+
 asio::awaitable<void> mix_sse(unsigned short port, MixState& st) {
     const std::string req = "GET /events HTTP/1.1\r\nHost: soak\r\n\r\n";
     asio::steady_timer pace(co_await asio::this_coro::executor);
@@ -939,7 +985,7 @@ asio::awaitable<void> mix_sse(unsigned short port, MixState& st) {
 }
 
 int run_mix(unsigned short port, double seconds, int keepalive, int oneshot, int posts,
-            int websockets, int sse) {
+            int websockets, int sse, int resets) {
     MixState st;
     st.until = Clock::now() +
                std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -958,6 +1004,9 @@ int run_mix(unsigned short port, double seconds, int keepalive, int oneshot, int
     }
     for (int i = 0; i < sse; ++i) {
         asio::co_spawn(ctx, mix_sse(port, st), asio::detached);
+    }
+    for (int i = 0; i < resets; ++i) {
+        asio::co_spawn(ctx, mix_reset(port, st), asio::detached);
     }
     std::thread runner([&ctx] { ctx.run(); });
     // A line every 10 s (the soak watches traffic keep flowing), then the total.
@@ -1032,6 +1081,8 @@ int main(int argc, char** argv) {
     mix->add_option("--posts", posts);
     mix->add_option("--websockets", websockets);
     mix->add_option("--sse", sse_clients);
+    int resets = 0;
+    mix->add_option("--resets", resets, "clients asking the upstream to reset mid-body, every 2 s");
     int samples = 2000;
     bool sse_first = false;
     auto* ttfb = app.add_subcommand("ttfb", "a new connection's time to its first byte");
@@ -1064,7 +1115,7 @@ int main(int argc, char** argv) {
         return run_ttfb(p, samples, sse_first);
     }
     if (*mix) {
-        return run_mix(p, seconds, keepalive, oneshot, posts, websockets, sse_clients);
+        return run_mix(p, seconds, keepalive, oneshot, posts, websockets, sse_clients, resets);
     }
     return run_startup(p, command);
 }

@@ -9,7 +9,10 @@
 #
 # Traffic (bgs-bench mix): keep-alive GETs, a connection per request, 16 KiB
 # POSTs, WebSockets sending every 500 ms, SSE subscribers; every outcome is
-# counted by class. Meanwhile, on a timeline:
+# counted by class. And every 2 s, on the live color, a request its upstream
+# answers with a reset mid-body (demo-upstream's /fault/reset-mid-body): the
+# client must see it cut short (or a 502 when the reset overtook the head),
+# and nothing else may notice. Meanwhile, on a timeline:
 #   every 10 s  a switch to the other color
 #   every 30 s  a reload (the file changed)
 #   every 20 s  the idle color's upstream list is set through the API
@@ -119,7 +122,7 @@ fds() { find "/proc/$bgs/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 
 start_us=${EPOCHREALTIME/./}
 "$BENCH" mix --port $PORT --seconds "$DURATION" --keepalive 8 --oneshot 4 --posts 2 \
-  --websockets 20 --sse 10 > "$work/mix.out" 2> >(tee "$work/mix.err" >&2) &
+  --websockets 20 --sse 10 --resets 1 > "$work/mix.out" 2> >(tee "$work/mix.err" >&2) &
 mix=$!; pids+=("$mix")
 
 declare -A SW=()
@@ -220,6 +223,8 @@ pass=1
 [ "$rss_ok" = 1 ] && [ "$fds_ok" = 1 ] || pass=0
 [ $stuck = 0 ] && [ "$quiet" = 0 ] || pass=0
 [ "$(kv ws_closed_1001)" != "" ] || pass=0
+reset_cut=$(kv fault_reset_cut_short); reset_502=$(kv fault_reset_502)
+[ -n "$reset_cut$reset_502" ] || pass=0  # the fault must have happened
 
 {
   echo "# bgswitch soak"
@@ -232,6 +237,7 @@ pass=1
   echo "| failed requests, cut WebSockets or streams | $sum_fail${fail_list:+ ($fail_list )} |"
   echo "| WebSockets closed with 1001 on switches | $(kv ws_closed_1001) (opened $(kv ws_opened)) |"
   echo "| SSE streams ended with their terminating chunk | $(kv sse_ended_clean) (opened $(kv sse_opened)) |"
+  echo "| upstream resets mid-body: the client saw it cut short / a 502 | ${reset_cut:-0} / ${reset_502:-0} |"
   echo "| switches: done / refused by a gate / state file full | ${SW[200]:-0} / ${SW[412]:-0} / ${SW[500]:-0} (others: $(for k in "${!SW[@]}"; do case $k in 200|412|500) ;; *) printf '%s:%s ' "$k" "${SW[$k]}";; esac; done)) |"
   echo "| RSS after warm-up, at the end | ${warm_rss:-?} KiB, $end_rss KiB |"
   echo "| open descriptors after warm-up, at the end | ${warm_fds:-?}, $end_fds |"

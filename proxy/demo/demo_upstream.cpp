@@ -19,6 +19,7 @@
 #include <atomic>
 #include <stdexcept>
 #include <thread>
+#include <tuple>
 
 namespace bgs::demo {
 namespace {
@@ -98,6 +99,10 @@ struct DemoUpstream::Impl {
                 co_await events(stream);
                 co_return;
             }
+            if (req.target() == "/fault/reset-mid-body") {
+                co_await reset_mid_body(stream);
+                co_return;
+            }
             http::response<http::string_body> res;
             res.version(req.version());
             res.keep_alive(req.keep_alive());
@@ -137,6 +142,22 @@ struct DemoUpstream::Impl {
                 co_return;
             }
         }
+    }
+
+    // A fault on demand (the soak's "an upstream resets mid-body"): a 200
+    // promising 64 KiB, the first 1 KiB of it, then a reset (SO_LINGER 0).
+    asio::awaitable<void> reset_mid_body(beast::tcp_stream& stream) {
+        std::string head =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+            "Content-Length: 65536\r\nX-Demo-Color: ";
+        head += to_string(color);
+        head += "\r\n\r\n";
+        head.append(1024, 'r');
+        // Whether it all went out or not, the connection ends in a reset.
+        std::ignore = co_await asio::async_write(stream.socket(), asio::buffer(head), kNoThrow);
+        boost::system::error_code ignored;
+        stream.socket().set_option(asio::socket_base::linger(true, 0), ignored);
+        stream.socket().close(ignored);
     }
 
     // Server-Sent Events: one event per interval until the client leaves.

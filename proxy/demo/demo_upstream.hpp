@@ -1,5 +1,6 @@
 // A built-in upstream for `bgswitch demo` and the tests: a page naming its
-// color, /health, an SSE stream at /events and a WebSocket echo at /ws. Runs on
+// color, /health, an SSE stream at /events and a WebSocket echo at /ws (and,
+// for the soak, /fault/reset-mid-body: a 200 that resets after 1 KiB). Runs on
 // its own thread; the public methods are for the owning thread.
 #pragma once
 
