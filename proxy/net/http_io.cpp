@@ -483,10 +483,22 @@ Task<error_code> connect(Stream& s, const tcp::endpoint& ep) {
     if (s.expired()) {
         co_return error_code(beast::error::timeout);
     }
+    // Non-blocking from the start: the connect then needs no mode change of
+    // its own, and the stream none after it (one system call per dial).
+    if (!s.socket().is_open()) {
+        error_code oec;
+        s.socket().open(ep.protocol(), oec);
+        if (!oec) {
+            s.socket().non_blocking(true, oec);
+        }
+        if (oec) {
+            co_return oec;
+        }
+    }
     s.begin_wait();
     auto [ec] = co_await s.socket().async_connect(ep, kNoThrow);
     s.end_wait();
-    if (!ec) {
+    if (!ec && !s.socket().non_blocking()) {
         s.socket().non_blocking(true, ec);
     }
     co_return timed(s, ec);
