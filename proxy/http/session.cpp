@@ -946,6 +946,7 @@ class Session final : public drain::TrackedSession {
         const auto window = net::thread_scratch();  // see send_request
         char* io = static_cast<char*>(window.data());
         const ClientWatchScope watching(*this);
+        bool first_read = true;
         do {
             if (ending_ == Ending::EndStream) {
                 co_return co_await end_stream(ex, framing, head_sent);
@@ -954,7 +955,13 @@ class Session final : public drain::TrackedSession {
             if (!rp.is_done()) {
                 rp.set_window(io, window.size());
                 up.stream.expires_after(cfg_->timeouts.idle);
-                watch_client(up);
+                if (!first_read || up.buffer.size() == 0) {
+                    // More than what came with the head: the next bytes may
+                    // be a wait. (A small body read whole with its head, the
+                    // usual keep-alive answer, is never watched.)
+                    watch_client(up);
+                }
+                first_read = false;
                 if (auto ec = co_await net::read_body(up.stream, up.buffer, rp)) {
                     if (client_left_) {
                         cut_short(ex, ErrorSource::Client, client_left_);
