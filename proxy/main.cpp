@@ -437,17 +437,17 @@ int main(int argc, char** argv) {
         "canary",
         "send PERCENT of new sessions to COLOR after its gates pass (0 ends the canary), or "
         "step through --steps");
-    canary_cmd->add_option("color", can.color, "blue or green (the idle color)")
-        ->required()
-        ->check(CLI::IsMember({"blue", "green"}));
-    auto* percent_opt =
-        canary_cmd->add_option("percent", can.percent, "0 to 100")->check(CLI::Range(0u, 100u));
+    std::vector<std::string> canary_args;
+    canary_cmd
+        ->add_option("COLOR PERCENT", canary_args,
+                     "COLOR blue or green (default: the idle color), PERCENT "
+                     "0 to 100")
+        ->type_name("");
     auto* steps_opt = canary_cmd
                           ->add_option("--steps", can.steps,
                                        "percents to step through, e.g. 1,10,50,100 (100 switches)")
                           ->delimiter(',')
                           ->check(CLI::Range(1u, 100u));
-    percent_opt->excludes(steps_opt);
     canary_cmd
         ->add_option("--interval", can.interval,
                      "with --steps: how long each step is observed before the next (default 2m)")
@@ -525,8 +525,8 @@ int main(int argc, char** argv) {
     } else if (rollback_cmd->parsed()) {
         rc = admin::cli::rollback(client, sw);
     } else if (canary_cmd->parsed()) {
-        if (!can.percent && can.steps.empty()) {
-            std::cerr << "bgswitch canary: give PERCENT or --steps\n";
+        if (const auto problem = admin::cli::take_canary_args(canary_args, can)) {
+            std::cerr << "bgswitch canary: " << *problem << "\n";
             return kExitUsage;
         }
         rc = admin::cli::canary(client, can);

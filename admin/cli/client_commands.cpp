@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -593,9 +594,66 @@ int canary_step(const ClientOptions& opt, const CanaryOptions& c, unsigned perce
     return fleet_answer(opt, o);
 }
 
+// The color that is not live, from /v1/status; an exit code when the
+// question failed.
+std::optional<int> idle_color(const ClientOptions& opt, std::string& out) {
+    ClientOptions quiet = opt;
+    quiet.json = false;  // the answer is read here, not printed
+    json::value doc;
+    if (auto code = get_document(quiet, "/v1/status", doc)) {
+        return code;
+    }
+    const auto active = str(doc.as_object().if_contains("active"));
+    if (active != "blue" && active != "green") {
+        std::cerr << "bgswitch: /v1/status names no active color\n";
+        return kExitUsage;
+    }
+    out = active == "blue" ? "green" : "blue";
+    return std::nullopt;
+}
+
 }  // namespace
 
-int canary(const ClientOptions& opt, const CanaryOptions& c) {
+std::optional<std::string> take_canary_args(const std::vector<std::string>& args,
+                                            CanaryOptions& c) {
+    if (args.size() > 2) {
+        return "at most COLOR and PERCENT";
+    }
+    for (const auto& a : args) {
+        if (a == "blue" || a == "green") {
+            if (!c.color.empty()) {
+                return "one COLOR at most";
+            }
+            c.color = a;
+            continue;
+        }
+        unsigned p = 0;
+        const auto [end, ec] = std::from_chars(a.data(), a.data() + a.size(), p);
+        if (a.empty() || ec != std::errc{} || end != a.data() + a.size() || p > 100) {
+            return "\"" + a + "\" is neither a color (blue, green) nor a percent (0 to 100)";
+        }
+        if (c.percent) {
+            return "one PERCENT at most";
+        }
+        c.percent = p;
+    }
+    if (c.percent && !c.steps.empty()) {
+        return "give PERCENT or --steps, not both";
+    }
+    if (!c.percent && c.steps.empty()) {
+        return "give PERCENT or --steps";
+    }
+    return std::nullopt;
+}
+
+int canary(const ClientOptions& opt, const CanaryOptions& given) {
+    CanaryOptions c = given;
+    // Ending a canary needs no color; anything else goes to the idle one.
+    if (c.color.empty() && (!c.steps.empty() || c.percent.value_or(0) > 0)) {
+        if (auto code = idle_color(opt, c.color)) {
+            return *code;
+        }
+    }
     json::value doc;
     if (c.steps.empty()) {
         return canary_step(opt, c, c.percent.value_or(0), c.observe, doc);

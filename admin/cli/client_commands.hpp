@@ -33,7 +33,7 @@ struct SwitchOptions {
 };
 
 struct CanaryOptions {
-    std::string color;
+    std::string color;                // empty: the idle color
     std::optional<unsigned> percent;  // one step
     std::vector<unsigned> steps;      // --steps 1,10,50,100 (100: the switch)
     std::string interval = "2m";      // --interval: each step's observation
@@ -64,10 +64,15 @@ int reload(const ClientOptions& opt);
 int switch_color(const ClientOptions& opt, const SwitchOptions& sw);
 int rollback(const ClientOptions& opt, const SwitchOptions& sw);
 int history(const ClientOptions& opt);
-/// `bgswitch canary COLOR PERCENT`: one step (0 ends the canary); with
+/// Sorts `canary`'s positionals, `[COLOR] [PERCENT]` in either order, into
+/// `c`; the problem in words when they are not one color and one percent
+/// 0..100 at most, or a percent beside --steps, or neither.
+std::optional<std::string> take_canary_args(const std::vector<std::string>& args, CanaryOptions& c);
+/// `bgswitch canary [COLOR] PERCENT`: one step (0 ends the canary); with
 /// --steps, each step is observed for --interval and the next one follows an
 /// ok or inconclusive verdict; a failing one ends the canary (exit 1). A step
-/// of 100 completes it with a switch.
+/// of 100 completes it with a switch. Without COLOR the canary goes to the
+/// idle color (asked of /v1/status).
 int canary(const ClientOptions& opt, const CanaryOptions& c);
 /// `bgswitch fleet`: every instance of the fleet, its applied version and
 /// heartbeat (fleet mode).

@@ -447,7 +447,7 @@ TEST(CliTest, CanaryStepsThroughItsShareAndEndsAFailingOne) {
         args.insert(args.end(), auth.begin(), auth.end());
         return run(args);
     };
-    auto [c1, one] = with({"canary", "green", "10"});
+    auto [c1, one] = with({"canary", "10"});  // no color: the idle one
     EXPECT_EQ(c1, 0) << one;
     EXPECT_NE(one.find("canary: 10% of new sessions to green"), std::string::npos) << one;
     auto [c2, st] = with({"status"});
@@ -459,9 +459,11 @@ TEST(CliTest, CanaryStepsThroughItsShareAndEndsAFailingOne) {
     EXPECT_EQ(c4, 2) << usage;
     auto [c5, on_active] = with({"canary", "blue", "10"});
     EXPECT_EQ(c5, 1) << on_active;
+    auto [c5b, both] = with({"canary", "10", "--steps", "10,50"});
+    EXPECT_EQ(c5b, 2) << both;
 
     Traffic traffic([&] { bgs.color(); });
-    auto [c6, steps] = with({"canary", "green", "--steps", "10,50,100", "--interval", "1s"});
+    auto [c6, steps] = with({"canary", "--steps", "10,50,100", "--interval", "1s"});
     EXPECT_EQ(c6, 0) << steps;
     EXPECT_NE(steps.find("step 2: 50%"), std::string::npos) << steps;
     EXPECT_NE(steps.find("switched: blue -> green"), std::string::npos) << steps;
