@@ -71,6 +71,8 @@ constexpr std::size_t kHeadRoom = 1000;
 // requests of a busy client, short enough that a burst of new connections
 // that then go quiet never holds a session each for long.
 constexpr auto kBufferedWait = std::chrono::milliseconds(100);
+// How long a response head may take before the client is watched meanwhile.
+constexpr auto kWatchClientAfter = std::chrono::seconds(1);
 // A shutdown (or the hand-over of an upgrade) gives a connection between
 // requests this long: a request already on its way is served, with
 // Connection: close, instead of meeting a closed socket.
@@ -574,8 +576,13 @@ class Session final : public drain::TrackedSession {
             }
             const bool nothing_before = up->buffer.size() == 0;
             auto got = co_await await_response(parser.method() == bh::verb::head, *up);
+            end_client_watch();  // a long wait's; `up` may be replaced below
             if (got) {
                 co_return *got;
+            }
+            if (got.error().source == ErrorSource::Client) {
+                co_await fail(ex, std::move(got.error()), true);  // nothing to answer
+                co_return nullptr;
             }
             // A pooled connection the upstream had already closed: nothing was
             // answered, so a bodiless request is safe to send again.
@@ -894,10 +901,18 @@ class Session final : public drain::TrackedSession {
     }
 
     // Phase 6: the final response header (interim ones are skipped and do not
-    // extend the deadline). The session's rp_ on success.
+    // extend the deadline). The session's rp_ on success. A wait longer than
+    // kWatchClientAfter (a long poll, a slow report) watches the client
+    // meanwhile, as a body's relay does: one that leaves ends the exchange
+    // and the upstream connection with it, instead of holding both until the
+    // answer or timeouts.upstream_response. The quick answer pays nothing.
     net::Task<boost::system::result<net::ResponseParser*, ProxyError>> await_response(
         bool head, upstream::Connection& up) {
         up.stream.expires_after(cfg_->timeouts.upstream_response);
+        const auto deadline = up.stream.deadline();
+        if (const auto watch_at = net::coarse_now() + kWatchClientAfter; watch_at < deadline) {
+            up.stream.expires_at(watch_at);
+        }
         for (;;) {
             auto* parser =
                 &rp_.emplace(scratch_->response_fields);  // single-use; the storage is not
@@ -907,7 +922,18 @@ class Session final : public drain::TrackedSession {
             if (head) {
                 parser->skip(true);
             }
-            if (auto ec = co_await net::read_header(up.stream, up.buffer, *parser)) {
+            auto ec = co_await net::read_header(up.stream, up.buffer, *parser);
+            if (ec == beast::error::timeout && up.stream.deadline() < deadline) {
+                // Still waiting: the read resumes where it stopped, watched.
+                watch_client(up);
+                up.stream.expires_at(deadline);
+                ec = co_await net::read_header(up.stream, up.buffer, *parser);
+            }
+            if (ec) {
+                if (client_left_) {
+                    co_return ProxyError{ErrorSource::Client, net::classify(client_left_), 0,
+                                         "client left before the response"};
+                }
                 if (ec == beast::error::timeout) {
                     co_return ProxyError{ErrorSource::Upstream, ErrorKind::Timeout, 504,
                                          "no response header within timeouts.upstream_response"};

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <future>
 #include <thread>
 #include <vector>
@@ -127,6 +128,72 @@ TEST(StreamingTest, AClientLeavingAQuietStreamClosesItsUpstreamConnectionAtOnce)
     const double after = closed_after.get();
     EXPECT_GE(after, 0.0) << "the upstream connection was never closed";
     EXPECT_LT(after, 2.0);
+}
+
+// A client that leaves while the upstream has not answered yet (a long poll)
+// ends the exchange once the wait outlasts a second: the upstream connection
+// closes long before timeouts.upstream_response (here 30 s), and the request
+// is not tried again elsewhere.
+TEST(StreamingTest, AClientLeavingALongPollClosesItsUpstreamConnection) {
+    std::promise<double> upstream_closed_after;
+    auto closed_after = upstream_closed_after.get_future();
+    std::atomic<int> requests{0};
+    ScriptedUpstream poll([&](Socket& s, ScriptedUpstream& u) {
+        if (!u.next_request(s)) {
+            return;
+        }
+        if (++requests > 1) {
+            return;
+        }
+        const auto got = std::chrono::steady_clock::now();
+        const bool closed = s.closed_within(20s);
+        upstream_closed_after.set_value(
+            closed ? std::chrono::duration<double>(std::chrono::steady_clock::now() - got).count()
+                   : -1.0);
+    });
+    auto cfg = test_config({poll.port()});
+    cfg.timeouts.upstream_response = std::chrono::seconds(30);
+    RunningProxy proxy(std::move(cfg));
+    {
+        auto c = Socket::connect(proxy.port());
+        c.send("GET /poll HTTP/1.1\r\nHost: a\r\n\r\n");
+    }  // the client leaves at once
+    ASSERT_EQ(closed_after.wait_for(25s), std::future_status::ready);
+    const double after = closed_after.get();
+    EXPECT_GE(after, 0.0) << "the upstream connection was never closed";
+    EXPECT_LT(after, 3.0);
+    EXPECT_EQ(requests.load(), 1);
+}
+
+// A response head that takes longer than the watch's second, and arrives in
+// two pieces around it, is relayed whole, and the connection serves its next
+// request: the watch does not disturb a client that stays.
+TEST(StreamingTest, AResponseHeadArrivingAfterTheWatchArmsIsRelayed) {
+    ScriptedUpstream slow([](Socket& s, ScriptedUpstream& u) {
+        while (auto req = u.next_request(s)) {
+            if (req->target != "/slow") {
+                s.send(http_response(200, "next"));
+                continue;
+            }
+            s.send("HTTP/1.1 200 OK\r\nContent-");
+            // A slow upstream: the rest of its head comes 1.5 s later.
+            std::promise<void> never;
+            never.get_future().wait_for(1500ms);
+            s.send("Length: 4\r\n\r\ndone");
+        }
+    });
+    auto cfg = test_config({slow.port()});
+    cfg.timeouts.upstream_response = std::chrono::seconds(30);
+    RunningProxy proxy(std::move(cfg));
+    auto c = Socket::connect(proxy.port());
+    c.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n");
+    auto res = read_response(c, 10s);
+    EXPECT_EQ(res.status, 200);
+    EXPECT_EQ(res.body, "done");
+    c.send("GET /next HTTP/1.1\r\nHost: a\r\n\r\n");
+    res = read_response(c, 5s);
+    EXPECT_EQ(res.status, 200);
+    EXPECT_EQ(res.body, "next");
 }
 
 // The watch on the client during a streamed body does not take a pipelined
