@@ -18,6 +18,69 @@ bench_tools() {
   HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 }
 
+# A scratch directory, $work, removed at exit once every process in $pids is
+# stopped; log() writes "NAME: ..." to stderr.
+bench_workspace() {  # name
+  BENCH_NAME=$1
+  work=$(mktemp -d "/tmp/bgswitch-$1.XXXXXX")
+  pids=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+log() { echo "${BENCH_NAME:-bench}: $*" >&2; }
+
+# The nginx in the comparisons, proxying: two workers, no access log, long
+# keep-alive, `upstream app` (127.0.0.1:PORT, 256 idle connections kept).
+# The caller's http-level lines (more upstreams, its servers) come on stdin.
+# Writes DIR/nginx.conf.
+nginx_proxy_conf() {  # dir app-port < http-lines
+  local dir=$1 port=$2
+  mkdir -p "$dir"
+  {
+    echo "worker_processes 2;"
+    echo "worker_rlimit_nofile 20000;"
+    echo "daemon off;"
+    echo "pid $dir/nginx.pid;"
+    echo "error_log $dir/error.log warn;"
+    echo "events { worker_connections 16384; }"
+    echo "http {"
+    echo "  access_log off;"
+    echo "  keepalive_requests 1000000;"
+    echo "  keepalive_timeout 300s;"
+    echo "  upstream app { server 127.0.0.1:$port; keepalive 256; }"
+    cat
+    echo "}"
+  } > "$dir/nginx.conf"
+}
+
+# The HAProxy in the comparisons: two threads, connections reused, long
+# timeouts. It is one process, so its descriptors (two per proxied connection)
+# share this machine's limit of 20,000: hence maxconn. Extra global lines are
+# arguments; the caller's frontends and backends come on stdin.
+haproxy_conf() {  # file [global-line...] < sections
+  local file=$1; shift
+  {
+    echo "global"
+    echo "  nbthread 2"
+    echo "  maxconn 9950"
+    local line
+    for line in "$@"; do echo "  $line"; done
+    echo "defaults"
+    echo "  mode http"
+    echo "  timeout connect 2s"
+    echo "  timeout client 300s"
+    echo "  timeout server 300s"
+    echo "  timeout tunnel 300s"
+    echo "  http-reuse always"
+    cat
+  } > "$file"
+}
+
 # The upstream every proxy talks to: one nginx worker answering a fixed body
 # (and a newline) on each "port:body" given. Writes DIR/nginx.conf.
 upstream_nginx_conf() {  # dir port:body...

@@ -27,47 +27,18 @@ cmake --preset release >/dev/null
 cmake --build build/release -j2 --target bgswitch >/dev/null
 BGS_BIN=build/release/bgswitch
 
-work=$(mktemp -d /tmp/bgswitch-reload.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-log() { echo "reload-bench: $*" >&2; }
+bench_workspace reload-bench
 
 UP=18280; NGX=18281; HAP=18282; BGS=18283; BGS_ADMIN=18284; NAMES=18285; NAMES_ADMIN=18286
 
-mkdir -p "$work/ngx"
 upstream_nginx_conf "$work/up" "$UP:hello from upstream"
-cat > "$work/ngx/nginx.conf" <<CONF
-worker_processes 2;
-daemon off;
-pid $work/ngx/nginx.pid;
-error_log $work/ngx/error.log warn;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 300s;
-  upstream app { server 127.0.0.1:$UP; keepalive 256; }
+nginx_proxy_conf "$work/ngx" $UP <<CONF
   server {
     listen 127.0.0.1:$NGX reuseport;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
-}
 CONF
-cat > "$work/haproxy.cfg" <<CONF
-global
-  nbthread 2
-  maxconn 9950
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 300s
-  timeout server 300s
-  http-reuse always
+haproxy_conf "$work/haproxy.cfg" <<CONF
 frontend fe
   bind 127.0.0.1:$HAP
   default_backend app

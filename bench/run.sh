@@ -39,15 +39,7 @@ cmake --build build/release -j2 --target bgswitch bgs-bench hot_paths_bench >/de
 BGS_BIN=build/release/bgswitch
 BENCH=build/release/bench/bgs-bench
 
-work=$(mktemp -d /tmp/bgswitch-bench.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-log() { echo "bench: $*" >&2; }
+bench_workspace bench
 
 # --- servers ------------------------------------------------------------------
 UP=18180; UP2=18186; EV=18185           # upstreams: nginx (blue, green), bgs-bench
@@ -55,21 +47,9 @@ NGX=18181; HAP=18182; BGS=18183; BGS_ADMIN=18184
 NGX_EV=18191; HAP_EV=18192; BGS_EV=18193; BGS_EV_ADMIN=18194
 STARTUP_PORT=18199
 
-mkdir -p "$work/ngx"
 upstream_nginx_conf "$work/up" "$UP:hello from upstream" "$UP2:hello from green up"
-cat > "$work/ngx/nginx.conf" <<CONF
-worker_processes 2;
-worker_rlimit_nofile 20000;
-daemon off;
-pid $work/ngx/nginx.pid;
-error_log $work/ngx/error.log warn;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 300s;
+nginx_proxy_conf "$work/ngx" $UP <<CONF
   map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
-  upstream app { server 127.0.0.1:$UP; keepalive 256; }
   upstream ev { server 127.0.0.1:$EV; keepalive 256; }
   server {
     listen 127.0.0.1:$NGX reuseport;
@@ -91,22 +71,10 @@ http {
       proxy_read_timeout 300s;
     }
   }
-}
 CONF
-# HAProxy is one process: its descriptors (two per proxied connection) share
-# this machine's limit of 20,000, hence maxconn. Without http-no-delay it sends
-# with MSG_MORE and holds small SSE events back for up to 200 ms.
-cat > "$work/haproxy.cfg" <<CONF
-global
-  nbthread 2
-  maxconn 9950
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 300s
-  timeout server 300s
-  timeout tunnel 300s
-  http-reuse always
+# Without http-no-delay HAProxy sends with MSG_MORE and holds small SSE events
+# back for up to 200 ms.
+haproxy_conf "$work/haproxy.cfg" <<CONF
 frontend fe
   bind 127.0.0.1:$HAP
   default_backend app

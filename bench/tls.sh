@@ -34,15 +34,7 @@ cmake --build build/release -j2 --target bgswitch bgs-bench >/dev/null
 BGS_BIN=build/release/bgswitch
 BENCH=build/release/bench/bgs-bench
 
-work=$(mktemp -d /tmp/bgswitch-tls.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-log() { echo "tls-bench: $*" >&2; }
+bench_workspace tls-bench
 
 UP=18380; NGX=18381; HAP=18382; BGS=18383; BGS_ADMIN=18384
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
@@ -51,18 +43,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
 cat "$work/cert.pem" "$work/key.pem" > "$work/haproxy.pem"
 
 upstream_nginx_conf "$work/up" "$UP:hello from upstream"
-mkdir -p "$work/ngx"
-cat > "$work/ngx/nginx.conf" <<CONF
-worker_processes 2;
-daemon off;
-pid $work/ngx/nginx.pid;
-error_log $work/ngx/error.log warn;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 300s;
-  upstream app { server 127.0.0.1:$UP; keepalive 256; }
+nginx_proxy_conf "$work/ngx" $UP <<CONF
   server {
     listen 127.0.0.1:$NGX ssl reuseport;
     ssl_certificate $work/cert.pem;
@@ -72,19 +53,8 @@ http {
     ssl_session_tickets on;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
-}
 CONF
-cat > "$work/haproxy.cfg" <<CONF
-global
-  nbthread 2
-  maxconn 9950
-  ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-  mode http
-  timeout connect 2s
-  timeout client 300s
-  timeout server 300s
-  http-reuse always
+haproxy_conf "$work/haproxy.cfg" "ssl-default-bind-options ssl-min-ver TLSv1.2" <<CONF
 frontend fe
   bind 127.0.0.1:$HAP ssl crt $work/haproxy.pem alpn http/1.1
   default_backend app
