@@ -229,6 +229,10 @@ Server::Server(config::Config cfg, NameResolver resolver, std::string config_fil
       config_file_(std::move(config_file)),
       inherited_fds_(systemd::take_listen_fds()),
       store_(cfg_.state_file) {
+    // OpenSSL writes to its sockets without MSG_NOSIGNAL: a close_notify or a
+    // record sent to a peer already gone must be an EPIPE, not the process's
+    // end, wherever the server runs (bgswitch run ignores it too, earlier).
+    std::signal(SIGPIPE, SIG_IGN);
     // The state file wins over `active:`; one that exists but cannot be read
     // stops the start rather than silently flipping traffic.
     std::optional<state::SwitchState> saved;

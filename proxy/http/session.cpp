@@ -311,6 +311,8 @@ class Session final : public drain::TrackedSession {
         }
         if (linger_) {
             co_await linger_close();
+        } else if (client_.tls() != nullptr) {
+            client_.shutdown_send();  // close_notify on every close: idle, asked or failed
         }
         net::error_code ignored;
         client_.socket().close(ignored);

@@ -296,6 +296,30 @@ TEST(TlsTest, AnSseStreamOverTlsIsDrainedWithItsLastChunkAndCloseNotify) {
     EXPECT_TRUE(c.got_close_notify());
 }
 
+// A keep-alive connection that the idle timeout ends, and one whose client
+// asked to close, end TLS with close_notify too, not a bare TCP close.
+TEST(TlsTest, IdleAndRequestedClosesSendCloseNotify) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    auto cfg = tls_config(blue.port(), green.port(), shop_and_api());
+    cfg.timeouts.idle = 300ms;
+    RunningProxy proxy(cfg);
+
+    TlsClient idle(proxy.port(), {});
+    ASSERT_TRUE(idle.ok()) << idle.error();
+    EXPECT_EQ(idle.exchange(kGet).first, 200);
+    EXPECT_EQ(idle.read_some(5s), "");  // the idle timeout
+    EXPECT_TRUE(idle.got_close_notify());
+
+    TlsClient asked(proxy.port(), {});
+    ASSERT_TRUE(asked.ok()) << asked.error();
+    EXPECT_EQ(
+        asked.exchange("GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n").first,
+        200);
+    EXPECT_EQ(asked.read_some(5s), "");
+    EXPECT_TRUE(asked.got_close_notify());
+}
+
 TEST(TlsTest, ThePreviewListenerTerminatesTlsToo) {
     ScriptedUpstream blue(ScriptedUpstream::app("blue"));
     ScriptedUpstream green(ScriptedUpstream::app("green"));
