@@ -280,14 +280,18 @@ class Session final : public drain::TrackedSession {
 
     net::asio::any_io_executor executor() { return client_.get_executor(); }
 
-    /// A parked connection's session: it has served `requests` already.
-    void resume(std::uint64_t requests, bool no_delay) {
+    /// A parked connection's session: it has served `requests` already;
+    /// `ssl`, when not null, is its TLS connection, past the handshake.
+    void resume(std::uint64_t requests, bool no_delay, ssl_st* ssl) {
         requests_ = requests;
         no_delay_ = no_delay;
+        if (ssl != nullptr) {
+            client_.use_tls(ssl);
+        }
     }
 
     net::Task<void> run() {
-        if (tls_ && !co_await handshake()) {
+        if (tls_ && client_.tls() == nullptr && !co_await handshake()) {
             co_return;
         }
         bool keep_alive = true;
@@ -716,7 +720,7 @@ class Session final : public drain::TrackedSession {
     enum class Next { Request, Close, Park };
     net::Task<Next> wait_for_next_request() {
         const auto idle_until = net::coarse_now() + cfg_->timeouts.idle;
-        if (requests_ == 1 && parkable()) {
+        if (requests_ == 1 && tls_ == nullptr && parkable()) {
             // A new connection kept open after its first answer (a browser, a
             // client's pool) is mostly idle from here: unless its next request
             // is already here, it parks at once, so a burst of such clients
@@ -756,8 +760,11 @@ class Session final : public drain::TrackedSession {
         co_return Next::Request;
     }
 
-    // Plain TCP only (a TLS connection's state lives in its SSL object).
-    bool parkable() const { return tls_ == nullptr && !linger_ && ending_ == Ending::KeepAlive; }
+    // A TLS connection parks with its SSL object, unless OpenSSL holds part
+    // of a record that the socket's readiness would not announce.
+    bool parkable() const {
+        return !linger_ && ending_ == Ending::KeepAlive && !client_.tls_pending();
+    }
 
     // Hands the socket to a Parked record until it is readable again (or its
     // idle time is up); this session then ends.
@@ -1287,10 +1294,14 @@ class Session final : public drain::TrackedSession {
 // itself: the readiness callback, which runs exactly once, ends it.
 class Parked final : public drain::TrackedSession {
   public:
-    static void start(worker::Worker& worker, net::tcp::socket socket, net::SteadyTime idle_until,
-                      net::tcp::endpoint peer, routing::Audience audience, std::uint64_t requests,
-                      bool no_delay) {
-        auto* p = new Parked(worker, std::move(socket), peer, audience, requests, no_delay);
+    static void start(worker::Worker& worker, net::tcp::socket socket, ssl_st* ssl,
+                      worker::TlsContext tls, net::SteadyTime idle_until, net::tcp::endpoint peer,
+                      routing::Audience audience, std::uint64_t requests, bool no_delay) {
+        auto* p = new Parked(worker, std::move(socket), std::move(tls), peer, audience, requests,
+                             no_delay);
+        if (ssl != nullptr) {
+            p->stream_.use_tls(ssl);
+        }
         p->stream_.expires_at(idle_until);
         net::when_readable(p->stream_, &Parked::ready, p);
     }
@@ -1303,11 +1314,13 @@ class Parked final : public drain::TrackedSession {
     void abandon() override { delete this; }
 
   private:
-    Parked(worker::Worker& worker, net::tcp::socket socket, net::tcp::endpoint peer,
-           routing::Audience audience, std::uint64_t requests, bool no_delay)
+    Parked(worker::Worker& worker, net::tcp::socket socket, worker::TlsContext tls,
+           net::tcp::endpoint peer, routing::Audience audience, std::uint64_t requests,
+           bool no_delay)
         : drain::TrackedSession(worker.registry()),
           worker_(worker),
           stream_(std::move(socket)),
+          tls_(std::move(tls)),
           peer_(peer),
           requests_(requests),
           audience_(audience),
@@ -1329,14 +1342,17 @@ class Parked final : public drain::TrackedSession {
     static void ready(void* context, net::error_code ec) {
         std::unique_ptr<Parked> self(static_cast<Parked*>(context));
         if (ec) {
+            if (self->stream_.tls() != nullptr) {
+                self->stream_.shutdown_send();  // close_notify
+            }
             net::error_code ignored;
             self->stream_.socket().close(ignored);
             return;  // its idle time is up, or the worker stopped
         }
         auto& worker = self->worker_;
         auto session = std::make_unique<Session>(worker, std::move(self->stream_.socket()),
-                                                 self->peer_, self->audience_, nullptr);
-        session->resume(self->requests_, self->no_delay_);
+                                                 self->peer_, self->audience_, self->tls_);
+        session->resume(self->requests_, self->no_delay_, self->stream_.release_tls());
         self.reset();  // counted once: the session took the connection over
         auto ex = session->executor();
         asio::co_spawn(ex, run_resumed(std::move(session)), [](std::exception_ptr e) {
@@ -1352,6 +1368,7 @@ class Parked final : public drain::TrackedSession {
 
     worker::Worker& worker_;
     net::Stream stream_;
+    worker::TlsContext tls_;  // a TLS listener's (the SSL object is in stream_); null: plain
     net::tcp::endpoint peer_;
     std::uint64_t requests_;
     routing::Audience audience_;
@@ -1535,8 +1552,10 @@ void Session::park() {
     const net::tcp::endpoint peer(client_address_, peer_port_);
     const auto idle_until = client_.deadline();
     release_scratch();
-    Parked::start(worker_, std::move(client_.socket()), idle_until, peer, audience_, requests_,
-                  no_delay_);
+    client_.release_tls_buffers();
+    ssl_st* ssl = client_.release_tls();
+    Parked::start(worker_, std::move(client_.socket()), ssl, tls_, idle_until, peer, audience_,
+                  requests_, no_delay_);
 }
 
 }  // namespace

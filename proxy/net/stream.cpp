@@ -59,6 +59,10 @@ void Stream::use_tls(ssl_st* ssl) {
     ssl_ = ssl;
 }
 
+bool Stream::tls_pending() const {
+    return ssl_ != nullptr && SSL_has_pending(ssl_) == 1;
+}
+
 void Stream::release_tls_buffers() {
     if (ssl_ != nullptr) {
         SSL_free_buffers(ssl_);  // refused (harmlessly) while a record is half read

@@ -20,6 +20,7 @@
 
 #include <array>
 #include <chrono>
+#include <utility>
 
 struct ssl_st;
 #include <cstdint>
@@ -56,6 +57,12 @@ class Stream {
     /// bytes over the socket; the I/O funnels (http_io.hpp) drive it.
     void use_tls(ssl_st* ssl);
     ssl_st* tls() const { return ssl_; }
+    /// Hands the SSL object over (to the stream that takes the socket next);
+    /// this stream is plain from now on.
+    ssl_st* release_tls() { return std::exchange(ssl_, nullptr); }
+    /// OpenSSL holds bytes read from the socket that it has not returned yet
+    /// (a partial record): the socket's readiness alone does not tell of them.
+    bool tls_pending() const;
     /// An idle connection gives OpenSSL's read and write buffers back (it
     /// takes them again for its next record).
     void release_tls_buffers();

@@ -20,6 +20,8 @@
 
 #include <atomic>
 #include <fstream>
+#include <memory>
+#include <vector>
 
 namespace bgs::test {
 namespace {
@@ -294,6 +296,43 @@ TEST(TlsTest, AnSseStreamOverTlsIsDrainedWithItsLastChunkAndCloseNotify) {
     }
     EXPECT_NE(got.find("\r\n0\r\n\r\n"), std::string::npos) << "the terminating chunk: " << got;
     EXPECT_TRUE(c.got_close_notify());
+}
+
+// Idle TLS keep-alive connections park as plain ones do (their SSL object,
+// its buffers given back, waits with the socket; bgswitch_idle_connections
+// counts them), come back for their next request on the same TLS session,
+// and a shutdown closes them with close_notify.
+TEST(TlsTest, IdleTlsConnectionsParkAndComeBack) {
+    ScriptedUpstream blue(ScriptedUpstream::app("blue"));
+    ScriptedUpstream green(ScriptedUpstream::app("green"));
+    RunningProxy proxy(tls_config(blue.port(), green.port(), shop_and_api()));
+    auto idle_count = [&] {
+        const auto m = metrics_of(proxy);
+        const auto at = m.find("\nbgswitch_idle_connections ");
+        return at == std::string::npos ? -1 : std::stoi(m.substr(at + 27));
+    };
+    std::vector<std::unique_ptr<TlsClient>> clients;
+    for (int i = 0; i < 5; ++i) {
+        clients.push_back(std::make_unique<TlsClient>(proxy.port(), TlsClient::Options{}));
+        ASSERT_TRUE(clients.back()->ok()) << clients.back()->error();
+        EXPECT_EQ(clients.back()->exchange(kGet).first, 200);
+    }
+    EXPECT_TRUE(eventually([&] { return idle_count() == 5; })) << idle_count();
+    for (auto& c : clients) {
+        const auto [status, body] = c->exchange(kGet);
+        EXPECT_EQ(status, 200);
+        EXPECT_EQ(body, "blue");
+    }
+    EXPECT_TRUE(eventually([&] { return idle_count() == 5; })) << idle_count();
+    const auto m = metrics_of(proxy);
+    EXPECT_NE(m.find("bgswitch_tls_handshakes_total{listener=\"127.0.0.1:0\",result=\"ok\"} 5"),
+              std::string::npos)
+        << "a parked connection comes back without a new handshake";
+    proxy.server.reset();  // shutdown: parked connections close
+    for (auto& c : clients) {
+        EXPECT_EQ(c->read_some(5s), "");
+        EXPECT_TRUE(c->got_close_notify());
+    }
 }
 
 // A keep-alive connection that the idle timeout ends, and one whose client
