@@ -6,7 +6,7 @@
 //
 //   node page.test.mjs BGSWITCH_BINARY ARTIFACT_DIR
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -36,12 +36,27 @@ const children = [];
 const cleanup = () => { for (const c of children) c.kill('SIGTERM'); };
 process.on('exit', cleanup);
 
-function freePort() {
-  return new Promise((resolve, reject) => {
+// A free port below the kernel's ephemeral range (as the C++ tests' dead_port):
+// one from inside it could be taken by an outgoing connection of a test running
+// beside this one before bgswitch binds it.
+function tryPort(port) {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-    s.on('error', reject);
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
+}
+
+async function freePort() {
+  let low = 32768;
+  try {
+    low = parseInt(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8'), 10) || low;
+  } catch { /* the usual default */ }
+  for (let attempt = 0; attempt < 100; ++attempt) {
+    const port = low - 3700 + Math.floor(Math.random() * 3600);
+    if (await tryPort(port)) return port;
+  }
+  throw new Error('no free port below the ephemeral range');
 }
 
 function start(args, name) {

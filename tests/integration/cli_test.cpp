@@ -657,7 +657,11 @@ struct DeployBed {
                 }
             },
             10s);
-        EXPECT_TRUE(up) << "bgswitch run did not start";
+        if (!up) {
+            // What it said (a port taken, a start refused) is the diagnosis.
+            ::kill(proxy.pid, SIGTERM);
+            ADD_FAILURE() << "bgswitch run did not start: " << proxy.output.read_to_eof(3s);
+        }
     }
     ~DeployBed() {
         for (const char* c : {"blue", "green"}) {

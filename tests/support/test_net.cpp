@@ -14,6 +14,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <random>
 
 namespace bgs::test {
 namespace {
@@ -297,7 +298,46 @@ std::optional<Message> read_request(Socket& s, Ms timeout) {
     return m;
 }
 
+namespace {
+
+// True when nothing on 127.0.0.1 holds `port` (bound, listening, connected,
+// or in TIME_WAIT: no SO_REUSEADDR here, so this errs on the side of "taken").
+bool port_free(std::uint16_t port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    return ok;
+}
+
+// The lowest port the kernel hands to outgoing connections.
+int ephemeral_low() {
+    std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+    int low = 0;
+    return in >> low ? low : 0;
+}
+
+}  // namespace
+
 std::uint16_t dead_port() {
+    // Chosen below the ephemeral range: a port from inside it (what bind(0)
+    // returns) can be taken by any outgoing connection of a parallel test
+    // before the process it was meant for binds it. At random, so that test
+    // processes running side by side rarely pick the same one.
+    static const int low = ephemeral_low();
+    if (low > 8000) {
+        thread_local std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+        std::uniform_int_distribution<int> pick(low - 3700, low - 100);
+        for (int attempt = 0; attempt < 100; ++attempt) {
+            const auto port = static_cast<std::uint16_t>(pick(rng));
+            if (port_free(port)) {
+                return port;
+            }
+        }
+    }
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;

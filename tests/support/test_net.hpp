@@ -83,7 +83,8 @@ Message read_response(Socket& s, Ms timeout = 5s, bool head_request = false);
 /// before any byte.
 std::optional<Message> read_request(Socket& s, Ms timeout = 5s);
 
-/// A port on 127.0.0.1 where nothing listens (bound, then closed).
+/// A port on 127.0.0.1 where nothing listens (found free, then let go), below
+/// the kernel's ephemeral range so that no outgoing connection takes it meanwhile.
 std::uint16_t dead_port();
 
 /// Resident and peak memory of this process, in KiB (from /proc/self/status).
