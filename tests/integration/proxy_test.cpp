@@ -165,11 +165,7 @@ TEST(ProxyTest, IdleKeepAliveConnectionsParkAndComeBack) {
     auto cfg = test_config({up.port()});
     cfg.admin.token = "park";
     RunningProxy proxy(std::move(cfg));
-    auto idle_count = [&] {
-        const auto m = admin_call(proxy.server->admin_port(), "GET", "/metrics").body;
-        const auto at = m.find("\nbgswitch_idle_connections ");
-        return at == std::string::npos ? -1 : std::stoi(m.substr(at + 27));
-    };
+    auto idle_count = [&] { return metric_value(proxy, "bgswitch_idle_connections"); };
     std::vector<Socket> clients;
     for (int i = 0; i < 20; ++i) {
         clients.push_back(Socket::connect(proxy.port()));

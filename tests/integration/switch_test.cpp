@@ -150,11 +150,7 @@ TEST(DrainTest, AParkedWebSocketResumesAndDrainsAtAFrameBoundary) {
     ScriptedUpstream blue(ws_app("blue", blue_log));
     ScriptedUpstream green(ws_app("green", green_log));
     RunningProxy proxy(switch_config(blue.port(), green.port(), std::chrono::seconds(1)));
-    auto idle_tunnels = [&] {
-        const auto m = admin_call(proxy.server->admin_port(), "GET", "/metrics").body;
-        const auto at = m.find("\nbgswitch_idle_tunnels ");
-        return at == std::string::npos ? -1 : std::stoi(m.substr(at + 23));
-    };
+    auto idle_tunnels = [&] { return metric_value(proxy, "bgswitch_idle_tunnels"); };
     auto ws = open_websocket(proxy.port());
     ASSERT_TRUE(eventually([&] { return idle_tunnels() == 1; })) << idle_tunnels();
     ws.send(client_text("after a park"));

@@ -306,11 +306,7 @@ TEST(TlsTest, IdleTlsConnectionsParkAndComeBack) {
     ScriptedUpstream blue(ScriptedUpstream::app("blue"));
     ScriptedUpstream green(ScriptedUpstream::app("green"));
     RunningProxy proxy(tls_config(blue.port(), green.port(), shop_and_api()));
-    auto idle_count = [&] {
-        const auto m = metrics_of(proxy);
-        const auto at = m.find("\nbgswitch_idle_connections ");
-        return at == std::string::npos ? -1 : std::stoi(m.substr(at + 27));
-    };
+    auto idle_count = [&] { return metric_value(proxy, "bgswitch_idle_connections"); };
     std::vector<std::unique_ptr<TlsClient>> clients;
     for (int i = 0; i < 5; ++i) {
         clients.push_back(std::make_unique<TlsClient>(proxy.port(), TlsClient::Options{}));

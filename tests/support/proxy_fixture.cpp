@@ -94,6 +94,14 @@ AdminAnswer admin_call(std::uint16_t port, const std::string& method, const std:
     return {m.status, m.body, m.header("Content-Type").value_or("")};
 }
 
+long long metric_value(RunningProxy& proxy, std::string_view name) {
+    const auto m = admin_call(proxy.server->admin_port(), "GET", "/metrics").body;
+    std::string line_start = "\n";
+    line_start.append(name).push_back(' ');
+    const auto at = m.find(line_start);
+    return at == std::string::npos ? -1 : std::stoll(m.substr(at + name.size() + 2));
+}
+
 RunningProxy::RunningProxy(config::Config cfg, NameResolver resolver, std::string config_file)
     : server(
           std::make_unique<Server>(std::move(cfg), std::move(resolver), std::move(config_file))) {

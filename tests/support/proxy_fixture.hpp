@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -41,6 +42,10 @@ struct RunningProxy {
     std::uint16_t port() const { return server->listen_ports().front(); }
     std::unique_ptr<Server> server;
 };
+
+/// The value of the unlabelled metric `name` on the proxy's /metrics (a
+/// gauge such as bgswitch_idle_connections); -1 when it is not there.
+long long metric_value(RunningProxy& proxy, std::string_view name);
 
 /// Keep-alive clients sending GET `path` in a loop until stopped, each on
 /// its own connection (a new one after the proxy closed one between
